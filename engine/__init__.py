@@ -1,0 +1,1 @@
+"""The aisci engine: headless, asyncio-driven, never imports the TUI or textual."""

@@ -1,0 +1,346 @@
+"""Typed configuration: ``<lab>/aisci.toml``, then ``~/.config/aisci/config.toml``, then
+defaults, with command-line overrides on top.
+
+Every constant of the reference pipeline is a setting here with the reference value as
+its default. Each layer is validated on its own so an error names the file that holds
+the bad value; the effective configuration remembers where every value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+import platformdirs
+
+LAB_CONFIG_NAME = "aisci.toml"
+
+
+class ConfigError(ValueError):
+    """One bad configuration value: ``file:key: problem``."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{source}:{key}: {problem}" if key else f"{source}: {problem}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GeneralSettings(_Section):
+    template: str = "grokking"
+    auto_approve: bool = False
+    smoke: bool = False
+    """Run templates in their smoke setting (seconds on a CPU)."""
+
+
+class ModelSettings(_Section):
+    """Model per stage, as ``provider:model``; a stage left empty uses ``default``."""
+
+    default: str = "anthropic:claude-sonnet-4-5"
+    ideate: str | None = None
+    novelty: str | None = None
+    experiment: str | None = None
+    plot: str | None = None
+    write: str | None = None
+    cite: str | None = None
+    review: str | None = None
+    improve: str | None = None
+
+    def for_stage(self, stage: str) -> str:
+        value = getattr(self, stage, None) if stage in type(self).model_fields else None
+        return value or self.default
+
+
+class EndpointSettings(_Section):
+    """An OpenAI-compatible endpoint (DeepSeek, OpenRouter, vLLM, Ollama, llama.cpp)."""
+
+    base_url: str
+    api_key_env: str | None = None
+
+
+class LLMSettings(_Section):
+    max_tries: int = Field(6, ge=1, le=20)
+    backoff_base_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    retry_after_cap_s: float = Field(120.0, gt=0)
+    call_deadline_s: float = Field(900.0, gt=0)
+    stream_restarts: int = Field(2, ge=0, le=10)
+    max_tokens: int = Field(8192, ge=16)
+    temperature: float = Field(0.75, ge=0, le=2)
+    json_repairs: int = Field(1, ge=0, le=5)
+    request_timeout_s: float = Field(300.0, gt=0)
+    endpoints: dict[str, EndpointSettings] = Field(default_factory=dict)
+    """Named OpenAI-compatible endpoints: ``[llm.endpoints.deepseek] base_url=...``."""
+
+
+class IdeationSettings(_Section):
+    num_ideas: int = Field(50, ge=1, le=10000)
+    reflection_rounds: int = Field(3, ge=1, le=20)
+    """Draft plus reflections, in total; the model may stop early with "I am done"."""
+    duplicate_similarity: float = Field(0.8, gt=0, le=1)
+
+
+class NoveltySettings(_Section):
+    enabled: bool = True
+    max_rounds: int = Field(10, ge=1, le=50)
+    results_per_query: int = Field(10, ge=1, le=100)
+    require_novel_for_auto_approve: bool = True
+    deadline_s: float = Field(600.0, gt=0)
+
+
+class LiteratureSettings(_Section):
+    sources: list[Literal["semantic_scholar", "openalex", "offline"]] = Field(
+        default_factory=lambda: ["semantic_scholar", "openalex"]
+    )
+    semantic_scholar_url: str = "https://api.semanticscholar.org/graph/v1"
+    openalex_url: str = "https://api.openalex.org"
+    openalex_email: str | None = None
+    offline_fixture: str | None = None
+    requests_per_s_without_key: float = Field(1.0, gt=0)
+    requests_per_s_with_key: float = Field(10.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    breaker_threshold: int = Field(3, ge=1, le=50)
+    breaker_cooldown_s: float = Field(60.0, ge=0)
+    request_timeout_s: float = Field(20.0, gt=0)
+    cache_ttl_days: float = Field(30.0, ge=0)
+
+
+class ExperimentSettings(_Section):
+    max_runs: int = Field(5, ge=1, le=50)
+    max_attempts: int = Field(4, ge=1, le=20)
+    run_timeout_s: float = Field(7200.0, gt=0)
+    stderr_tail_chars: int = Field(1500, ge=100)
+    stall_after_s: float = Field(900.0, gt=0)
+    max_tool_turns: int = Field(30, ge=1, le=500)
+    """Bound on edit-tool calls per run attempt."""
+
+
+class PlotSettings(_Section):
+    timeout_s: float = Field(600.0, gt=0)
+    max_attempts: int = Field(4, ge=1, le=20)
+
+
+class WriteupSettings(_Section):
+    citation_rounds: int = Field(20, ge=0, le=100)
+    section_refinements: int = Field(1, ge=0, le=5)
+    chktex_rounds: int = Field(5, ge=0, le=20)
+    compile_fix_rounds: int = Field(5, ge=0, le=20)
+    compile_timeout_s: float = Field(300.0, gt=0)
+    integrity_correction_rounds: int = Field(1, ge=0, le=5)
+
+
+class ReviewSettings(_Section):
+    ensemble: int = Field(5, ge=1, le=20)
+    temperature: float = Field(0.75, ge=0, le=2)
+    reflection_rounds: int = Field(5, ge=0, le=20)
+    meta_review: bool = True
+    use_images: bool = False
+    few_shot_dir: str | None = None
+    improve: bool = False
+
+
+class BudgetSettings(_Section):
+    lab_usd: float | None = Field(None, ge=0)
+    idea_usd: float | None = Field(None, ge=0)
+
+
+class SandboxSettings(_Section):
+    mode: Literal["auto", "bwrap", "landlock", "none"] = "auto"
+    require_isolation: bool = False
+    grace_period_s: float = Field(5.0, ge=0)
+    max_processes: int = Field(512, ge=8)
+    max_file_size_mb: int = Field(4096, ge=1)
+    max_rss_mb: int | None = Field(None, ge=64)
+    allow_network: bool = False
+    extra_env: list[str] = Field(default_factory=list)
+    """Names of extra environment variables passed to experiments (never secrets)."""
+
+
+class SchedulerSettings(_Section):
+    gpus: list[int] | None = None
+    """GPU indices to use; None = every visible GPU (NVML) or CPU slots when none."""
+    parallel: int = Field(1, ge=1, le=64)
+    """Concurrent experiments when running on CPU slots."""
+    max_llm_tasks: int = Field(8, ge=1, le=256)
+
+
+class TUISettings(_Section):
+    theme: str = "aisci-dark"
+    image_protocol: Literal["auto", "sixel", "kitty", "halfcell", "none"] = "auto"
+    keys: dict[str, str] = Field(default_factory=dict)
+    """Binding id -> key, e.g. ``approve-idea = "A"``."""
+    log_buffer_lines: int = Field(5000, ge=100)
+
+
+class Settings(_Section):
+    general: GeneralSettings = Field(default_factory=GeneralSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    ideation: IdeationSettings = Field(default_factory=IdeationSettings)
+    novelty: NoveltySettings = Field(default_factory=NoveltySettings)
+    literature: LiteratureSettings = Field(default_factory=LiteratureSettings)
+    experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
+    plot: PlotSettings = Field(default_factory=PlotSettings)
+    writeup: WriteupSettings = Field(default_factory=WriteupSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    tui: TUISettings = Field(default_factory=TUISettings)
+
+    @field_validator("models")
+    @classmethod
+    def _models_have_provider(cls, v: ModelSettings) -> ModelSettings:
+        for name, value in v.model_dump().items():
+            if value is not None and ":" not in value:
+                raise ValueError(f"models.{name} = {value!r}: expected 'provider:model'")
+        return v
+
+
+def user_config_path() -> Path:
+    override = os.environ.get("AISCI_USER_CONFIG")
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_config_dir("aisci", appauthor=False)) / "config.toml"
+
+
+class EffectiveConfig:
+    """The merged settings plus, for every dotted key, where its value came from."""
+
+    def __init__(self, settings: Settings, origins: dict[str, str]) -> None:
+        self.settings = settings
+        self.origins = origins
+
+    def origin(self, dotted: str) -> str:
+        return self.origins.get(dotted, "default")
+
+    def rows(self) -> list[tuple[str, Any, str]]:
+        out: list[tuple[str, Any, str]] = []
+        for key, value in _flatten(self.settings.model_dump(mode="json")).items():
+            out.append((key, value, self.origin(key)))
+        return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        # Free-form maps (endpoints, keys) are shown as one value.
+        if isinstance(v, dict) and v and k not in ("endpoints", "keys"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _describe_error(err: dict[str, Any]) -> tuple[str, str]:
+    key = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return key, "unknown key"
+    if kind == "missing":
+        return key, "required key is missing"
+    msg = err["msg"]
+    inp = err.get("input")
+    if not isinstance(inp, dict | list):
+        msg = f"{msg} (got {inp!r})"
+    return key, msg
+
+
+def validate_layer(data: dict[str, Any], source: str) -> None:
+    """Validate one layer on its own, raising ConfigError naming ``source``."""
+    try:
+        Settings.model_validate(data)
+    except ValidationError as exc:
+        key, problem = _describe_error(exc.errors()[0])
+        raise ConfigError(source, key, problem) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any], source: str, origins: dict[str, str],
+           prefix: str = "") -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("endpoints", "keys"):
+            out[k] = _merge(out[k], v, source, origins, key + ".")
+        else:
+            out[k] = v
+            if isinstance(v, dict) and v and k not in ("endpoints", "keys"):
+                for sub in _flatten(v, key + "."):
+                    origins[sub] = source
+            else:
+                origins[key] = source
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``section.key=value`` (value in TOML syntax, bare words taken as strings)."""
+    if "=" not in text:
+        raise ConfigError("command line", text, "expected section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    parts = dotted.split(".")
+    out: dict[str, Any] = {parts[-1]: value}
+    for p in reversed(parts[:-1]):
+        out = {p: out}
+    return out
+
+
+def load_config(lab_dir: Path | None = None, overrides: dict[str, Any] | None = None,
+                user_config: Path | None = None) -> EffectiveConfig:
+    """Merge defaults < user config < lab config < overrides (dotted keys)."""
+    origins: dict[str, str] = {}
+    merged: dict[str, Any] = {}
+    layers: list[tuple[str, dict[str, Any]]] = []
+    ucfg = user_config if user_config is not None else user_config_path()
+    if ucfg.is_file():
+        layers.append((str(ucfg), read_toml(ucfg)))
+    if lab_dir is not None:
+        lcfg = Path(lab_dir) / LAB_CONFIG_NAME
+        if lcfg.is_file():
+            layers.append((str(lcfg), read_toml(lcfg)))
+    if overrides:
+        cli: dict[str, Any] = {}
+        for dotted, value in overrides.items():
+            cli = _merge(cli, _nest(dotted, value), "command line", {})
+        layers.append(("command line", cli))
+    for source, data in layers:
+        validate_layer(data, source)
+        merged = _merge(merged, data, source, origins)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:  # pragma: no cover - each layer already validated
+        key, problem = _describe_error(exc.errors()[0])
+        raise ConfigError("merged configuration", key, problem) from None
+    return EffectiveConfig(settings, origins)

@@ -1,0 +1,155 @@
+"""Preflight checks: what this machine offers the configured pipeline.
+
+Each check yields one line (ok / warn / fail). ``fail`` means something the configured
+pipeline needs is missing; the CLI exits non-zero then. API keys are reported as present
+or absent, never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from aisci.engine.config import Settings
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+
+
+PROVIDER_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+
+
+def _version(cmd: list[str]) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0] if text else ""
+
+
+def check_python() -> Check:
+    v = sys.version_info
+    ok = v >= (3, 11)
+    return Check("python", "ok" if ok else "fail", f"{sys.version.split()[0]} ({sys.executable})")
+
+
+def check_torch() -> list[Check]:
+    try:
+        import torch
+    except ImportError:
+        return [Check("torch", "fail", "not installed: pip install torch")]
+    checks = [Check("torch", "ok", torch.__version__)]
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        checks.append(Check("gpu", "ok", f"{len(names)} CUDA device(s): {', '.join(names)}"))
+    else:
+        checks.append(Check("gpu", "warn", "no CUDA device: experiments run on the CPU"))
+    return checks
+
+
+def check_tex() -> list[Check]:
+    out = []
+    for tool in ("pdflatex", "bibtex", "latexmk", "chktex"):
+        path = shutil.which(tool)
+        if path:
+            out.append(Check(tool, "ok", _version([tool, "--version"]) or path))
+        else:
+            out.append(Check(tool, "fail" if tool in ("pdflatex", "bibtex") else "warn",
+                             "not found: the write stage needs TeX Live "
+                             "(apt-get install texlive-latex-extra latexmk chktex)"))
+    return out
+
+
+def check_isolation(settings: Settings) -> Check:
+    try:
+        from aisci.engine.sandbox import probe_isolation
+    except ImportError:
+        probe_isolation = None
+    if probe_isolation is not None:
+        level, detail = probe_isolation(settings.sandbox)
+    else:
+        level, detail = _probe_bwrap()
+    need = settings.sandbox.require_isolation
+    status = "ok" if level in ("bwrap",) else ("fail" if need else "warn")
+    return Check("isolation", status, f"{level}: {detail}")
+
+
+def _probe_bwrap() -> tuple[str, str]:
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        return "process-group", "bubblewrap not installed (apt-get install bubblewrap)"
+    r = subprocess.run([bwrap, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent",
+                        "true"], capture_output=True, text=True, timeout=10)
+    if r.returncode == 0:
+        return "bwrap", "bubblewrap works (no network, read-only system)"
+    return "process-group", f"bubblewrap blocked: {r.stderr.strip()[:120]}"
+
+
+def check_git() -> Check:
+    path = shutil.which("git")
+    if not path:
+        return Check("git", "fail", "not found: every idea is a git repository")
+    return Check("git", "ok", _version(["git", "--version"]) or path)
+
+
+def check_keys(settings: Settings) -> list[Check]:
+    out = []
+    models = {v for v in settings.models.model_dump().values() if v}
+    providers = {m.split(":", 1)[0] for m in models}
+    for prov, var in PROVIDER_KEYS.items():
+        present = bool(os.environ.get(var))
+        needed = prov in providers
+        status = "ok" if present else ("fail" if needed else "warn")
+        out.append(Check(var, status, ("present" if present else "absent")
+                         + (" (needed by the configured models)" if needed else "")))
+    for name, ep in settings.llm.endpoints.items():
+        if name in providers and ep.api_key_env:
+            present = bool(os.environ.get(ep.api_key_env))
+            out.append(Check(ep.api_key_env, "ok" if present else "fail",
+                             f"{'present' if present else 'absent'} (endpoint {name})"))
+    s2 = bool(os.environ.get("S2_API_KEY"))
+    out.append(Check("S2_API_KEY", "ok" if s2 else "warn",
+                     "present" if s2 else "absent: Semantic Scholar limited to 1 request/s"))
+    return out
+
+
+def check_graphics(settings: Settings) -> Check:
+    forced = settings.tui.image_protocol
+    term = os.environ.get("TERM", "")
+    prog = os.environ.get("TERM_PROGRAM", "")
+    if forced != "auto":
+        return Check("graphics", "ok", f"{forced} (set in config)")
+    if "kitty" in term or prog in ("WezTerm", "ghostty"):
+        guess = "kitty"
+    elif os.environ.get("TMUX"):
+        guess = "halfcell (inside tmux) or sixel with tmux >= 3.4"
+    else:
+        guess = "sixel if the terminal answers the probe, else halfcell"
+    return Check("graphics", "ok", f"auto: {guess} (TERM={term or '?'})")
+
+
+def check_lab(lab: Path) -> Check:
+    try:
+        lab.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=lab, prefix=".aisci-doctor-"):
+            pass
+    except OSError as exc:
+        return Check("lab", "fail", f"{lab} is not writable: {exc.strerror}")
+    return Check("lab", "ok", f"{lab} is writable")
+
+
+def run_checks(settings: Settings, lab: Path) -> list[Check]:
+    checks = [check_python(), *check_torch(), check_git(), *check_tex(),
+              check_isolation(settings), *check_keys(settings), check_graphics(settings),
+              check_lab(lab)]
+    return checks

@@ -1,0 +1,158 @@
+"""Provider-neutral request/response types and the error taxonomy the retry policy uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    tool_call_id: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class Message:
+    """One conversation turn. A user turn may carry tool results; an assistant turn may
+    carry tool calls. Providers translate this into their own wire shapes."""
+
+    role: Literal["user", "assistant"]
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_results: tuple[ToolResult, ...] = ()
+    images: tuple[bytes, ...] = ()
+    """PNG images attached to a user turn (multimodal review)."""
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens,
+                     self.output_tokens + other.output_tokens,
+                     self.cache_read_tokens + other.cache_read_tokens,
+                     self.cache_write_tokens + other.cache_write_tokens)
+
+
+@dataclass
+class LLMRequest:
+    system: str
+    messages: list[Message]
+    tools: list[ToolSpec] = field(default_factory=list)
+    temperature: float | None = None
+    max_tokens: int | None = None
+    step: str = ""
+    """Deterministic name of this call inside its stage (``idea-3/round-2``); the scripted
+    provider looks answers up by ``<stage>/<step>``, so steps must not depend on counters
+    that reset on resume."""
+    cache_prefix_messages: int = 0
+    """How many leading messages (after the system prompt) are a stable prefix worth
+    caching (Anthropic ``cache_control``). The system prompt is always cached."""
+
+
+@dataclass
+class LLMResponse:
+    text: str
+    tool_calls: list[ToolCall]
+    usage: Usage
+    stop_reason: str | None
+    provider: str
+    model: str
+
+    def as_message(self) -> Message:
+        return Message(role="assistant", text=self.text, tool_calls=tuple(self.tool_calls))
+
+
+TextCallback = Callable[[str], None]
+
+
+class Provider(Protocol):
+    """One attempt at one call. Raises an :class:`LLMError` subclass on failure; the
+    client owns retries, deadlines, recording and budgets."""
+
+    provider: str
+    model: str
+
+    async def complete(self, request: LLMRequest, stage: str,
+                       on_text: TextCallback | None) -> LLMResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LLMError(RuntimeError):
+    """A failed call. ``retryable`` tells the client whether trying again can help."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RateLimited(LLMError):
+    retryable = True
+
+
+class Overloaded(LLMError):
+    retryable = True
+
+
+class ServerError(LLMError):
+    retryable = True
+
+
+class ConnectionFailed(LLMError):
+    retryable = True
+
+
+class StreamInterrupted(LLMError):
+    """The stream broke after it started; the call is restarted from the beginning."""
+
+    retryable = True
+
+
+class AuthError(LLMError):
+    pass
+
+
+class QuotaExceeded(LLMError):
+    """Spend limit / insufficient quota: retrying cannot help."""
+
+
+class BadRequest(LLMError):
+    pass
+
+
+class DeadlineExceeded(LLMError):
+    pass
+
+
+class ScriptMissing(LLMError):
+    """The scripted cassette has no answer for this request."""
+
+
+class MalformedOutput(LLMError):
+    """A stage's structured reply could not be parsed even after the repair request."""

@@ -1,0 +1,311 @@
+"""The LLM client every stage uses: provider selection per stage, a bounded retry policy,
+an overall deadline, budget checks before each call, streaming to events, recording of
+every call (tokens, latency, cost) in the store, and JSON replies validated by schemas
+with one bounded repair request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aisci.engine import events as ev
+from aisci.engine.config import Settings
+from aisci.engine.events import EventBus
+from aisci.engine.llm.base import (
+    DeadlineExceeded,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    MalformedOutput,
+    Message,
+    Provider,
+    TextCallback,
+)
+from aisci.engine.llm.pricing import PriceTable
+from aisci.engine.store import LabStore
+from pydantic import BaseModel, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class BudgetExceeded(LLMError):
+    """The next call would cross a budget; it was not made. The stage should pause."""
+
+    def __init__(self, scope: str, idea_id: int | None, spent: float, budget: float) -> None:
+        super().__init__(f"{scope} budget reached: ${spent:.4f} spent of ${budget:.2f}")
+        self.scope = scope
+        self.idea_id = idea_id
+        self.spent = spent
+        self.budget = budget
+
+
+ProviderFactory = Callable[[str], Provider]
+
+
+class LLMClient:
+    """Shared by all stages of one engine. Providers are created lazily per model spec."""
+
+    def __init__(self, settings: Settings, store: LabStore | None, bus: EventBus | None,
+                 *, provider_factory: ProviderFactory | None = None,
+                 prices: PriceTable | None = None,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.prices = prices or PriceTable.load()
+        self._factory = provider_factory
+        self._providers: dict[str, Provider] = {}
+        self._sleep = sleep
+        self._budget_lock = asyncio.Lock()
+
+    # -- providers -----------------------------------------------------------------------
+    def provider_for(self, spec: str) -> Provider:
+        prov = self._providers.get(spec)
+        if prov is None:
+            if self._factory is not None:
+                prov = self._factory(spec)
+            else:
+                from aisci.engine.llm.providers import make_provider
+                prov = make_provider(spec, self.settings)
+            self._providers[spec] = prov
+        return prov
+
+    def model_for_stage(self, stage: str) -> str:
+        return self.settings.models.for_stage(stage)
+
+    def for_stage(self, stage: str, idea_id: int | None = None) -> StageLLM:
+        return StageLLM(self, stage, idea_id)
+
+    async def aclose(self) -> None:
+        for p in self._providers.values():
+            await p.aclose()
+        self._providers.clear()
+
+    # -- budget --------------------------------------------------------------------------
+    def check_budget(self, idea_id: int | None, stage: str, estimate_usd: float = 0.0) -> None:
+        """Raise BudgetExceeded (and publish BudgetReached) if the next call would cross a
+        budget. ``estimate_usd`` is the expected cost of the call about to be made."""
+        b = self.settings.budget
+        if self.store is None:
+            return
+        checks: list[tuple[str, int | None, float | None, float]] = []
+        if b.lab_usd is not None:
+            checks.append(("lab", None, b.lab_usd, self.store.spend()))
+        if b.idea_usd is not None and idea_id is not None:
+            checks.append(("idea", idea_id, b.idea_usd, self.store.spend(idea_id)))
+        for scope, iid, budget, spent in checks:
+            assert budget is not None
+            if spent + estimate_usd > budget:
+                if self.bus:
+                    self.bus.publish(ev.BudgetReached(scope=scope, idea_id=iid, spent_usd=spent,
+                                                      budget_usd=budget, stage=stage))
+                raise BudgetExceeded(scope, iid, spent, budget)
+
+    def estimate_cost(self, provider: Provider, request: LLMRequest) -> float:
+        chars = len(request.system) + sum(len(m.text) + sum(len(r.content) for r in m.tool_results)
+                                          for m in request.messages)
+        est_in = chars // 4
+        est_out = min(request.max_tokens or self.settings.llm.max_tokens, 2048)
+        cost = self.prices.cost(provider.provider, provider.model, input_tokens=est_in,
+                                output_tokens=est_out)
+        return cost or 0.0
+
+    # -- calls ---------------------------------------------------------------------------
+    async def chat(self, stage: str, request: LLMRequest, *, idea_id: int | None = None,
+                   on_text: TextCallback | None = None, model: str | None = None) -> LLMResponse:
+        spec = model or self.model_for_stage(stage)
+        provider = self.provider_for(spec)
+        cfg = self.settings.llm
+        call_id = uuid.uuid4().hex[:12]
+        if request.max_tokens is None:
+            request.max_tokens = cfg.max_tokens
+        if request.temperature is None:
+            request.temperature = cfg.temperature
+        async with self._budget_lock:
+            self.check_budget(idea_id, stage, self.estimate_cost(provider, request))
+        self._publish(ev.LLMCallStarted(call_id=call_id, stage=stage, idea_id=idea_id,
+                                        model=spec))
+
+        def stream_cb(text: str) -> None:
+            if on_text:
+                on_text(text)
+            self._publish(ev.LLMStreamed(call_id=call_id, stage=stage, idea_id=idea_id, text=text))
+
+        started = time.monotonic()
+        deadline = started + cfg.call_deadline_s
+        tries = 0
+        stream_restarts = 0
+        last_error: LLMError | None = None
+        while True:
+            tries += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                last_error = DeadlineExceeded(
+                    f"{spec}: no answer within the {cfg.call_deadline_s:.0f} s deadline"
+                    + (f" (last error: {last_error})" if last_error else ""))
+                break
+            try:
+                resp = await asyncio.wait_for(provider.complete(request, stage, stream_cb),
+                                              timeout=remaining)
+            except TimeoutError:
+                last_error = DeadlineExceeded(
+                    f"{spec}: no answer within the {cfg.call_deadline_s:.0f} s deadline")
+                break
+            except LLMError as exc:
+                last_error = exc
+                from aisci.engine.llm.base import StreamInterrupted
+                if isinstance(exc, StreamInterrupted):
+                    stream_restarts += 1
+                    if stream_restarts > cfg.stream_restarts:
+                        break
+                elif not exc.retryable or tries >= cfg.max_tries:
+                    break
+                wait = self._backoff(tries, exc)
+                if time.monotonic() + wait > deadline:
+                    last_error = DeadlineExceeded(
+                        f"{spec}: gave up after {tries} tries, next retry would pass the "
+                        f"{cfg.call_deadline_s:.0f} s deadline (last error: {exc})")
+                    break
+                self._publish(ev.LLMRetry(call_id=call_id, stage=stage, idea_id=idea_id,
+                                          attempt=tries, wait_s=wait, reason=str(exc)))
+                await self._sleep(wait)
+                continue
+            latency = time.monotonic() - started
+            cost = self.prices.cost(provider.provider, provider.model,
+                                    input_tokens=resp.usage.input_tokens,
+                                    output_tokens=resp.usage.output_tokens,
+                                    cache_read_tokens=resp.usage.cache_read_tokens,
+                                    cache_write_tokens=resp.usage.cache_write_tokens)
+            self._record(call_id, stage, idea_id, provider, resp.usage, latency, cost, None, tries)
+            self._publish(ev.LLMCallFinished(
+                call_id=call_id, stage=stage, idea_id=idea_id, model=spec,
+                input_tokens=resp.usage.input_tokens, output_tokens=resp.usage.output_tokens,
+                cache_read_tokens=resp.usage.cache_read_tokens,
+                cache_write_tokens=resp.usage.cache_write_tokens, cost_usd=cost,
+                latency_s=latency))
+            self._publish_cost(idea_id)
+            return resp
+        assert last_error is not None
+        latency = time.monotonic() - started
+        msg = f"{type(last_error).__name__}: {last_error}"
+        self._record(call_id, stage, idea_id, provider, None, latency, None, msg, tries)
+        self._publish(ev.LLMCallFinished(call_id=call_id, stage=stage, idea_id=idea_id,
+                                         model=spec, latency_s=latency, error=msg))
+        raise last_error
+
+    def _backoff(self, tries: int, exc: LLMError) -> float:
+        cfg = self.settings.llm
+        if exc.retry_after is not None:
+            return min(max(exc.retry_after, 0.0), cfg.retry_after_cap_s)
+        base = min(cfg.backoff_max_s, cfg.backoff_base_s * (2 ** (tries - 1)))
+        return base * (0.5 + random.random() / 2)
+
+    def _record(self, call_id: str, stage: str, idea_id: int | None, provider: Provider,
+                usage: Any, latency: float, cost: float | None, error: str | None,
+                tries: int) -> None:
+        if self.store is None:
+            return
+        u = usage
+        self.store.record_llm_call(
+            stage=stage, idea_id=idea_id, provider=provider.provider, model=provider.model,
+            input_tokens=u.input_tokens if u else 0, output_tokens=u.output_tokens if u else 0,
+            cache_read_tokens=u.cache_read_tokens if u else 0,
+            cache_write_tokens=u.cache_write_tokens if u else 0,
+            latency_s=latency, cost_usd=cost, error=error, call_id=call_id, tries=tries)
+
+    def _publish(self, event: ev.Event) -> None:
+        if self.bus is not None:
+            self.bus.publish(event)
+
+    def _publish_cost(self, idea_id: int | None) -> None:
+        if self.bus is None or self.store is None:
+            return
+        self.bus.publish(ev.CostUpdated(
+            lab_usd=self.store.spend(), idea_id=idea_id,
+            idea_usd=self.store.spend(idea_id) if idea_id is not None else None,
+            unknown_cost_calls=self.store.unknown_cost_calls()))
+
+    async def chat_json(self, stage: str, request: LLMRequest, schema: type[T], *,
+                        idea_id: int | None = None, on_text: TextCallback | None = None,
+                        model: str | None = None) -> tuple[T, LLMResponse]:
+        """Ask for a JSON reply validated against ``schema``; a malformed reply gets
+        ``llm.json_repairs`` repair requests (default one), then MalformedOutput."""
+        resp = await self.chat(stage, request, idea_id=idea_id, on_text=on_text, model=model)
+        repairs = 0
+        while True:
+            try:
+                return parse_json_reply(resp.text, schema), resp
+            except MalformedOutput as exc:
+                if repairs >= self.settings.llm.json_repairs:
+                    raise MalformedOutput(
+                        f"{stage}: the model's reply is not valid {schema.__name__} JSON after "
+                        f"{repairs} repair request(s): {exc}") from None
+                repairs += 1
+                repair = LLMRequest(
+                    system=request.system,
+                    messages=[*request.messages, resp.as_message(), Message(
+                        role="user",
+                        text=("Your previous reply could not be used: "
+                              f"{exc}\nReply again with only the corrected JSON object "
+                              "(in a ```json fenced block), with every required field."))],
+                    temperature=request.temperature, max_tokens=request.max_tokens,
+                    step=f"{request.step}/repair-{repairs}",
+                    cache_prefix_messages=request.cache_prefix_messages)
+                resp = await self.chat(stage, repair, idea_id=idea_id, on_text=on_text,
+                                       model=model)
+
+
+class StageLLM:
+    """A client bound to one stage and idea, so stage code need not repeat them."""
+
+    def __init__(self, client: LLMClient, stage: str, idea_id: int | None) -> None:
+        self.client = client
+        self.stage = stage
+        self.idea_id = idea_id
+
+    async def chat(self, request: LLMRequest, on_text: TextCallback | None = None) -> LLMResponse:
+        return await self.client.chat(self.stage, request, idea_id=self.idea_id, on_text=on_text)
+
+    async def chat_json(self, request: LLMRequest, schema: type[T],
+                        on_text: TextCallback | None = None) -> tuple[T, LLMResponse]:
+        return await self.client.chat_json(self.stage, request, schema, idea_id=self.idea_id,
+                                           on_text=on_text)
+
+
+_FENCE = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
+
+
+def extract_json(text: str) -> Any:
+    """The JSON object in a reply: the last ```json block, else the outermost {...}."""
+    blocks = _FENCE.findall(text)
+    candidates = list(reversed(blocks))
+    start, end = text.find("{"), text.rfind("}")
+    if start != -1 and end > start:
+        candidates.append(text[start:end + 1])
+    if not candidates:
+        raise MalformedOutput("no JSON object found in the reply")
+    last_err = ""
+    for c in candidates:
+        try:
+            return json.loads(c)
+        except json.JSONDecodeError as exc:
+            last_err = f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    raise MalformedOutput(last_err)
+
+
+def parse_json_reply(text: str, schema: type[T]) -> T:
+    data = extract_json(text)
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5])
+        raise MalformedOutput(f"JSON does not match the {schema.__name__} schema: {problems}") \
+            from None

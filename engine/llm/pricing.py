@@ -1,0 +1,69 @@
+"""Cost of a call from a dated price table shipped as data (``engine/data/prices.toml``).
+
+Unknown models cost ``None`` ("unknown"), never a guess.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from aisci.engine.resources import data_dir
+
+
+@dataclass(frozen=True)
+class Price:
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+    """US dollars per million tokens."""
+
+
+class PriceTable:
+    def __init__(self, prices: dict[str, Price], as_of: str, free_providers: set[str]) -> None:
+        self.prices = prices
+        self.as_of = as_of
+        self.free_providers = free_providers
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> PriceTable:
+        path = path or data_dir() / "prices.toml"
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+        prices: dict[str, Price] = {}
+        for key, p in raw.get("models", {}).items():
+            inp = float(p["input"])
+            prices[key] = Price(input=inp, output=float(p["output"]),
+                                cache_write=float(p.get("cache_write", inp)),
+                                cache_read=float(p.get("cache_read", inp)))
+        return cls(prices, str(raw.get("as_of", "")), set(raw.get("free_providers", [])))
+
+    def lookup(self, provider: str, model: str) -> Price | None:
+        for key in (f"{provider}:{model}", model):
+            if key in self.prices:
+                return self.prices[key]
+        # Dated snapshots ("claude-sonnet-4-5-20250929") price like their family.
+        best = None
+        for key, price in self.prices.items():
+            name = key.split(":", 1)[-1]
+            if model.startswith(name) and (best is None or len(name) > len(best[0])):
+                best = (name, price)
+        return best[1] if best else None
+
+    def cost(self, provider: str, model: str, *, input_tokens: int = 0, output_tokens: int = 0,
+             cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> float | None:
+        if provider in self.free_providers:
+            return 0.0
+        price = self.lookup(provider, model)
+        if price is None:
+            return None
+        return (input_tokens * price.input + output_tokens * price.output
+                + cache_read_tokens * price.cache_read
+                + cache_write_tokens * price.cache_write) / 1_000_000

@@ -1,0 +1,527 @@
+"""The lab store: one SQLite database (WAL) at ``<lab>/aisci.db``.
+
+Holds ideas, per-idea stage states, run attempts, LLM calls with cost, the literature
+cache and the event log. One process owns a lab at a time (an advisory lock file records
+its pid); a second process gets :class:`LabInUse` naming that pid, or may open the store
+read-only. Within the owning process the store is safe for asyncio tasks and threads:
+every thread has its own connection and writes are serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "aisci.db"
+LOCK_NAME = "aisci.lock"
+
+
+class LabInUse(RuntimeError):
+    def __init__(self, lab: Path, pid: int | None) -> None:
+        self.pid = pid
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(f"lab {lab} is in use by {who}; open it read-only or stop that process")
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+# Each entry migrates the schema from version i to i+1. Never edit a released entry:
+# append a new one.
+MIGRATIONS: list[str] = [
+    # v1
+    """
+    CREATE TABLE ideas (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        template TEXT NOT NULL,
+        data TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'proposed',
+        novelty TEXT,
+        origin TEXT NOT NULL DEFAULT 'generated',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE idea_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        idea_id INTEGER NOT NULL REFERENCES ideas(id),
+        ts REAL NOT NULL,
+        action TEXT NOT NULL,
+        source TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE TABLE stages (
+        idea_id INTEGER NOT NULL REFERENCES ideas(id),
+        stage TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        started_at REAL,
+        finished_at REAL,
+        detail TEXT,
+        PRIMARY KEY (idea_id, stage)
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        idea_id INTEGER REFERENCES ideas(id),
+        run TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        reason TEXT,
+        started_at REAL,
+        finished_at REAL,
+        duration_s REAL,
+        metrics TEXT,
+        pid INTEGER,
+        pid_start_time REAL,
+        isolation TEXT,
+        limit_s REAL,
+        commit_sha TEXT,
+        log_path TEXT,
+        plan TEXT
+    );
+    CREATE INDEX runs_idea ON runs(idea_id, run, attempt);
+    CREATE TABLE llm_calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        call_id TEXT,
+        stage TEXT NOT NULL,
+        idea_id INTEGER,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        latency_s REAL,
+        cost_usd REAL,
+        error TEXT,
+        tries INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX llm_calls_idea ON llm_calls(idea_id);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,
+        idea_id INTEGER,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE literature_cache (
+        source TEXT NOT NULL,
+        query TEXT NOT NULL,
+        ts REAL NOT NULL,
+        results TEXT NOT NULL,
+        PRIMARY KEY (source, query)
+    );
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass
+class IdeaRow:
+    id: int
+    name: str
+    template: str
+    data: dict[str, Any]
+    status: str
+    novelty: dict[str, Any] | None
+    origin: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass
+class RunRow:
+    id: int
+    idea_id: int | None
+    run: str
+    attempt: int
+    kind: str
+    status: str
+    exit_code: int | None
+    reason: str | None
+    started_at: float | None
+    finished_at: float | None
+    duration_s: float | None
+    metrics: dict[str, Any] | None
+    pid: int | None
+    pid_start_time: float | None
+    isolation: str | None
+    limit_s: float | None
+    commit_sha: str | None
+    log_path: str | None
+    plan: str | None
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class LabStore:
+    """Access to ``aisci.db``. Use :meth:`open` (takes the lab lock) or ``read_only=True``."""
+
+    def __init__(self, lab_dir: Path, *, read_only: bool = False, lock: bool = True) -> None:
+        self.lab_dir = Path(lab_dir)
+        self.path = self.lab_dir / DB_NAME
+        self.read_only = read_only
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._lock_fh: Any = None
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        if read_only:
+            if not self.path.exists():
+                raise StoreError(f"{self.path}: no lab database here (expected aisci.db)")
+        else:
+            self.lab_dir.mkdir(parents=True, exist_ok=True)
+            if lock:
+                self._acquire_lock()
+            self._migrate()
+
+    # -- locking -------------------------------------------------------------------------
+    def _acquire_lock(self) -> None:
+        path = self.lab_dir / LOCK_NAME
+        fh = open(path, "a+")  # noqa: SIM115 - held for the store's lifetime
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            text = fh.read().strip()
+            fh.close()
+            raise LabInUse(self.lab_dir, int(text) if text.isdigit() else None) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock_fh = fh
+
+    @staticmethod
+    def lock_holder(lab_dir: Path) -> int | None:
+        """The pid holding the lab lock, or None when the lab is free."""
+        path = Path(lab_dir) / LOCK_NAME
+        if not path.exists():
+            return None
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                text = fh.read().strip()
+                return int(text) if text.isdigit() else -1
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return None
+
+    # -- connections ---------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.read_only:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
+                                       check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; serialised across this process's threads."""
+        if self.read_only:
+            raise StoreError(f"{self.path}: opened read-only")
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, params).fetchall()
+
+    def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> int:
+        """Run one write statement; returns lastrowid."""
+        with self.transaction() as conn:
+            cur = conn.execute(sql, params)
+            return int(cur.lastrowid or 0)
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for c in self._conns:
+                with contextlib.suppress(sqlite3.Error):
+                    c.close()
+            self._conns.clear()
+        self._local = threading.local()
+        if self._lock_fh is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def __enter__(self) -> LabStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        with self._write_lock:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: schema version {version} is newer than this aisci "
+                    f"({SCHEMA_VERSION}); upgrade aisci")
+            for i in range(version, SCHEMA_VERSION):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in MIGRATIONS[i].split(";"):
+                        if stmt.strip():
+                            conn.execute(stmt)
+                    conn.execute(f"PRAGMA user_version = {i + 1}")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        return int(self.query("PRAGMA user_version")[0][0])
+
+    def integrity_check(self) -> str:
+        return str(self.query("PRAGMA integrity_check")[0][0])
+
+    # -- ideas ---------------------------------------------------------------------------
+    def add_idea(self, name: str, template: str, data: dict[str, Any], *,
+                 status: str = "proposed", origin: str = "generated",
+                 source: str = "auto") -> int:
+        now = time.time()
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO ideas(name, template, data, status, origin, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (name, template, json.dumps(data), status, origin, now, now))
+            idea_id = int(cur.lastrowid or 0)
+            conn.execute(
+                "INSERT INTO idea_history(idea_id, ts, action, source, detail) VALUES (?,?,?,?,?)",
+                (idea_id, now, "created", source, json.dumps({"status": status})))
+        return idea_id
+
+    def _idea(self, row: sqlite3.Row) -> IdeaRow:
+        return IdeaRow(id=row["id"], name=row["name"], template=row["template"],
+                       data=json.loads(row["data"]), status=row["status"],
+                       novelty=_loads(row["novelty"]), origin=row["origin"],
+                       created_at=row["created_at"], updated_at=row["updated_at"])
+
+    def get_idea(self, idea_id: int) -> IdeaRow | None:
+        rows = self.query("SELECT * FROM ideas WHERE id=?", (idea_id,))
+        return self._idea(rows[0]) if rows else None
+
+    def find_idea(self, key: str | int) -> IdeaRow | None:
+        """By id, or by name."""
+        if isinstance(key, int) or str(key).isdigit():
+            return self.get_idea(int(key))
+        rows = self.query("SELECT * FROM ideas WHERE name=?", (str(key),))
+        return self._idea(rows[0]) if rows else None
+
+    def list_ideas(self) -> list[IdeaRow]:
+        return [self._idea(r) for r in self.query("SELECT * FROM ideas ORDER BY id")]
+
+    def update_idea(self, idea_id: int, *, data: dict[str, Any] | None = None,
+                    status: str | None = None, novelty: dict[str, Any] | None = None,
+                    action: str | None = None, source: str = "auto",
+                    detail: dict[str, Any] | None = None) -> None:
+        sets, params = ["updated_at=?"], [time.time()]
+        if data is not None:
+            sets.append("data=?")
+            params.append(json.dumps(data))
+        if status is not None:
+            sets.append("status=?")
+            params.append(status)
+        if novelty is not None:
+            sets.append("novelty=?")
+            params.append(json.dumps(novelty))
+        with self.transaction() as conn:
+            conn.execute(f"UPDATE ideas SET {', '.join(sets)} WHERE id=?", (*params, idea_id))
+            if action:
+                conn.execute(
+                    "INSERT INTO idea_history(idea_id, ts, action, source, detail)"
+                    " VALUES (?,?,?,?,?)",
+                    (idea_id, time.time(), action, source, json.dumps(detail or {})))
+
+    def idea_history(self, idea_id: int) -> list[dict[str, Any]]:
+        return [
+            {"ts": r["ts"], "action": r["action"], "source": r["source"],
+             "detail": _loads(r["detail"])}
+            for r in self.query("SELECT * FROM idea_history WHERE idea_id=? ORDER BY id",
+                                (idea_id,))
+        ]
+
+    # -- stages --------------------------------------------------------------------------
+    def set_stage(self, idea_id: int, stage: str, state: str,
+                  detail: dict[str, Any] | None = None) -> None:
+        now = time.time()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT attempts FROM stages WHERE idea_id=? AND stage=?",
+                               (idea_id, stage)).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO stages(idea_id, stage, state, attempts, started_at, finished_at,"
+                    " detail) VALUES (?,?,?,?,?,?,?)",
+                    (idea_id, stage, state, 1 if state == "running" else 0,
+                     now if state == "running" else None,
+                     now if state in ("done", "failed", "skipped") else None,
+                     json.dumps(detail or {})))
+            else:
+                attempts = row["attempts"] + (1 if state == "running" else 0)
+                conn.execute(
+                    "UPDATE stages SET state=?, attempts=?,"
+                    " started_at=CASE WHEN ?='running' THEN ? ELSE started_at END,"
+                    " finished_at=CASE WHEN ? IN ('done','failed','skipped') THEN ?"
+                    "  ELSE finished_at END,"
+                    " detail=COALESCE(?, detail) WHERE idea_id=? AND stage=?",
+                    (state, attempts, state, now, state, now,
+                     json.dumps(detail) if detail is not None else None, idea_id, stage))
+
+    def stages(self, idea_id: int) -> dict[str, dict[str, Any]]:
+        return {
+            r["stage"]: {"state": r["state"], "attempts": r["attempts"],
+                         "started_at": r["started_at"], "finished_at": r["finished_at"],
+                         "detail": _loads(r["detail"]) or {}}
+            for r in self.query("SELECT * FROM stages WHERE idea_id=?", (idea_id,))
+        }
+
+    # -- runs ----------------------------------------------------------------------------
+    def add_run(self, idea_id: int | None, run: str, attempt: int, kind: str, *,
+                status: str = "running", **fields: Any) -> int:
+        cols = ["idea_id", "run", "attempt", "kind", "status"]
+        vals: list[Any] = [idea_id, run, attempt, kind, status]
+        for k, v in fields.items():
+            cols.append(k)
+            vals.append(json.dumps(v) if k == "metrics" and v is not None else v)
+        return self.execute(
+            f"INSERT INTO runs({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", tuple(vals))
+
+    def update_run(self, row_id: int, **fields: Any) -> None:
+        if not fields:
+            return
+        sets = [f"{k}=?" for k in fields]
+        vals = [json.dumps(v) if k == "metrics" and v is not None else v for k, v in fields.items()]
+        self.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id=?", (*vals, row_id))
+
+    def _run(self, r: sqlite3.Row) -> RunRow:
+        d = dict(r)
+        d["metrics"] = _loads(d["metrics"])
+        return RunRow(**d)
+
+    def runs(self, idea_id: int | None = None, kind: str | None = None) -> list[RunRow]:
+        sql, params = "SELECT * FROM runs WHERE 1=1", []
+        if idea_id is not None:
+            sql += " AND idea_id=?"
+            params.append(idea_id)
+        if kind is not None:
+            sql += " AND kind=?"
+            params.append(kind)
+        return [self._run(r) for r in self.query(sql + " ORDER BY id", tuple(params))]
+
+    def running_runs(self) -> list[RunRow]:
+        return [self._run(r) for r in self.query("SELECT * FROM runs WHERE status='running'")]
+
+    # -- LLM calls and cost --------------------------------------------------------------
+    def record_llm_call(self, *, stage: str, idea_id: int | None, provider: str, model: str,
+                        input_tokens: int = 0, output_tokens: int = 0,
+                        cache_read_tokens: int = 0, cache_write_tokens: int = 0,
+                        latency_s: float | None = None, cost_usd: float | None = None,
+                        error: str | None = None, call_id: str | None = None,
+                        tries: int = 1) -> int:
+        return self.execute(
+            "INSERT INTO llm_calls(ts, call_id, stage, idea_id, provider, model, input_tokens,"
+            " output_tokens, cache_read_tokens, cache_write_tokens, latency_s, cost_usd, error,"
+            " tries) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (time.time(), call_id, stage, idea_id, provider, model, input_tokens, output_tokens,
+             cache_read_tokens, cache_write_tokens, latency_s, cost_usd, error, tries))
+
+    def spend(self, idea_id: int | None = None) -> float:
+        if idea_id is None:
+            row = self.query("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls")[0]
+        else:
+            row = self.query("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE idea_id=?",
+                             (idea_id,))[0]
+        return float(row[0])
+
+    def spend_by(self, column: str) -> dict[Any, float]:
+        if column not in ("stage", "idea_id", "model"):
+            raise ValueError(column)
+        return {r[0]: float(r[1]) for r in self.query(
+            f"SELECT {column}, COALESCE(SUM(cost_usd), 0) FROM llm_calls GROUP BY {column}")}
+
+    def unknown_cost_calls(self) -> int:
+        return int(self.query(
+            "SELECT COUNT(*) FROM llm_calls WHERE cost_usd IS NULL AND error IS NULL")[0][0])
+
+    def llm_calls(self, idea_id: int | None = None) -> list[dict[str, Any]]:
+        if idea_id is None:
+            return [dict(r) for r in self.query("SELECT * FROM llm_calls ORDER BY id")]
+        return [dict(r) for r in self.query(
+            "SELECT * FROM llm_calls WHERE idea_id=? ORDER BY id", (idea_id,))]
+
+    # -- events --------------------------------------------------------------------------
+    def add_event(self, kind: str, data: dict[str, Any], idea_id: int | None = None) -> None:
+        self.execute("INSERT INTO events(ts, kind, idea_id, data) VALUES (?,?,?,?)",
+                     (time.time(), kind, idea_id, json.dumps(data, default=str)))
+
+    def events(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return [
+            {"ts": r["ts"], "kind": r["kind"], "idea_id": r["idea_id"], "data": json.loads(r["data"])}
+            for r in self.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        ][::-1]
+
+    # -- literature cache and key/value --------------------------------------------------
+    def cache_get(self, source: str, query: str, max_age_s: float) -> tuple[Any, float] | None:
+        rows = self.query("SELECT ts, results FROM literature_cache WHERE source=? AND query=?",
+                          (source, query))
+        if not rows:
+            return None
+        age = time.time() - rows[0]["ts"]
+        if age > max_age_s:
+            return None
+        return json.loads(rows[0]["results"]), age
+
+    def cache_put(self, source: str, query: str, results: Any) -> None:
+        self.execute(
+            "INSERT OR REPLACE INTO literature_cache(source, query, ts, results) VALUES (?,?,?,?)",
+            (source, query, time.time(), json.dumps(results)))
+
+    def kv_get(self, key: str, default: Any = None) -> Any:
+        rows = self.query("SELECT value FROM kv WHERE key=?", (key,))
+        return json.loads(rows[0]["value"]) if rows else default
+
+    def kv_set(self, key: str, value: Any) -> None:
+        self.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?,?)", (key, json.dumps(value)))

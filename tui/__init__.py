@@ -1,0 +1,1 @@
+"""The Textual application for aisci (``aisci-tui``)."""

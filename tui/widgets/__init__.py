@@ -1,0 +1,1 @@
+"""The panes of the aisci TUI, one module each."""
