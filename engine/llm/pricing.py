@@ -5,14 +5,9 @@ Unknown models cost ``None`` ("unknown"), never a guess.
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from aisci.engine.resources import data_dir
 
