@@ -18,7 +18,8 @@ MAX_VIEW_LINES = 400
 #: Which files each stage may write (glob patterns relative to the idea directory).
 STAGE_WRITABLE: dict[str, tuple[list[str], list[str]]] = {
     # (allowed, denied)
-    "experiment": (["experiment.py", "notes.txt", "*.py"], ["plot.py"]),
+    # causality_check.py is the engine's integrity check: the model must never edit it.
+    "experiment": (["experiment.py", "notes.txt", "*.py"], ["plot.py", "causality_check.py"]),
     "plot": (["plot.py", "notes.txt"], []),
     "write": (["latex/*.tex", "latex/*.bib", "latex/*.sty"], []),
     "improve": (["latex/*.tex", "latex/*.bib"], []),
