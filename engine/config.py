@@ -106,6 +106,10 @@ class LiteratureSettings(_Section):
     requests_per_s_without_key: float = Field(1.0, gt=0)
     requests_per_s_with_key: float = Field(10.0, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
+    backoff_base_s: float = Field(1.0, ge=0)
+    """First retry wait of a literature request; doubled per retry."""
+    retry_after_cap_s: float = Field(30.0, ge=0)
+    """Longest Retry-After a source may impose before we fail over instead of waiting."""
     breaker_threshold: int = Field(3, ge=1, le=50)
     breaker_cooldown_s: float = Field(60.0, ge=0)
     request_timeout_s: float = Field(20.0, gt=0)
