@@ -165,6 +165,10 @@ class SandboxSettings(_Section):
     allow_network: bool = False
     extra_env: list[str] = Field(default_factory=list)
     """Names of extra environment variables passed to experiments (never secrets)."""
+    max_log_mb: int = Field(1024, ge=1)
+    """Per-run log file cap; output beyond it is drained and counted, not written."""
+    pids_cgroup: bool = True
+    """Put each run in its own pids cgroup (hard process cap) when the cgroup fs is writable."""
 
 
 class SchedulerSettings(_Section):
