@@ -1,0 +1,228 @@
+"""The results-integrity stage: scan the paper against the runs, give the findings to
+the model for a bounded correction round, re-compile, and store what remains in
+``<idea_dir>/integrity.json`` (shown in the TUI scorecard and in review.json).
+
+LLM steps (stage ``integrity``), for cassettes:
+  ``<name>/integrity-fix-<r>/turn-<k>``   correction round r (edit tools on latex/*.tex)
+  ``<name>/integrity-fix-<r>/fix-<n>/turn-<k>``   compile fix rounds after correction r
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aisci.engine.integrity_checks import (
+    _GPU_RE,
+    _JARGON_RE,
+    _VERSION_RES,
+    Finding,
+    check_directions,
+    check_environment,
+    check_jargon,
+    check_numbers,
+)
+from aisci.engine.run_facts import load_run_facts
+from aisci.engine.texscan import TexText, mask_spans, prose_text
+
+INTEGRITY_FILE = "integrity.json"
+CAUSALITY_FILE = "causality.json"
+CAUSALITY_TIMEOUT_S = 600.0
+
+__all__ = ["Finding", "IntegrityReport", "check_integrity", "scan_paper", "load_findings"]
+
+
+@dataclass
+class IntegrityReport:
+    findings: list[Finding] = field(default_factory=list)
+    numbers_checked: int = 0
+    causality: dict[str, Any] | None = None
+    tex_sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        by_kind: dict[str, int] = {}
+        for f in self.findings:
+            by_kind[f.kind] = by_kind.get(f.kind, 0) + 1
+        return {"findings": [f.to_dict() for f in self.findings], "by_kind": by_kind,
+                "numbers_checked": self.numbers_checked, "causality": self.causality,
+                "tex_sha256": self.tex_sha256, "checked_at": time.time()}
+
+
+def scan_paper(tex_path: Path, idea_dir: Path, *, lower_is_better: list[str] | None = None,
+               higher_is_better: list[str] | None = None) -> IntegrityReport:
+    """Run every deterministic check on one .tex file. No LLM, no side effects."""
+    text = Path(tex_path).read_text(encoding="utf-8", errors="replace")
+    tex = prose_text(Path(tex_path).name, text)
+    facts = load_run_facts(idea_dir)
+    lower, higher = list(lower_is_better or []), list(higher_is_better or [])
+    findings = check_jargon(tex) + check_environment(tex, facts)
+    # Numbers that belong to a hardware/version/jargon claim are judged by those checks.
+    claims_masked = tex.masked
+    for rx in (_GPU_RE, _JARGON_RE, *_VERSION_RES.values()):
+        claims_masked = mask_spans(claims_masked, rx)
+    numbers_tex = TexText(tex.path_name, tex.original, claims_masked)
+    number_findings, checked = check_numbers(numbers_tex, facts)
+    findings += check_directions(numbers_tex, facts, lower, higher) + number_findings
+    findings.sort(key=lambda f: _line_key(f.location))
+    return IntegrityReport(findings, checked, None, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _line_key(location: str) -> int:
+    m = re.search(r":(\d+)$", location)
+    return int(m.group(1)) if m else 0
+
+
+def metric_directions(ctx: Any, template_name: str) -> tuple[list[str], list[str]]:
+    """lower_is_better / higher_is_better declared by the template (empty when unknown)."""
+    try:
+        from aisci.engine.templates import find_template
+        info = find_template(template_name, ctx.lab)
+        return list(info.lower_is_better), list(info.higher_is_better)
+    except Exception:  # a missing template falls back to name heuristics
+        return [], []
+
+
+def load_findings(idea_dir: Path) -> list[Finding]:
+    p = Path(idea_dir) / INTEGRITY_FILE
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        return [Finding(**f) for f in data.get("findings", [])]
+    except (OSError, json.JSONDecodeError, TypeError):
+        return []
+
+
+def read_causality(idea_dir: Path) -> dict[str, Any] | None:
+    p = Path(idea_dir) / CAUSALITY_FILE
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+async def run_causality_check(ctx: Any, idea_id: int, template_path: Path | None) -> \
+        dict[str, Any] | None:
+    """Run the pristine template's causality_check.py on the idea (nanogpt), under the
+    executor, once; the result is kept in causality.json."""
+    idea_dir = ctx.idea_dir(idea_id)
+    cached = read_causality(idea_dir)
+    if cached is not None:
+        return cached
+    if template_path is None or ctx.executor is None:
+        return None
+    script = Path(template_path) / "causality_check.py"
+    if not script.is_file():
+        return None
+    from aisci.engine.executor import RunSpec
+    log = idea_dir / "logs" / "causality.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    res = await ctx.executor.run(RunSpec(
+        argv=[sys.executable, str(script), "--project", str(idea_dir)], cwd=idea_dir,
+        log_path=log, limit_s=CAUSALITY_TIMEOUT_S, kind="check", run="causality",
+        idea_id=idea_id))
+    result: dict[str, Any] = {"status": res.status, "exit_code": res.exit_code}
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("{")]
+        if lines:
+            result["result"] = json.loads(lines[-1])
+    except (OSError, json.JSONDecodeError):
+        pass
+    result["causal"] = res.status == "ok" and res.exit_code == 0
+    (idea_dir / CAUSALITY_FILE).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
+
+
+def _causality_finding(causality: dict[str, Any] | None) -> list[Finding]:
+    if not causality or causality.get("causal", True):
+        return []
+    detail = json.dumps(causality.get("result", {}))[:300]
+    return [Finding("causality", "the model leaks future tokens (causality check failed): "
+                    "its reported losses are not valid", CAUSALITY_FILE, detail)]
+
+
+def format_findings(findings: list[Finding], limit: int = 40) -> str:
+    lines = [f"- [{f.kind}] {f.location}: {f.message}" + (f"\n    context: {f.context}"
+                                                           if f.context else "")
+             for f in findings[:limit]]
+    if len(findings) > limit:
+        lines.append(f"- ... {len(findings) - limit} more")
+    return "\n".join(lines)
+
+
+async def check_integrity(ctx: Any, idea_id: int) -> list[Finding]:
+    """Scan, correct through the model (bounded rounds), re-compile, store, return what
+    remains. Resumable: a paper already checked with the same text is not re-done."""
+    from aisci.engine.latex import main_tex_path
+
+    row = ctx.idea(idea_id)
+    idea_dir = ctx.idea_dir(row)
+    tex_path = main_tex_path(idea_dir)
+    if not tex_path.is_file():
+        raise FileNotFoundError(f"{tex_path}: no paper to check (run the write stage first)")
+    sha = hashlib.sha256(tex_path.read_bytes()).hexdigest()
+    stored = _read_report(idea_dir)
+    if stored and stored.get("tex_sha256") == sha and stored.get("final"):
+        return load_findings(idea_dir)
+    lower, higher = metric_directions(ctx, row.template)
+    template_path = _template_path(ctx, row.template)
+    causality = await run_causality_check(ctx, idea_id, template_path)
+    report = scan_paper(tex_path, idea_dir, lower_is_better=lower, higher_is_better=higher)
+    rounds = ctx.settings.writeup.integrity_correction_rounds
+    for r in range(1, rounds + 1):
+        if not report.findings:
+            break
+        changed = await _correct(ctx, idea_id, row.name, idea_dir, report.findings, r)
+        if not changed:
+            break
+        report = scan_paper(tex_path, idea_dir, lower_is_better=lower, higher_is_better=higher)
+    report.causality = causality
+    report.findings += _causality_finding(causality)
+    data = report.to_dict()
+    data["final"] = True
+    (idea_dir / INTEGRITY_FILE).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return report.findings
+
+
+def _read_report(idea_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((idea_dir / INTEGRITY_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _template_path(ctx: Any, template_name: str) -> Path | None:
+    try:
+        from aisci.engine.templates import find_template
+        return Path(find_template(template_name, ctx.lab).path)
+    except Exception:  # no template: no causality check
+        return None
+
+
+async def _correct(ctx: Any, idea_id: int, name: str, idea_dir: Path,
+                   findings: list[Finding], r: int) -> bool:
+    from aisci.engine.edit_tools import EditTools
+    from aisci.engine.latex import compile_with_fixes
+    from aisci.engine.llm.base import Message
+    from aisci.engine.run_facts import environment_summary, results_summary
+    from aisci.engine.toolloop import run_tool_loop
+
+    facts = load_run_facts(idea_dir)
+    tools = EditTools(idea_dir, ["latex/*.tex"])
+    prompt = ctx.prompts.render(
+        "integrity_fix", findings=format_findings(findings),
+        results=results_summary(facts), environment=environment_summary(facts))
+    result = await run_tool_loop(
+        ctx.stage_llm("integrity", idea_id), system=ctx.prompts.render("write_system"),
+        messages=[Message(role="user", text=prompt)], tools=tools,
+        step=f"{name}/integrity-fix-{r}", max_turns=ctx.settings.experiment.max_tool_turns)
+    if not result.changed:
+        return False
+    await compile_with_fixes(ctx, idea_id, stage="integrity",
+                             step_prefix=f"{name}/integrity-fix-{r}")
+    return True

@@ -1,0 +1,98 @@
+"""Reading a LaTeX paper as text a checker can trust: comments stripped, the preamble
+and non-prose commands masked out, every position still mapping to the original line.
+
+Masking replaces characters by spaces (newlines kept), so an offset in the masked text
+is an offset in the file and line numbers stay exact. Used by the integrity check and
+the LaTeX lint.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Commands whose (optional and mandatory) arguments are labels, keys, paths or sizes,
+# never claims about results.
+_ARG_COMMANDS = (
+    "cite", "citet", "citep", "citealp", "citeauthor", "citeyear", "nocite", "ref", "eqref",
+    "autoref", "cref", "Cref", "pageref", "label", "includegraphics", "input", "include",
+    "usepackage", "documentclass", "bibliography", "bibliographystyle", "graphicspath",
+    "url", "href", "vspace", "hspace", "setlength", "addtolength", "resizebox", "scalebox",
+    "begin", "end", "multicolumn", "multirow", "cline", "cmidrule", "fontsize", "newcommand",
+    "renewcommand", "setcounter", "addtocounter", "rule", "linewidth", "hyperref",
+)
+_ARG_CMD_RE = re.compile(
+    r"\\(?:" + "|".join(_ARG_COMMANDS) + r")\*?\s*(?:\[[^\]]*\]\s*)*(?:\{[^{}]*\}\s*){0,3}")
+_COMMENT_RE = re.compile(r"(?<!\\)%.*")
+_LENGTH_RE = re.compile(r"-?\d*\.?\d+\s*(?:\\(?:textwidth|linewidth|columnwidth|textheight|"
+                        r"baselineskip)|pt|cm|mm|em|ex|in|bp)\b")
+_ROW_SPACING_RE = re.compile(r"\\\\\s*\[[^\]]*\]")
+_CROSSREF_RE = re.compile(r"(?:Figure|Fig\.|Figs\.|Table|Tab\.|Section|Sec\.|Appendix|"
+                          r"Equation|Eq\.|Eqs\.|Algorithm|Line|Step)[~\s]*\d+(?:\.\d+)*",
+                          re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TexText:
+    """A LaTeX file's text and its masked body (same length, same line structure)."""
+
+    path_name: str
+    original: str
+    masked: str
+
+    def line_of(self, offset: int) -> int:
+        return self.original.count("\n", 0, offset) + 1
+
+    def line_text(self, line: int) -> str:
+        lines = self.original.splitlines()
+        return lines[line - 1].strip() if 0 < line <= len(lines) else ""
+
+    def context(self, start: int, end: int, width: int = 60) -> str:
+        a = max(0, start - width)
+        b = min(len(self.original), end + width)
+        return " ".join(self.original[a:b].split())
+
+
+def _blank(text: str, start: int, end: int) -> str:
+    return text[:start] + "".join(c if c == "\n" else " " for c in text[start:end]) + text[end:]
+
+
+def mask_spans(text: str, pattern: re.Pattern[str]) -> str:
+    """Replace every match of ``pattern`` by spaces (newlines kept)."""
+    out = list(text)
+    for m in pattern.finditer(text):
+        for i in range(m.start(), m.end()):
+            if out[i] != "\n":
+                out[i] = " "
+    return "".join(out)
+
+
+def strip_comments(text: str) -> str:
+    return mask_spans(text, _COMMENT_RE)
+
+
+def body_bounds(text: str) -> tuple[int, int]:
+    """Offsets of the document body: after \\begin{document}, before the bibliography."""
+    start = text.find("\\begin{document}")
+    start = 0 if start == -1 else start + len("\\begin{document}")
+    end = len(text)
+    for marker in ("\\bibliographystyle", "\\bibliography{", "\\begin{thebibliography}",
+                   "\\end{document}"):
+        i = text.find(marker, start)
+        if i != -1:
+            end = min(end, i)
+    return start, end
+
+
+def prose_text(name: str, text: str) -> TexText:
+    """The body with comments, the preamble, labels/keys/paths and lengths masked out."""
+    masked = strip_comments(text)
+    start, end = body_bounds(masked)
+    masked = _blank(masked, 0, start)
+    masked = _blank(masked, end, len(masked))
+    # filecontents blocks (an embedded .bib) are data, not prose.
+    masked = mask_spans(masked, re.compile(r"\\begin\{filecontents\*?\}.*?\\end\{filecontents\*?\}",
+                                           re.DOTALL))
+    for pat in (_ARG_CMD_RE, _LENGTH_RE, _ROW_SPACING_RE, _CROSSREF_RE):
+        masked = mask_spans(masked, pat)
+    return TexText(name, text, masked)
