@@ -1,0 +1,311 @@
+"""The engine facade: one object the TUI and the headless CLI drive.
+
+``Engine(lab, settings)`` opens the lab (taking its lock), and on ``start()`` recovers
+from a previous crash (orphaned processes, interrupted attempts), builds the services
+(LLM client, executor, scheduler, literature) and starts the stage machine for every
+unfinished idea. Commands (approve, veto, kill, extend, ...) may be called at any time
+from the event loop's thread; they change persisted state and take effect at the
+pipeline's next safe point. Everything the engine does is published on ``engine.bus``;
+persistent events are also appended to the store's event log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aisci.engine import events as ev
+from aisci.engine.config import Settings
+from aisci.engine.context import StageContext
+from aisci.engine.events import EventBus
+from aisci.engine.llm.client import LLMClient, ProviderFactory
+from aisci.engine.pipeline import STAGES, IdeaOutcome, Pipeline, PipelineOptions
+from aisci.engine.prompts import PromptLibrary
+from aisci.engine.resume import RecoveryReport, recover_lab
+from aisci.engine.snapshot import LabSnapshot, build_snapshot
+from aisci.engine.store import LabStore
+
+log = logging.getLogger(__name__)
+
+_BUDGET_KV = "pipeline.budget_override"
+
+
+class EngineError(RuntimeError):
+    """A command that cannot be carried out (unknown idea, no executor, ...)."""
+
+
+class Engine:
+    """The in-process engine for one lab."""
+
+    def __init__(self, lab: Path, settings: Settings, *, headless: bool = True,
+                 provider_factory: ProviderFactory | None = None,
+                 options: PipelineOptions | None = None,
+                 stages: dict[str, Callable[..., Awaitable[Any]]] | None = None,
+                 executor: Any = None, scheduler: Any = None, literature: Any = None,
+                 store: LabStore | None = None) -> None:
+        self.lab = Path(lab).resolve()
+        self.settings = settings
+        self.headless = headless
+        self.bus = EventBus()
+        self.store = store if store is not None else LabStore(self.lab)
+        self._apply_budget_override()
+        self.options = options or PipelineOptions(template=settings.general.template)
+        self.llm = LLMClient(settings, self.store, self.bus, provider_factory=provider_factory)
+        self.prompts = PromptLibrary(self.lab)
+        self._executor = executor
+        self._scheduler = scheduler
+        self._literature = literature
+        self._stages = stages
+        self.ctx: StageContext | None = None
+        self.pipeline: Pipeline | None = None
+        self.recovery = RecoveryReport()
+        self._sink_installed = False
+        self._started = False
+        self._pending_ideas = 0
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.bus.bind_loop()
+        if not self._sink_installed:
+            self.bus.add_sink(self._persist_event)
+            self._sink_installed = True
+        self.recovery = await asyncio.to_thread(
+            recover_lab, self.store, self.settings.sandbox.grace_period_s)
+        if self.recovery.anything:
+            self.bus.publish(ev.Notice(level="info",
+                                       message=f"resumed lab: {self.recovery.summary()}"))
+        self.ctx = StageContext(
+            lab=self.lab, settings=self.settings, store=self.store, bus=self.bus, llm=self.llm,
+            prompts=self.prompts, executor=self._executor or self._make_executor(),
+            scheduler=self._scheduler or self._make_scheduler(),
+            literature=self._literature or self._make_literature())
+        self.pipeline = Pipeline(self.ctx, stages=self._stages, headless=self.headless,
+                                 options=self.options)
+        if self._pending_ideas:
+            self.pipeline.request_ideas(self._pending_ideas)
+            self._pending_ideas = 0
+        await self.pipeline.start()
+
+    async def stop(self) -> None:
+        """Stop at once: running stages are left resumable, processes are terminated
+        (their attempts marked interrupted), the lab is released."""
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+        ex = self.ctx.executor if self.ctx else self._executor
+        if ex is not None and hasattr(ex, "shutdown"):
+            with contextlib.suppress(Exception):
+                await ex.shutdown()
+        lit = self.ctx.literature if self.ctx else None
+        if lit is not None and hasattr(lit, "aclose"):
+            with contextlib.suppress(Exception):
+                await lit.aclose()
+        with contextlib.suppress(Exception):
+            await self.llm.aclose()
+        self.store.close()
+        self._started = False
+
+    async def wait_idle(self) -> None:
+        """Until nothing is running: every idea finished, failed, or waits for a human."""
+        if self.pipeline is not None:
+            await self.pipeline.wait_idle()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- services -------------------------------------------------------------------------
+    def _make_executor(self) -> Any:
+        try:
+            from aisci.engine.executor import Executor
+        except ImportError as exc:
+            log.warning("no executor available: %s", exc)
+            return None
+        return Executor(self.settings, self.bus, self.store)
+
+    def _make_scheduler(self) -> Any:
+        try:
+            from aisci.engine.scheduler import Scheduler
+        except ImportError as exc:
+            log.warning("no scheduler available: %s", exc)
+            return None
+        return Scheduler(self.settings)
+
+    def _make_literature(self) -> Any:
+        try:
+            from aisci.engine.literature import Literature
+        except ImportError as exc:
+            log.warning("no literature layer available: %s", exc)
+            return None
+        return Literature(self.settings, self.store, self.bus)
+
+    def _persist_event(self, event: ev.Event) -> None:
+        if not event.persistent:
+            return
+        try:
+            self.store.add_event(event.kind, event.to_dict(), getattr(event, "idea_id", None))
+        except (sqlite3.Error, ValueError) as exc:  # never let logging break the engine
+            log.debug("event not persisted: %s", exc)
+
+    def _apply_budget_override(self) -> None:
+        raised = self.store.kv_get(_BUDGET_KV, {}) or {}
+        b = self.settings.budget
+        for scope, key in (("lab", "lab_usd"), ("idea", "idea_usd")):
+            value = raised.get(scope)
+            current = getattr(b, key)
+            if value is not None and current is not None and value > current:
+                setattr(b, key, float(value))
+
+    # -- helpers --------------------------------------------------------------------------
+    def _idea(self, idea_id: int) -> Any:
+        row = self.store.get_idea(idea_id)
+        if row is None:
+            raise EngineError(f"no idea with id {idea_id} in {self.lab}")
+        return row
+
+    def _need_pipeline(self) -> Pipeline:
+        if self.pipeline is None:
+            raise EngineError("the engine is not started (call `await engine.start()`)")
+        return self.pipeline
+
+    def _executor_or_fail(self) -> Any:
+        ex = self.ctx.executor if self.ctx else self._executor
+        if ex is None:
+            raise EngineError("no executor: the engine is not started or aisci.engine.executor"
+                              " is missing")
+        return ex
+
+    # -- commands -------------------------------------------------------------------------
+    def generate_ideas(self, n: int) -> None:
+        """Generate ``n`` more ideas for the configured template (in the background)."""
+        if n < 1:
+            raise EngineError(f"number of ideas must be at least 1, got {n}")
+        if self.pipeline is None:
+            self._pending_ideas += n
+        else:
+            self.pipeline.request_ideas(n)
+
+    def approve(self, idea_id: int) -> None:
+        self._idea(idea_id)
+        from aisci.engine.triage import approve
+        approve(self.store, self.bus, idea_id, source="human")
+        if self.pipeline:
+            self.pipeline.wake(idea_id)
+
+    def veto(self, idea_id: int, reason: str) -> None:
+        self._idea(idea_id)
+        from aisci.engine.triage import veto
+        veto(self.store, self.bus, idea_id, reason, source="human")
+        if self.pipeline:
+            self.pipeline.wake(idea_id)
+
+    def edit_idea(self, idea_id: int, fields: dict[str, Any]) -> None:
+        self._idea(idea_id)
+        from aisci.engine.triage import edit
+        edit(self.store, self.bus, idea_id, fields, source="human")
+        if self.pipeline:
+            self.pipeline.wake(idea_id)
+
+    def pause_idea(self, idea_id: int) -> None:
+        """Stop the idea at its next safe point (between stages) until resumed."""
+        self._idea(idea_id)
+        p = self._need_pipeline()
+        p.set_paused(idea_id, True)
+        self.bus.publish(ev.IdeaChanged(idea_id=idea_id, status=self._idea(idea_id).status,
+                                        detail="paused"))
+
+    def resume_idea(self, idea_id: int) -> None:
+        self._idea(idea_id)
+        p = self._need_pipeline()
+        p.set_paused(idea_id, False)
+        self.bus.publish(ev.IdeaChanged(idea_id=idea_id, status=self._idea(idea_id).status,
+                                        detail="resumed"))
+        p.wake(idea_id)
+
+    def retry_stage(self, idea_id: int, stage: str) -> None:
+        self._idea(idea_id)
+        self._check_stage(stage)
+        self._need_pipeline().retry_stage(idea_id, stage)
+
+    def skip_stage(self, idea_id: int, stage: str) -> None:
+        self._idea(idea_id)
+        self._check_stage(stage)
+        try:
+            self._need_pipeline().skip_stage(idea_id, stage)
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
+
+    @staticmethod
+    def _check_stage(stage: str) -> None:
+        if stage not in STAGES:
+            raise EngineError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+
+    def kill_run(self, idea_id: int, run: str) -> bool:
+        return bool(self._executor_or_fail().kill(idea_id, run))
+
+    def extend_run(self, idea_id: int, run: str, seconds: float) -> float:
+        return float(self._executor_or_fail().extend(idea_id, run, seconds))
+
+    def pause_run(self, idea_id: int, run: str) -> bool:
+        return bool(self._executor_or_fail().pause(idea_id, run))
+
+    def resume_run(self, idea_id: int, run: str) -> bool:
+        return bool(self._executor_or_fail().resume(idea_id, run))
+
+    def raise_budget(self, scope: str, usd: float) -> None:
+        """Set the lab or per-idea budget to ``usd`` and wake the stages it paused."""
+        if scope not in ("lab", "idea"):
+            raise EngineError(f"budget scope {scope!r}: expected 'lab' or 'idea'")
+        if usd < 0:
+            raise EngineError(f"budget must be >= 0 dollars, got {usd}")
+        setattr(self.settings.budget, f"{scope}_usd", float(usd))
+        raised = dict(self.store.kv_get(_BUDGET_KV, {}) or {})
+        raised[scope] = float(usd)
+        self.store.kv_set(_BUDGET_KV, raised)
+        self.bus.publish(ev.Notice(level="info", message=f"{scope} budget raised to ${usd:.2f}"))
+        if self.pipeline:
+            self.pipeline.budget_stopped = False
+            for idea_id, outcome in list(self.pipeline.outcomes.items()):
+                if outcome.state == "budget":
+                    self.pipeline.wake(idea_id)
+            if self.pipeline.ideation_error and self.pipeline._ideation_remaining() > 0:
+                self.pipeline.ideation_error = None
+                self.pipeline.request_ideas(0)
+
+    def literature_decision(self, idea_id: int, decision: str) -> None:
+        self._idea(idea_id)
+        try:
+            self._need_pipeline().literature_decision(idea_id, decision)
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
+
+    # -- queries --------------------------------------------------------------------------
+    def snapshot(self) -> LabSnapshot:
+        ideation = self.pipeline is not None and self.pipeline._ideation is not None \
+            and not self.pipeline._ideation.done()
+        return build_snapshot(self.store, budget_lab_usd=self.settings.budget.lab_usd,
+                              budget_idea_usd=self.settings.budget.idea_usd,
+                              ideation_active=ideation)
+
+    def processes(self) -> list[Any]:
+        """ProcessInfo of every running experiment / plot / compile (executor's type)."""
+        ex = self.ctx.executor if self.ctx else self._executor
+        return list(ex.running()) if ex is not None else []
+
+    @property
+    def outcomes(self) -> dict[int, IdeaOutcome]:
+        return dict(self.pipeline.outcomes) if self.pipeline else {}
+
+    @property
+    def budget_stopped(self) -> bool:
+        return bool(self.pipeline and self.pipeline.budget_stopped)

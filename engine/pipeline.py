@@ -1,0 +1,602 @@
+"""The per-idea stage machine: ideate -> novelty -> approval -> experiment -> plot ->
+write -> integrity -> review -> (improve), for many ideas at once.
+
+Every idea gets one asyncio task (its *runner*) that walks the stages in order, skipping
+those the store says are ``done`` or ``skipped``; each stage's state is written to the
+store before and after it runs, so a new engine started after a crash (or ``kill -9``)
+continues every idea at its first unfinished stage — the stage functions themselves
+skip the work they already finished. LLM-bound stages share one semaphore
+(``scheduler.max_llm_tasks``); experiment and plot stages take GPU/CPU slots from the
+Scheduler inside the stage, so the accelerators stay busy while other ideas think,
+write or review.
+
+Human commands (approve, veto, pause, retry, skip, raise budget, literature decision)
+only change persisted state and wake the idea's runner; they take effect at the runner's
+next safe point (between stages, or at a stage that is waiting for a decision).
+
+Stage functions are injectable (``stages=`` a dict name -> async callable); the default
+registry imports the real stage modules lazily so this module imports on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aisci.engine import events as ev
+from aisci.engine.context import StageContext
+from aisci.engine.llm.client import BudgetExceeded
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("ideate", "novelty", "approval", "experiment", "plot", "write",
+                           "integrity", "review", "improve")
+"""Stage names, in pipeline order."""
+
+LLM_STAGES = frozenset({"novelty", "write", "integrity", "review", "improve"})
+"""Stages that mostly wait on the LLM: they share the ``max_llm_tasks`` semaphore."""
+
+SLOT_STAGES = frozenset({"experiment", "plot"})
+"""Stages that run processes under Scheduler slots (and edit code with the LLM)."""
+
+FINISHED = frozenset({"done", "skipped"})
+
+MAX_AUTO_RETRIES = 3
+"""A failed stage is retried on a new engine start at most this many attempts in total;
+after that only a human ``retry_stage`` runs it again."""
+
+StageFn = Callable[[StageContext, int], Awaitable[Any]]
+IdeateFn = Callable[[StageContext, str, int], Awaitable[list[int]]]
+
+
+# -- default stage registry (lazy imports: the stage modules are separate) -----------------
+
+async def _ideate(ctx: StageContext, template: str, n: int) -> list[int]:
+    from aisci.engine.ideation import generate_ideas
+    return await generate_ideas(ctx, template, n)
+
+
+async def _novelty(ctx: StageContext, idea_id: int) -> Any:
+    from aisci.engine.novelty import check_novelty
+    return await check_novelty(ctx, idea_id)
+
+
+async def _experiment(ctx: StageContext, idea_id: int) -> Any:
+    from aisci.engine.experiments import run_experiments
+    return await run_experiments(ctx, idea_id)
+
+
+async def _plot(ctx: StageContext, idea_id: int) -> Any:
+    from aisci.engine.experiments import run_plots
+    return await run_plots(ctx, idea_id)
+
+
+async def _write(ctx: StageContext, idea_id: int) -> Any:
+    from aisci.engine.writeup import write_paper
+    return await write_paper(ctx, idea_id)
+
+
+async def _integrity(ctx: StageContext, idea_id: int) -> Any:
+    from aisci.engine.integrity import check_integrity
+    return await check_integrity(ctx, idea_id)
+
+
+async def _review(ctx: StageContext, idea_id: int) -> Any:
+    from aisci.engine.review import review_paper
+    return await review_paper(ctx, idea_id)
+
+
+async def _improve(ctx: StageContext, idea_id: int) -> Any:
+    from aisci.engine.improve import improve_paper
+    return await improve_paper(ctx, idea_id)
+
+
+def default_stages() -> dict[str, Callable[..., Awaitable[Any]]]:
+    """Stage name -> function. ``ideate`` is lab-level: ``(ctx, template, n) -> ids``; the
+    others are ``(ctx, idea_id) -> outcome``."""
+    return {"ideate": _ideate, "novelty": _novelty, "experiment": _experiment,
+            "plot": _plot, "write": _write, "integrity": _integrity, "review": _review,
+            "improve": _improve}
+
+
+def _auto_approve_decision(ctx: StageContext, idea_id: int) -> tuple[bool, str]:
+    """(approve?, reason) for batch runs, via triage's policy when it exists."""
+    idea = ctx.idea(idea_id)
+    try:
+        from aisci.engine.triage import auto_approve_decision
+    except ImportError:  # triage not installed yet: fall back to the documented policy
+        novel = (idea.novelty or {}).get("novel")
+        if ctx.settings.novelty.require_novel_for_auto_approve and novel is False:
+            return False, "auto: the novelty check found it not novel"
+        return True, "auto"
+    ok = bool(auto_approve_decision(ctx.settings, idea))
+    return ok, "auto" if ok else "auto: the novelty check found it not novel"
+
+
+def _approve(ctx: StageContext, idea_id: int, source: str) -> None:
+    from aisci.engine.triage import approve
+    approve(ctx.store, ctx.bus, idea_id, source=source)
+
+
+def _veto(ctx: StageContext, idea_id: int, reason: str, source: str) -> None:
+    from aisci.engine.triage import veto
+    veto(ctx.store, ctx.bus, idea_id, reason, source=source)
+
+
+def _is_literature_unavailable(exc: BaseException) -> bool:
+    try:
+        from aisci.engine.literature import LiteratureUnavailable
+    except ImportError:
+        return type(exc).__name__ == "LiteratureUnavailable"
+    return isinstance(exc, LiteratureUnavailable)
+
+
+def outcome_failure(result: Any) -> str | None:
+    """A stage outcome object that says it failed (``ok``/``success`` False) -> reason."""
+    for attr in ("ok", "success", "succeeded"):
+        value = getattr(result, attr, None)
+        if value is False:
+            for name in ("reason", "error", "message", "summary"):
+                text = getattr(result, name, None)
+                if text:
+                    return str(text)
+            return f"{type(result).__name__} reports failure"
+    return None
+
+
+def outcome_summary(result: Any) -> str:
+    for name in ("summary", "reason", "message"):
+        text = getattr(result, name, None)
+        if isinstance(text, str) and text:
+            return text[:200]
+    if isinstance(result, list):
+        return f"{len(result)} item(s)"
+    return ""
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- options and outcomes ---------------------------------------------------------------
+
+@dataclass
+class PipelineOptions:
+    """How a batch runs. Persisted in the store (kv ``pipeline.options``) so ``aisci
+    resume`` continues with the same choices."""
+
+    template: str = "grokking"
+    skip_idea_generation: bool = False
+    skip_novelty: bool = False
+    improvement: bool = False
+    auto_approve: bool | None = None
+    """None: ``general.auto_approve`` from the settings."""
+    include_seeds: bool = False
+    """Also run the template's seed ideas (default when idea generation is skipped)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineOptions:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class IdeaOutcome:
+    """Why an idea's runner stopped: done | failed | vetoed | waiting | paused | budget |
+    literature | stopped."""
+
+    state: str
+    stage: str = ""
+    reason: str = ""
+
+
+@dataclass
+class _IdeaControl:
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    literature: str | None = None
+    """Pending literature decision: skip | retry."""
+    current_stage: str | None = None
+    stage_task: asyncio.Task[Any] | None = None
+    skip_current: bool = False
+
+
+class Pipeline:
+    """Runs the stage machine for every eligible idea of a lab."""
+
+    def __init__(self, ctx: StageContext, *, stages: dict[str, Callable[..., Awaitable[Any]]]
+                 | None = None, headless: bool = True,
+                 options: PipelineOptions | None = None) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.bus = ctx.bus
+        self.stages = {**default_stages(), **(stages or {})}
+        self.headless = headless
+        self.options = options or PipelineOptions(template=ctx.settings.general.template)
+        n = ctx.settings.scheduler.max_llm_tasks
+        self._llm_sem = asyncio.Semaphore(n)
+        # Experiment/plot stages mostly wait for slots; bound them separately so they
+        # cannot starve the writing and reviewing of ideas that are further along.
+        self._slot_stage_sem = asyncio.Semaphore(max(n, 2))
+        self._runners: dict[int, asyncio.Task[None]] = {}
+        self._controls: dict[int, _IdeaControl] = {}
+        self._ideation: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.outcomes: dict[int, IdeaOutcome] = {}
+        self.ideation_error: str | None = None
+        self.budget_stopped = False
+        self._started = False
+
+    # -- life cycle ---------------------------------------------------------------------
+    @property
+    def auto_approve(self) -> bool:
+        if self.options.auto_approve is not None:
+            return self.options.auto_approve
+        return self.ctx.settings.general.auto_approve
+
+    async def start(self) -> None:
+        """Persist the options, resume ideation if a batch is unfinished, start a runner
+        for every eligible idea, and watch for new ones."""
+        self._started = True
+        self.store.kv_set("pipeline.options", self.options.to_dict())
+        sub = self.bus.subscribe(maxsize=1000, kinds=(ev.IdeaAdded,))
+        self._watcher = asyncio.create_task(self._watch_new_ideas(sub), name="idea-watcher")
+        if not self.options.skip_idea_generation and self._ideation_remaining() > 0:
+            self._start_ideation()
+        self.spawn_eligible()
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._ideation, self._watcher, *self._runners.values()) if t]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._runners.clear()
+
+    def busy(self) -> bool:
+        return (self._ideation is not None and not self._ideation.done()) or any(
+            not t.done() for t in self._runners.values())
+
+    async def wait_idle(self) -> None:
+        """Until no idea is running and no ideation batch is in progress (ideas waiting
+        for a human decision count as idle)."""
+        while True:
+            tasks = [t for t in (self._ideation, *self._runners.values())
+                     if t is not None and not t.done()]
+            if not tasks:
+                return
+            await asyncio.wait(tasks)
+
+    # -- ideation -------------------------------------------------------------------------
+    def _generated_count(self) -> int:
+        return sum(1 for i in self.store.list_ideas()
+                   if i.origin == "generated" and i.template == self.options.template)
+
+    def _ideation_remaining(self) -> int:
+        target = int(self.store.kv_get(f"pipeline.ideation_target.{self.options.template}", 0))
+        return max(0, target - self._generated_count())
+
+    def request_ideas(self, n: int) -> None:
+        """Ask for ``n`` more ideas; the target is persisted so a crash resumes the batch."""
+        key = f"pipeline.ideation_target.{self.options.template}"
+        base = max(int(self.store.kv_get(key, 0)), self._generated_count())
+        self.store.kv_set(key, base + max(0, n))
+        if self._started and (self._ideation is None or self._ideation.done()):
+            self._start_ideation()
+
+    def _start_ideation(self) -> None:
+        self._ideation = asyncio.create_task(self._run_ideation(), name="ideation")
+
+    async def _run_ideation(self) -> None:
+        # Bounded: each pass asks for what is missing; a pass that adds nothing ends it.
+        for _ in range(3):
+            remaining = self._ideation_remaining()
+            if remaining <= 0:
+                break
+            before = self._generated_count()
+            self.bus.publish(ev.StageStarted(idea_id=None, stage="ideate"))
+            try:
+                async with self._llm_sem:
+                    await self.stages["ideate"](self.ctx, self.options.template, remaining)
+            except asyncio.CancelledError:
+                raise
+            except BudgetExceeded as exc:
+                self.ideation_error = one_line(exc)
+                self.budget_stopped = self.headless
+                self.bus.publish(ev.StagePaused(idea_id=None, stage="ideate",
+                                                reason=f"budget: {exc}"))
+                break
+            except Exception as exc:  # reported; the batch goes on
+                log.exception("ideation failed")
+                self.ideation_error = one_line(exc)
+                self.bus.publish(ev.StageFailed(idea_id=None, stage="ideate",
+                                                reason=self.ideation_error))
+                break
+            finally:
+                self.spawn_eligible()
+            self.bus.publish(ev.StageFinished(
+                idea_id=None, stage="ideate",
+                summary=f"{self._generated_count()} generated idea(s)"))
+            if self._generated_count() == before:
+                break
+
+    async def _watch_new_ideas(self, sub: ev.Subscription) -> None:
+        try:
+            async for _event in sub:
+                self.spawn_eligible()
+        finally:
+            sub.close()
+
+    # -- runners --------------------------------------------------------------------------
+    def eligible(self, idea_id: int) -> bool:
+        idea = self.store.get_idea(idea_id)
+        if idea is None or idea.status == "vetoed":
+            return False
+        if idea.origin == "seed" and not (self.options.include_seeds
+                                          or self.options.skip_idea_generation):
+            return False
+        states = self.store.stages(idea_id)
+        return not all(states.get(s, {}).get("state") in FINISHED for s in STAGES)
+
+    def spawn_eligible(self) -> None:
+        for idea in self.store.list_ideas():
+            task = self._runners.get(idea.id)
+            if (task is None or task.done()) and idea.id not in self.outcomes \
+                    and self.eligible(idea.id):
+                self._spawn(idea.id)
+
+    def _spawn(self, idea_id: int) -> None:
+        self.outcomes.pop(idea_id, None)
+        self._controls.setdefault(idea_id, _IdeaControl())
+        self._runners[idea_id] = asyncio.create_task(self._run_idea(idea_id),
+                                                     name=f"idea-{idea_id}")
+
+    def control(self, idea_id: int) -> _IdeaControl:
+        return self._controls.setdefault(idea_id, _IdeaControl())
+
+    def wake(self, idea_id: int) -> None:
+        """Nudge an idea's runner (a command changed its state); restart it if stopped."""
+        self.control(idea_id).wake.set()
+        task = self._runners.get(idea_id)
+        if self._started and (task is None or task.done()) and self.eligible(idea_id):
+            self._spawn(idea_id)
+
+    def current_stage(self, idea_id: int) -> str | None:
+        return self.control(idea_id).current_stage
+
+    async def _wait(self, idea_id: int) -> None:
+        c = self.control(idea_id)
+        await c.wake.wait()
+        c.wake.clear()
+
+    def paused(self, idea_id: int) -> bool:
+        return idea_id in set(self.store.kv_get("pipeline.paused_ideas", []))
+
+    def set_paused(self, idea_id: int, paused: bool) -> None:
+        ids = set(self.store.kv_get("pipeline.paused_ideas", []))
+        ids = ids | {idea_id} if paused else ids - {idea_id}
+        self.store.kv_set("pipeline.paused_ideas", sorted(ids))
+
+    def _next_stage(self, idea_id: int) -> str | None:
+        states = self.store.stages(idea_id)
+        for stage in STAGES:
+            if states.get(stage, {}).get("state") not in FINISHED:
+                return stage
+        return None
+
+    async def _run_idea(self, idea_id: int) -> None:
+        c = self.control(idea_id)
+        c.wake.clear()
+        try:
+            while True:
+                stage = self._next_stage(idea_id)
+                idea = self.store.get_idea(idea_id)
+                if idea is None:
+                    return
+                if stage is None:
+                    self.outcomes[idea_id] = IdeaOutcome("done")
+                    return
+                if idea.status == "vetoed":
+                    self.outcomes[idea_id] = IdeaOutcome("vetoed", stage)
+                    return
+                if self.paused(idea_id):
+                    self.outcomes[idea_id] = IdeaOutcome("paused", stage, "paused by a human")
+                    if self.headless:
+                        return
+                    await self._wait(idea_id)
+                    self.outcomes.pop(idea_id, None)
+                    continue
+                state = self.store.stages(idea_id).get(stage, {})
+                if state.get("state") == "failed" and state.get("attempts", 0) >= MAX_AUTO_RETRIES:
+                    self.outcomes[idea_id] = IdeaOutcome(
+                        "failed", stage, state.get("detail", {}).get("reason", ""))
+                    return
+                outcome = await self._run_stage(idea_id, stage)
+                if outcome is not None:
+                    self.outcomes[idea_id] = outcome
+                    if self.headless or outcome.state in ("failed", "done"):
+                        return
+                    # Interactive: wait for a human command, then look again.
+                    await self._wait(idea_id)
+                    self.outcomes.pop(idea_id, None)
+        finally:
+            c.current_stage = None
+
+    # -- one stage ------------------------------------------------------------------------
+    def _set(self, idea_id: int, stage: str, state: str, **detail: Any) -> None:
+        self.store.set_stage(idea_id, stage, state, detail or None)
+
+    async def _run_stage(self, idea_id: int, stage: str) -> IdeaOutcome | None:
+        """Run (or decide) one stage. None = go on to the next stage; an IdeaOutcome =
+        the runner stops here (headless) or waits for a human (interactive)."""
+        if stage == "ideate":
+            idea = self.ctx.idea(idea_id)
+            self._set(idea_id, stage, "done", origin=idea.origin)
+            return None
+        if stage == "novelty" and (self.options.skip_novelty
+                                   or not self.ctx.settings.novelty.enabled):
+            self._set(idea_id, stage, "skipped", reason="novelty check skipped")
+            return None
+        if stage == "approval":
+            return await self._approval(idea_id)
+        if stage == "improve" and not (self.options.improvement
+                                       or self.ctx.settings.review.improve):
+            self._set(idea_id, stage, "skipped", reason="improvement not requested")
+            return None
+        fn = self.stages.get(stage)
+        if fn is None:
+            self._set(idea_id, stage, "skipped", reason="no stage function")
+            return None
+        return await self._call_stage(idea_id, stage, fn)
+
+    async def _call_stage(self, idea_id: int, stage: str,
+                          fn: Callable[..., Awaitable[Any]]) -> IdeaOutcome | None:
+        c = self.control(idea_id)
+        sem = self._llm_sem if stage in LLM_STAGES else self._slot_stage_sem
+        async with sem:
+            c.current_stage = stage
+            c.skip_current = False
+            self._set(idea_id, stage, "running")
+            self.bus.publish(ev.StageStarted(idea_id=idea_id, stage=stage))
+            c.stage_task = asyncio.create_task(fn(self.ctx, idea_id),
+                                               name=f"idea-{idea_id}-{stage}")
+            try:
+                result = await asyncio.shield(c.stage_task)
+            except asyncio.CancelledError:
+                if c.skip_current:
+                    self._set(idea_id, stage, "skipped", reason="skipped by a human")
+                    self.bus.publish(ev.StageFinished(idea_id=idea_id, stage=stage,
+                                                      summary="skipped by a human"))
+                    return None
+                # The engine is stopping: leave the stage resumable, not failed.
+                c.stage_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await c.stage_task
+                self._set(idea_id, stage, "paused", reason="interrupted: engine stopped")
+                raise
+            except BudgetExceeded as exc:
+                reason = f"budget: {exc}"
+                self._set(idea_id, stage, "paused", reason=reason, budget=exc.scope)
+                self.bus.publish(ev.StagePaused(idea_id=idea_id, stage=stage, reason=reason))
+                if self.headless:
+                    self.budget_stopped = True
+                return IdeaOutcome("budget", stage, reason)
+            except Exception as exc:  # every failure becomes a stage state
+                if stage == "novelty" and _is_literature_unavailable(exc):
+                    return await self._literature_unavailable(idea_id, exc)
+                reason = one_line(exc)
+                log.warning("idea %s stage %s failed: %s", idea_id, stage, reason)
+                self._set(idea_id, stage, "failed", reason=reason)
+                self.bus.publish(ev.StageFailed(idea_id=idea_id, stage=stage, reason=reason))
+                return IdeaOutcome("failed", stage, reason)
+            finally:
+                c.current_stage = None
+                c.stage_task = None
+        failure = outcome_failure(result)
+        if failure is not None:
+            self._set(idea_id, stage, "failed", reason=failure)
+            self.bus.publish(ev.StageFailed(idea_id=idea_id, stage=stage, reason=failure))
+            return IdeaOutcome("failed", stage, failure)
+        summary = outcome_summary(result)
+        self._set(idea_id, stage, "done", summary=summary)
+        self.bus.publish(ev.StageFinished(idea_id=idea_id, stage=stage, summary=summary))
+        return None
+
+    def skip_running(self, idea_id: int, stage: str) -> bool:
+        """Cancel the stage if it is running now; it is then marked skipped."""
+        c = self.control(idea_id)
+        if c.current_stage == stage and c.stage_task is not None and not c.stage_task.done():
+            c.skip_current = True
+            # The runner awaits it through a shield: it sees the cancellation, marks the
+            # stage skipped and goes on with the next one.
+            c.stage_task.cancel()
+            return True
+        return False
+
+    async def _literature_unavailable(self, idea_id: int, exc: BaseException) -> IdeaOutcome | None:
+        reason = "literature unavailable"
+        self._set(idea_id, "novelty", "paused", reason=reason, detail=one_line(exc))
+        self.bus.publish(ev.StagePaused(idea_id=idea_id, stage="novelty", reason=reason))
+        if self.headless:
+            msg = (f"idea {idea_id}: {reason} ({one_line(exc)}); rerun with "
+                   "--skip-novelty-check or `aisci resume` when the network is back")
+            self.bus.publish(ev.Notice(level="warning", message=msg, idea_id=idea_id))
+            return IdeaOutcome("literature", "novelty", reason)
+        c = self.control(idea_id)
+        while c.literature is None:
+            await self._wait(idea_id)
+        decision, c.literature = c.literature, None
+        if decision == "skip":
+            self._set(idea_id, "novelty", "skipped", reason="skipped: literature unavailable")
+        return None
+
+    async def _approval(self, idea_id: int) -> IdeaOutcome | None:
+        idea = self.ctx.idea(idea_id)
+        if idea.status == "approved":
+            self._set(idea_id, "approval", "done", decision="approved")
+            return None
+        if idea.status == "vetoed":
+            self._set(idea_id, "approval", "done", decision="vetoed")
+            return IdeaOutcome("vetoed", "approval")
+        if self.auto_approve:
+            ok, reason = _auto_approve_decision(self.ctx, idea_id)
+            if ok:
+                _approve(self.ctx, idea_id, "auto")
+                self._set(idea_id, "approval", "done", decision="approved", source="auto")
+                self.bus.publish(ev.StageFinished(idea_id=idea_id, stage="approval",
+                                                  summary="approved (auto)"))
+                return None
+            _veto(self.ctx, idea_id, reason, "auto")
+            self._set(idea_id, "approval", "done", decision="vetoed", source="auto",
+                      reason=reason)
+            return IdeaOutcome("vetoed", "approval", reason)
+        self._set(idea_id, "approval", "waiting", reason="waiting for a human decision")
+        self.bus.publish(ev.StagePaused(idea_id=idea_id, stage="approval",
+                                        reason="waiting for a human decision"))
+        return IdeaOutcome("waiting", "approval", "waiting for a human decision")
+
+    # -- commands (take effect at the runner's next safe point) ---------------------------
+    def retry_stage(self, idea_id: int, stage: str) -> None:
+        """Run ``stage`` again (and every later stage after it)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        later = STAGES[STAGES.index(stage):]
+        states = self.store.stages(idea_id)
+        for s in later:
+            if s in states and s != "approval":
+                self._set(idea_id, s, "pending", reason="retry requested")
+        c = self.control(idea_id)
+        if c.current_stage == "novelty" and stage == "novelty":
+            c.literature = "retry"
+        self.wake(idea_id)
+
+    def skip_stage(self, idea_id: int, stage: str) -> None:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        if stage == "approval":
+            raise ValueError("the approval stage cannot be skipped: approve or veto the idea")
+        if self.skip_running(idea_id, stage):
+            return
+        c = self.control(idea_id)
+        if stage == "novelty":
+            c.literature = "skip"
+        self._set(idea_id, stage, "skipped", reason="skipped by a human")
+        self.wake(idea_id)
+
+    def literature_decision(self, idea_id: int, decision: str) -> None:
+        if decision not in ("skip", "retry"):
+            raise ValueError(f"literature decision {decision!r}: expected skip or retry")
+        c = self.control(idea_id)
+        c.literature = decision
+        if decision == "skip" and self.store.stages(idea_id).get("novelty", {}).get(
+                "state") != "running":
+            self._set(idea_id, "novelty", "skipped", reason="skipped: literature unavailable")
+        self.wake(idea_id)

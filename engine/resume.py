@@ -1,0 +1,144 @@
+"""Crash recovery: what a new engine does about the previous engine's unfinished work.
+
+A ``runs`` row still ``running`` when an engine starts belongs to a dead engine (the lab
+lock guarantees only one engine per lab). If its process still exists — same pid AND the
+same start time as recorded (``psutil`` create_time, 0.01 s tolerance), so a recycled
+pid is never touched — the process group/tree it leads is terminated (SIGTERM, a grace
+period, SIGKILL). Processes of its group or session that outlived the leader are found
+by process-group / session id and the same start-time rule. No other process is ever
+signalled. The attempt is then marked ``interrupted``; the run loop re-runs that run from
+its start and keeps the partial log as a failed attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+import psutil
+from aisci.engine.store import LabStore, RunRow
+
+log = logging.getLogger(__name__)
+
+START_TIME_TOLERANCE_S = 0.01
+INTERRUPTED_REASON = "interrupted: the engine stopped while this attempt ran"
+
+
+@dataclass
+class RecoveryReport:
+    interrupted_runs: list[int] = field(default_factory=list)
+    """Row ids of attempts marked interrupted."""
+    terminated_pids: list[int] = field(default_factory=list)
+    stale_stages: list[tuple[int, str]] = field(default_factory=list)
+    """(idea_id, stage) left ``running`` by the previous engine."""
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.interrupted_runs or self.terminated_pids or self.stale_stages)
+
+    def summary(self) -> str:
+        parts = []
+        if self.interrupted_runs:
+            parts.append(f"{len(self.interrupted_runs)} interrupted run attempt(s)")
+        if self.terminated_pids:
+            parts.append(f"{len(self.terminated_pids)} orphaned process(es) terminated")
+        if self.stale_stages:
+            parts.append(f"{len(self.stale_stages)} stage(s) resumed")
+        return ", ".join(parts) or "nothing to recover"
+
+
+def is_same_process(pid: int, start_time: float | None) -> bool:
+    """True when ``pid`` is alive and started at ``start_time`` (it is the one we ran)."""
+    if not pid or start_time is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return (abs(proc.create_time() - start_time) <= START_TIME_TOLERANCE_S
+                and proc.status() != psutil.STATUS_ZOMBIE)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _group_members(leader: int, not_before: float) -> list[psutil.Process]:
+    """Processes in the leader's process group or session, started after the leader.
+
+    Linux does not hand out a pid while a process group or session with that id still
+    exists, so a process whose pgid/sid equals our recorded leader pid is ours."""
+    out = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        pid = proc.info["pid"]
+        if pid in (me, leader):
+            continue
+        try:
+            if leader not in (os.getpgid(pid), os.getsid(pid)):
+                continue
+        except (ProcessLookupError, PermissionError, OSError):
+            continue
+        created = proc.info.get("create_time") or 0.0
+        if created + START_TIME_TOLERANCE_S >= not_before:
+            out.append(proc)
+    return out
+
+
+def terminate_orphan(pid: int, start_time: float | None, grace_s: float = 3.0) -> list[int]:
+    """Terminate the tree of a previous engine's run. Returns the pids signalled."""
+    targets: dict[int, psutil.Process] = {}
+    if is_same_process(pid, start_time):
+        leader = psutil.Process(pid)
+        targets[pid] = leader
+        with contextlib.suppress(psutil.Error):
+            for child in leader.children(recursive=True):
+                targets[child.pid] = child
+    # Group/session members are only ours when the leader pid is ours or free: a live
+    # process with that pid but another start time is a stranger that reused the pid.
+    if start_time is not None and (targets or not psutil.pid_exists(pid)):
+        for proc in _group_members(pid, start_time):
+            targets.setdefault(proc.pid, proc)
+            with contextlib.suppress(psutil.Error):
+                for child in proc.children(recursive=True):
+                    targets.setdefault(child.pid, child)
+    if not targets:
+        return []
+    procs = list(targets.values())
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGCONT)  # a paused tree cannot handle SIGTERM
+            proc.terminate()
+    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=2.0)
+    return sorted(targets)
+
+
+def _finish_interrupted(store: LabStore, row: RunRow) -> None:
+    now = time.time()
+    duration = (now - row.started_at) if row.started_at else None
+    store.update_run(row.id, status="interrupted", reason=INTERRUPTED_REASON,
+                     finished_at=now, duration_s=duration)
+
+
+def recover_lab(store: LabStore, grace_s: float = 3.0) -> RecoveryReport:
+    """Clean up after a previous engine: terminate its orphans, mark its attempts
+    interrupted, and list the stages it left running (the pipeline re-runs them)."""
+    report = RecoveryReport()
+    for row in store.running_runs():
+        if row.pid:
+            killed = terminate_orphan(row.pid, row.pid_start_time, grace_s)
+            if killed:
+                log.warning("terminated orphaned %s of idea %s: pids %s", row.run, row.idea_id,
+                            killed)
+                report.terminated_pids.extend(killed)
+        _finish_interrupted(store, row)
+        report.interrupted_runs.append(row.id)
+    for idea in store.list_ideas():
+        for stage, st in store.stages(idea.id).items():
+            if st["state"] == "running":
+                report.stale_stages.append((idea.id, stage))
+    return report

@@ -1,0 +1,119 @@
+"""A read-only picture of a lab: ideas with their stage states, runs and cost.
+
+Built from the store alone, so it works for the running engine (``Engine.snapshot()``)
+and for ``aisci status`` on a lab another process is using (store opened read-only).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aisci.engine.store import LabStore, RunRow
+
+STAGE_ORDER: tuple[str, ...] = ("ideate", "novelty", "approval", "experiment", "plot", "write",
+                                "integrity", "review", "improve")
+
+
+@dataclass(frozen=True)
+class StageState:
+    stage: str
+    state: str
+    """pending | running | done | failed | paused | skipped | waiting"""
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else time.time()
+        return max(0.0, end - self.started_at)
+
+    @property
+    def reason(self) -> str:
+        return str(self.detail.get("reason", ""))
+
+
+@dataclass(frozen=True)
+class IdeaSnapshot:
+    id: int
+    name: str
+    title: str
+    template: str
+    status: str
+    """Triage status: proposed | checked | approved | vetoed | edited."""
+    origin: str
+    stages: dict[str, StageState]
+    current_stage: str | None
+    """First stage not done/skipped (None when the idea went through every stage)."""
+    current_state: str
+    cost_usd: float
+    runs: list[RunRow]
+    paused: bool
+    novel: bool | None
+    data: dict[str, Any]
+
+    @property
+    def finished(self) -> bool:
+        return self.current_stage is None
+
+    def elapsed_s(self) -> float:
+        return sum(s.duration_s or 0.0 for s in self.stages.values())
+
+
+@dataclass(frozen=True)
+class LabSnapshot:
+    lab: Path
+    ideas: list[IdeaSnapshot]
+    cost_usd: float
+    unknown_cost_calls: int
+    budget_lab_usd: float | None
+    budget_idea_usd: float | None
+    running_runs: list[RunRow]
+    ideation_active: bool = False
+    ts: float = field(default_factory=time.time)
+
+    def idea(self, idea_id: int) -> IdeaSnapshot | None:
+        return next((i for i in self.ideas if i.id == idea_id), None)
+
+
+def _current(stages: dict[str, StageState]) -> tuple[str | None, str]:
+    for name in STAGE_ORDER:
+        st = stages.get(name)
+        if st is None:
+            return name, "pending"
+        if st.state not in ("done", "skipped"):
+            return name, st.state
+    return None, "done"
+
+
+def build_snapshot(store: LabStore, *, budget_lab_usd: float | None = None,
+                   budget_idea_usd: float | None = None,
+                   ideation_active: bool = False) -> LabSnapshot:
+    paused = set(store.kv_get("pipeline.paused_ideas", []) or [])
+    spend = {k: v for k, v in store.spend_by("idea_id").items() if k is not None}
+    runs_by_idea: dict[int | None, list[RunRow]] = {}
+    for r in store.runs():
+        runs_by_idea.setdefault(r.idea_id, []).append(r)
+    ideas: list[IdeaSnapshot] = []
+    for row in store.list_ideas():
+        stages = {name: StageState(name, d["state"], d["attempts"], d["started_at"],
+                                   d["finished_at"], d["detail"] or {})
+                  for name, d in store.stages(row.id).items()}
+        cur, cur_state = _current(stages)
+        novel = (row.novelty or {}).get("novel") if row.novelty else None
+        ideas.append(IdeaSnapshot(
+            id=row.id, name=row.name, title=str(row.data.get("Title", "")),
+            template=row.template, status=row.status, origin=row.origin, stages=stages,
+            current_stage=cur, current_state=cur_state, cost_usd=spend.get(row.id, 0.0),
+            runs=runs_by_idea.get(row.id, []), paused=row.id in paused,
+            novel=novel if isinstance(novel, bool) else None, data=row.data))
+    return LabSnapshot(lab=store.lab_dir, ideas=ideas, cost_usd=store.spend(),
+                       unknown_cost_calls=store.unknown_cost_calls(),
+                       budget_lab_usd=budget_lab_usd, budget_idea_usd=budget_idea_usd,
+                       running_runs=store.running_runs(), ideation_active=ideation_active)
