@@ -20,8 +20,8 @@ def test_keys_are_stable_and_ascii():
     p = Paper(paper_id="x", title="Towards Understanding Grokking", authors=["Ziming Liu"],
               year=2022)
     assert make_key(p) == "liu2022understanding"
-    q = Paper(paper_id="y", title="The Ł-test: ü", authors=["Łukasz Kaiser"], year=2017)
-    assert make_key(q) == "kaiser2017test"
+    q = Paper(paper_id="y", title="Über die Methode", authors=["Łukasz Żółć"], year=2017)
+    assert make_key(q) == "zolc2017uber"
     assert make_key(Paper(paper_id="z", title="", authors=[])) == "anonpaper"
     twins = [Paper(paper_id=str(i), title="Grokking", authors=["A Power"], year=2022)
              for i in range(3)]
