@@ -26,9 +26,11 @@ from aisci.engine.llm.base import (
     MalformedOutput,
     Message,
     Provider,
+    StreamInterrupted,
     TextCallback,
 )
 from aisci.engine.llm.pricing import PriceTable
+from aisci.engine.prompts import PromptLibrary
 from aisci.engine.store import LabStore
 from pydantic import BaseModel, ValidationError
 
@@ -64,6 +66,10 @@ class LLMClient:
         self._providers: dict[str, Provider] = {}
         self._sleep = sleep
         self._budget_lock = asyncio.Lock()
+        # Estimated cost of calls in flight, per idea (None = lab-level calls), so that
+        # concurrent calls cannot all pass the budget check and cross it together.
+        self._reserved: dict[int | None, float] = {}
+        self.prompts = PromptLibrary(store.lab_dir if store is not None else None)
 
     # -- providers -----------------------------------------------------------------------
     def provider_for(self, spec: str) -> Provider:
@@ -97,9 +103,11 @@ class LLMClient:
             return
         checks: list[tuple[str, int | None, float | None, float]] = []
         if b.lab_usd is not None:
-            checks.append(("lab", None, b.lab_usd, self.store.spend()))
+            checks.append(("lab", None, b.lab_usd,
+                           self.store.spend() + sum(self._reserved.values())))
         if b.idea_usd is not None and idea_id is not None:
-            checks.append(("idea", idea_id, b.idea_usd, self.store.spend(idea_id)))
+            checks.append(("idea", idea_id, b.idea_usd,
+                           self.store.spend(idea_id) + self._reserved.get(idea_id, 0.0)))
         for scope, iid, budget, spent in checks:
             assert budget is not None
             if spent + estimate_usd > budget:
@@ -128,8 +136,24 @@ class LLMClient:
             request.max_tokens = cfg.max_tokens
         if request.temperature is None:
             request.temperature = cfg.temperature
+        estimate = self.estimate_cost(provider, request)
         async with self._budget_lock:
-            self.check_budget(idea_id, stage, self.estimate_cost(provider, request))
+            self.check_budget(idea_id, stage, estimate)
+            self._reserved[idea_id] = self._reserved.get(idea_id, 0.0) + estimate
+        try:
+            return await self._call(stage, request, idea_id, on_text, spec, provider, call_id)
+        finally:
+            left = self._reserved.get(idea_id, 0.0) - estimate
+            if left > 1e-12:
+                self._reserved[idea_id] = left
+            else:
+                self._reserved.pop(idea_id, None)
+
+    async def _call(self, stage: str, request: LLMRequest, idea_id: int | None,
+                    on_text: TextCallback | None, spec: str, provider: Provider,
+                    call_id: str) -> LLMResponse:
+        """Attempts of one call under the retry policy; records the outcome."""
+        cfg = self.settings.llm
         self._publish(ev.LLMCallStarted(call_id=call_id, stage=stage, idea_id=idea_id,
                                         model=spec))
 
@@ -160,12 +184,18 @@ class LLMClient:
                 break
             except LLMError as exc:
                 last_error = exc
-                from aisci.engine.llm.base import StreamInterrupted
                 if isinstance(exc, StreamInterrupted):
                     stream_restarts += 1
                     if stream_restarts > cfg.stream_restarts:
+                        last_error = StreamInterrupted(
+                            f"{exc} (gave up after {stream_restarts} broken streams)",
+                            status=exc.status)
                         break
-                elif not exc.retryable or tries >= cfg.max_tries:
+                elif not exc.retryable:
+                    break
+                elif tries >= cfg.max_tries:
+                    last_error = type(exc)(f"{exc} (gave up after {tries} tries)",
+                                           status=exc.status, retry_after=exc.retry_after)
                     break
                 wait = self._backoff(tries, exc)
                 if time.monotonic() + wait > deadline:
@@ -252,9 +282,8 @@ class LLMClient:
                     system=request.system,
                     messages=[*request.messages, resp.as_message(), Message(
                         role="user",
-                        text=("Your previous reply could not be used: "
-                              f"{exc}\nReply again with only the corrected JSON object "
-                              "(in a ```json fenced block), with every required field."))],
+                        text=self.prompts.render("json_repair", problem=str(exc),
+                                                 schema=schema.__name__))],
                     temperature=request.temperature, max_tokens=request.max_tokens,
                     step=f"{request.step}/repair-{repairs}",
                     cache_prefix_messages=request.cache_prefix_messages)

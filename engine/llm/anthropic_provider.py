@@ -1,0 +1,188 @@
+"""``anthropic:<model>``: one streamed Messages API call through the official SDK.
+
+The SDK's own retries are off (``max_retries=0``); the client's policy decides. The
+stable prefix of a stage (system prompt, and the first ``cache_prefix_messages`` turns,
+typically the template code) is marked with ``cache_control`` so repeated calls read it
+from the prompt cache. SDK exceptions are mapped onto the error taxonomy in base.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+import anthropic
+
+from aisci.engine.config import LLMSettings
+from aisci.engine.llm.base import (
+    AuthError,
+    BadRequest,
+    ConnectionFailed,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    Overloaded,
+    QuotaExceeded,
+    RateLimited,
+    ServerError,
+    StreamInterrupted,
+    TextCallback,
+    ToolCall,
+    Usage,
+)
+from aisci.engine.llm.errors import is_quota_message, retry_after_seconds
+
+_CACHE = {"type": "ephemeral"}
+
+
+class AnthropicProvider:
+    provider = "anthropic"
+
+    def __init__(self, model: str, llm_settings: LLMSettings, *,
+                 base_url: str | None = None, api_key: str | None = None) -> None:
+        self.model = model
+        self.settings = llm_settings
+        self._base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        self._api_key = api_key
+        self._client: anthropic.AsyncAnthropic | None = None
+
+    def _sdk(self) -> anthropic.AsyncAnthropic:
+        if self._client is None:
+            key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
+            if not key:
+                raise AuthError(f"anthropic:{self.model}: ANTHROPIC_API_KEY is not set")
+            self._client = anthropic.AsyncAnthropic(
+                api_key=key, base_url=self._base_url, max_retries=0,
+                timeout=self.settings.request_timeout_s)
+        return self._client
+
+    async def complete(self, request: LLMRequest, stage: str,
+                       on_text: TextCallback | None) -> LLMResponse:
+        client = self._sdk()
+        kwargs = build_params(self.model, request)
+        started = False
+        try:
+            async with client.messages.stream(**kwargs) as stream:
+                # Entering the context sent the request and got a 200: from here on a
+                # failure is a broken stream, restarted from the beginning by the client.
+                started = True
+                stopped = False
+                async for event in stream:
+                    if event.type == "text" and on_text is not None:
+                        on_text(event.text)
+                    elif event.type == "message_stop":
+                        stopped = True
+                if not stopped:
+                    # The connection closed before message_stop: the reply is truncated.
+                    raise StreamInterrupted(f"anthropic:{self.model}: stream ended before "
+                                            "message_stop (connection closed early)")
+                final = await stream.get_final_message()
+        except anthropic.APIStatusError as exc:
+            raise map_status_error(self.model, exc, started) from None
+        except anthropic.APIConnectionError as exc:
+            if started:
+                raise StreamInterrupted(f"anthropic:{self.model}: stream broke: {exc}") from None
+            raise ConnectionFailed(f"anthropic:{self.model}: cannot reach "
+                                   f"{client.base_url}: {exc}") from None
+        except anthropic.APIError as exc:
+            # Anything else the SDK raises mid-stream (e.g. an undecodable event).
+            if started:
+                raise StreamInterrupted(f"anthropic:{self.model}: stream broke: {exc}") from None
+            raise BadRequest(f"anthropic:{self.model}: {exc}") from None
+        return to_response(self.model, final)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+# -- request building ---------------------------------------------------------------------
+
+def _content(m: Message) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for r in m.tool_results:
+        blocks.append({"type": "tool_result", "tool_use_id": r.tool_call_id,
+                       "content": r.content, "is_error": r.is_error})
+    for img in m.images:
+        blocks.append({"type": "image", "source": {
+            "type": "base64", "media_type": "image/png",
+            "data": base64.b64encode(img).decode("ascii")}})
+    if m.text:
+        blocks.append({"type": "text", "text": m.text})
+    for c in m.tool_calls:
+        blocks.append({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments})
+    if not blocks:
+        # The API rejects empty content; an empty turn still needs one block.
+        blocks.append({"type": "text", "text": "(empty)"})
+    return blocks
+
+
+def build_params(model: str, request: LLMRequest) -> dict[str, Any]:
+    messages = [{"role": m.role, "content": _content(m)} for m in request.messages]
+    prefix = min(request.cache_prefix_messages, len(messages))
+    if prefix > 0:
+        messages[prefix - 1]["content"][-1]["cache_control"] = dict(_CACHE)
+    params: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.max_tokens or 4096,
+        "messages": messages,
+    }
+    if request.system:
+        params["system"] = [{"type": "text", "text": request.system,
+                             "cache_control": dict(_CACHE)}]
+    # No `temperature`: the installed SDK's Messages API (anthropic 2.x) has no such
+    # parameter any more, so sampling settings are left to the model's defaults.
+    if request.tools:
+        params["tools"] = [{"name": t.name, "description": t.description,
+                            "input_schema": t.input_schema} for t in request.tools]
+    return params
+
+
+def to_response(model: str, msg: Any) -> LLMResponse:
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in msg.content:
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "tool_use":
+            args = block.input if isinstance(block.input, dict) else {}
+            calls.append(ToolCall(id=block.id, name=block.name, arguments=dict(args)))
+    u = msg.usage
+    usage = Usage(input_tokens=u.input_tokens or 0, output_tokens=u.output_tokens or 0,
+                  cache_read_tokens=getattr(u, "cache_read_input_tokens", None) or 0,
+                  cache_write_tokens=getattr(u, "cache_creation_input_tokens", None) or 0)
+    return LLMResponse(text="".join(texts), tool_calls=calls, usage=usage,
+                       stop_reason=msg.stop_reason, provider="anthropic", model=model)
+
+
+# -- error mapping ------------------------------------------------------------------------
+
+def map_status_error(model: str, exc: Any, started: bool) -> LLMError:
+    """An SDK status error as one of ours. ``started``: the stream had begun (an
+    ``event: error`` arrived on a 200 response)."""
+    status = int(getattr(exc, "status_code", 0) or 0)
+    etype = str(getattr(exc, "type", None) or "")
+    message = str(getattr(exc, "api_message", None) or getattr(exc, "message", exc))
+    where = f"anthropic:{model}"
+    if started or status < 400:
+        return StreamInterrupted(f"{where}: stream broke with {etype or 'an error'}: {message}",
+                                 status=status)
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    retry_after = retry_after_seconds(headers)
+    detail = f"{where}: HTTP {status} {etype}: {message}".replace(" : ", ": ")
+    if status == 429 and (is_quota_message(etype) or is_quota_message(message)):
+        return QuotaExceeded(f"{detail} (spend limit: retrying cannot help)", status=status)
+    if status in (401, 403):
+        return AuthError(f"{detail} (check ANTHROPIC_API_KEY)", status=status)
+    if status == 429:
+        return RateLimited(detail, status=status, retry_after=retry_after)
+    if status == 529 or etype == "overloaded_error":
+        return Overloaded(detail, status=status, retry_after=retry_after)
+    if status >= 500:
+        return ServerError(detail, status=status, retry_after=retry_after)
+    if status == 402 or is_quota_message(message):
+        return QuotaExceeded(detail, status=status)
+    return BadRequest(detail, status=status)

@@ -1,0 +1,213 @@
+"""``openai:<model>`` and OpenAI-compatible endpoints (DeepSeek, OpenRouter, vLLM, Ollama,
+llama.cpp server): one streamed Chat Completions call through the official SDK.
+
+SDK retries are off (``max_retries=0``); the client's policy decides. Tool calls are
+assembled from the streamed deltas; usage comes from the final chunk
+(``stream_options.include_usage``), with cached prompt tokens split out so they are
+priced at the cache-read rate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from typing import Any
+
+import openai
+
+from aisci.engine.config import LLMSettings
+from aisci.engine.llm.base import (
+    AuthError,
+    BadRequest,
+    ConnectionFailed,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    QuotaExceeded,
+    RateLimited,
+    ServerError,
+    StreamInterrupted,
+    TextCallback,
+    ToolCall,
+    Usage,
+)
+from aisci.engine.llm.errors import is_quota_message, retry_after_seconds
+
+# OpenAI reasoning models reject `temperature` and the legacy `max_tokens`.
+_REASONING = re.compile(r"^(o\d|gpt-5)")
+
+
+class OpenAIProvider:
+    def __init__(self, model: str, llm_settings: LLMSettings, provider_name: str = "openai",
+                 base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY") -> None:
+        self.model = model
+        self.provider = provider_name
+        self.settings = llm_settings
+        if base_url is None and provider_name == "openai":
+            base_url = os.environ.get("OPENAI_BASE_URL") or None
+        self._base_url = base_url
+        self._api_key_env = api_key_env
+        self._client: openai.AsyncOpenAI | None = None
+
+    @property
+    def _where(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+    def _sdk(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            key = os.environ.get(self._api_key_env) if self._api_key_env else None
+            if not key:
+                if self._api_key_env and self.provider == "openai":
+                    raise AuthError(f"{self._where}: {self._api_key_env} is not set")
+                if self._api_key_env:
+                    raise AuthError(f"{self._where}: {self._api_key_env} is not set (named by "
+                                    f"[llm.endpoints.{self.provider}] api_key_env)")
+                # Local servers (Ollama, vLLM, llama.cpp) take no key; the SDK wants one.
+                key = "no-key"
+            self._client = openai.AsyncOpenAI(
+                api_key=key, base_url=self._base_url, max_retries=0,
+                timeout=self.settings.request_timeout_s)
+        return self._client
+
+    def build_params(self, request: LLMRequest) -> dict[str, Any]:
+        messages: list[dict[str, Any]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        for m in request.messages:
+            messages.extend(_wire_messages(m))
+        params: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
+                                  "stream_options": {"include_usage": True}}
+        reasoning = self.provider == "openai" and bool(_REASONING.match(self.model))
+        if request.max_tokens:
+            key = "max_completion_tokens" if self.provider == "openai" else "max_tokens"
+            params[key] = request.max_tokens
+        if request.temperature is not None and not reasoning:
+            params["temperature"] = request.temperature
+        if request.tools:
+            params["tools"] = [{"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.input_schema}}
+                for t in request.tools]
+        return params
+
+    async def complete(self, request: LLMRequest, stage: str,
+                       on_text: TextCallback | None) -> LLMResponse:
+        client = self._sdk()
+        params = self.build_params(request)
+        started = False
+        texts: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        usage = Usage()
+        finish: str | None = None
+        try:
+            stream = await client.chat.completions.create(**params)
+            started = True
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = _usage(chunk.usage)
+                    for choice in chunk.choices:
+                        finish = choice.finish_reason or finish
+                        delta = choice.delta
+                        if delta.content:
+                            texts.append(delta.content)
+                            if on_text is not None:
+                                on_text(delta.content)
+                        for tc in delta.tool_calls or []:
+                            slot = calls.setdefault(tc.index, {"id": "", "name": "", "args": ""})
+                            if tc.id:
+                                slot["id"] = tc.id
+                            if tc.function is not None:
+                                slot["name"] += tc.function.name or ""
+                                slot["args"] += tc.function.arguments or ""
+        except openai.APIStatusError as exc:
+            raise self._map_status(exc) from None
+        except openai.APIConnectionError as exc:
+            if started:
+                raise StreamInterrupted(f"{self._where}: stream broke: {exc}") from None
+            raise ConnectionFailed(f"{self._where}: cannot reach {client.base_url}: {exc}") \
+                from None
+        except openai.APIError as exc:
+            # An error object inside a 200 stream: the stream broke midway.
+            if started:
+                raise StreamInterrupted(f"{self._where}: stream broke: {exc.message}") from None
+            raise BadRequest(f"{self._where}: {exc}") from None
+        if finish is None:
+            # No choice ever finished: the connection closed midway and the reply is cut.
+            raise StreamInterrupted(f"{self._where}: stream ended without a finish_reason "
+                                    "(connection closed early)")
+        tool_calls = []
+        for idx in sorted(calls):
+            slot = calls[idx]
+            try:
+                args = json.loads(slot["args"]) if slot["args"].strip() else {}
+            except json.JSONDecodeError:
+                # Kept visible: the tool loop reports the bad arguments back to the model.
+                args = {"_unparsed_arguments": slot["args"]}
+            tool_calls.append(ToolCall(id=slot["id"] or f"call_{idx}", name=slot["name"],
+                                       arguments=args if isinstance(args, dict) else {}))
+        return LLMResponse(text="".join(texts), tool_calls=tool_calls, usage=usage,
+                           stop_reason=finish, provider=self.provider, model=self.model)
+
+    def _map_status(self, exc: Any) -> LLMError:
+        status = int(getattr(exc, "status_code", 0) or 0)
+        code = str(getattr(exc, "code", None) or "")
+        etype = str(getattr(exc, "type", None) or "")
+        body = getattr(exc, "body", None)
+        message = str(body.get("message") if isinstance(body, dict) and body.get("message")
+                      else getattr(exc, "message", exc))
+        detail = f"{self._where}: HTTP {status} {code or etype}: {message}".replace(" : ", ": ")
+        retry_after = retry_after_seconds(getattr(getattr(exc, "response", None), "headers",
+                                                  None))
+        quota = any(is_quota_message(s) for s in (code, etype, message))
+        if status == 429 and quota:
+            return QuotaExceeded(f"{detail} (spend limit: retrying cannot help)", status=status)
+        if status in (401, 403):
+            hint = f" (check {self._api_key_env})" if self._api_key_env else ""
+            return AuthError(detail + hint, status=status)
+        if status == 429:
+            return RateLimited(detail, status=status, retry_after=retry_after)
+        if status >= 500:
+            return ServerError(detail, status=status, retry_after=retry_after)
+        if status == 402 or quota:
+            return QuotaExceeded(detail, status=status)
+        return BadRequest(detail, status=status)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _usage(u: Any) -> Usage:
+    details = getattr(u, "prompt_tokens_details", None)
+    cached = int(getattr(details, "cached_tokens", None) or 0)
+    prompt = int(u.prompt_tokens or 0)
+    return Usage(input_tokens=max(0, prompt - cached), output_tokens=int(u.completion_tokens or 0),
+                 cache_read_tokens=cached)
+
+
+def _wire_messages(m: Message) -> list[dict[str, Any]]:
+    """One of our turns as Chat Completions messages (tool results are separate
+    ``tool`` messages that must directly follow the assistant's tool calls)."""
+    out: list[dict[str, Any]] = []
+    if m.role == "assistant":
+        msg: dict[str, Any] = {"role": "assistant", "content": m.text or None}
+        if m.tool_calls:
+            msg["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+                "name": c.name, "arguments": json.dumps(c.arguments)}} for c in m.tool_calls]
+        return [msg]
+    for r in m.tool_results:
+        content = f"ERROR: {r.content}" if r.is_error else r.content
+        out.append({"role": "tool", "tool_call_id": r.tool_call_id, "content": content})
+    if m.images:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": m.text}] if m.text else []
+        for img in m.images:
+            url = "data:image/png;base64," + base64.b64encode(img).decode("ascii")
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        out.append({"role": "user", "content": parts})
+    elif m.text or not m.tool_results:
+        out.append({"role": "user", "content": m.text})
+    return out

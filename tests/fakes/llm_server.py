@@ -1,0 +1,368 @@
+"""A loopback HTTP server speaking the Anthropic Messages and OpenAI Chat Completions wire
+protocols, so tests drive the real SDKs (which use httpx2, out of reach of respx).
+
+Each test scripts what the next requests get, as a FIFO queue of actions per API:
+``Reply`` (text and/or tool calls with usage; streamed as SSE when the request asks for a
+stream), ``Fail`` (an HTTP error body with optional headers such as retry-after),
+``BreakStream`` (the stream starts, then an error event / abrupt close) and ``Stall``
+(no answer for a while). Every request is recorded (path, headers, JSON body) so tests
+can assert what the SDK sent. An unscripted request gets a 500 naming the gap.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ANTHROPIC = "anthropic"
+OPENAI = "openai"
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(name, arguments) pairs."""
+    input_tokens: int = 100
+    output_tokens: int = 20
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    chunk_chars: int = 4
+    """Text and tool arguments are streamed in pieces of this many characters."""
+
+
+@dataclass
+class Fail:
+    status: int
+    error_type: str = "api_error"
+    message: str = "failure injected by the fake server"
+    headers: dict[str, str] = field(default_factory=dict)
+    code: str | None = None
+    """OpenAI ``error.code`` (e.g. ``insufficient_quota``)."""
+
+
+@dataclass
+class BreakStream:
+    """Start a 200 stream, send ``text_before`` then fail: an SSE error event (Anthropic)
+    / an error chunk (OpenAI), or an abrupt close when ``abrupt``."""
+
+    text_before: str = "partial "
+    error_type: str = "overloaded_error"
+    message: str = "Overloaded"
+    abrupt: bool = False
+
+
+@dataclass
+class Stall:
+    seconds: float
+
+
+Action = Reply | Fail | BreakStream | Stall
+
+
+@dataclass
+class RecordedRequest:
+    api: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    ts: float
+
+
+class FakeLLMServer:
+    """Start with :meth:`start` (or use as a context manager); ``base_url`` is the root
+    both SDKs take (Anthropic appends ``/v1/messages``; for OpenAI use ``openai_base_url``)."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, collections.deque[Action]] = {
+            ANTHROPIC: collections.deque(), OPENAI: collections.deque()}
+        self._lock = threading.Lock()
+        self.requests: list[RecordedRequest] = []
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> FakeLLMServer:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        daemon=True, name="fake-llm-server")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    # -- scripting -----------------------------------------------------------------------
+    def script(self, api: str, *actions: Action) -> None:
+        with self._lock:
+            self._queues[api].extend(actions)
+
+    def pending(self, api: str) -> int:
+        with self._lock:
+            return len(self._queues[api])
+
+    def requests_for(self, api: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.api == api]
+
+    def _next(self, req: RecordedRequest) -> Action | None:
+        with self._lock:
+            self.requests.append(req)
+            q = self._queues[req.api]
+            return q.popleft() if q else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeLLMServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        return
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        if self.path.endswith("/messages"):
+            api = ANTHROPIC
+        elif self.path.endswith("/chat/completions"):
+            api = OPENAI
+        else:
+            self._json(404, {"error": {"type": "not_found_error", "message": self.path}})
+            return
+        req = RecordedRequest(api, self.path, {k.lower(): v for k, v in self.headers.items()},
+                              body, time.time())
+        action = self.fake._next(req)
+        if action is None:
+            self._fail(api, Fail(500, "api_error", f"fake server: no scripted action left for "
+                                 f"{api} request #{len(self.fake.requests_for(api))}"))
+            return
+        if isinstance(action, Stall):
+            time.sleep(action.seconds)
+            self._fail(api, Fail(500, "api_error", "fake server: stalled"))
+            return
+        if isinstance(action, Fail):
+            self._fail(api, action)
+            return
+        stream = bool(body.get("stream"))
+        model = str(body.get("model", "model"))
+        if api == ANTHROPIC:
+            if isinstance(action, BreakStream):
+                self._sse(_anthropic_broken(action, model), action.abrupt)
+            elif stream:
+                self._sse(_anthropic_events(action, model))
+            else:
+                self._json(200, _anthropic_message(action, model))
+        else:
+            if isinstance(action, BreakStream):
+                self._sse(_openai_broken(action, model), action.abrupt)
+            elif stream:
+                self._sse(_openai_chunks(action, model, body))
+            else:
+                self._json(200, _openai_completion(action, model))
+
+    # -- writing -------------------------------------------------------------------------
+    def _json(self, status: int, payload: dict[str, Any],
+              headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _fail(self, api: str, f: Fail) -> None:
+        if api == ANTHROPIC:
+            payload: dict[str, Any] = {"type": "error",
+                                       "error": {"type": f.error_type, "message": f.message}}
+        else:
+            payload = {"error": {"message": f.message, "type": f.error_type,
+                                 "param": None, "code": f.code}}
+        self._json(f.status, payload, f.headers)
+
+    def _sse(self, events: list[tuple[str | None, str]], abrupt: bool = False) -> None:
+        """Send (event, data) pairs; the connection closes after the body."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        for name, data in events:
+            chunk = (f"event: {name}\n" if name else "") + f"data: {data}\n\n"
+            self.wfile.write(chunk.encode())
+            self.wfile.flush()
+        if abrupt:
+            # Half a line, then the socket closes: the client sees a truncated stream.
+            self.wfile.write(b"data: {\"trunc")
+            self.wfile.flush()
+
+
+# -- Anthropic shapes ------------------------------------------------------------------
+
+def _chunks(text: str, n: int) -> list[str]:
+    return [text[i:i + n] for i in range(0, len(text), max(1, n))]
+
+
+def _anthropic_usage(r: Reply) -> dict[str, Any]:
+    return {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+            "cache_creation_input_tokens": r.cache_write_tokens,
+            "cache_read_input_tokens": r.cache_read_tokens}
+
+
+def _anthropic_message(r: Reply, model: str) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if r.text:
+        content.append({"type": "text", "text": r.text})
+    for i, (name, args) in enumerate(r.tool_calls):
+        content.append({"type": "tool_use", "id": f"toolu_{i:04d}", "name": name, "input": args})
+    return {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": "tool_use" if r.tool_calls else "end_turn",
+            "stop_sequence": None, "usage": _anthropic_usage(r)}
+
+
+def _ev(name: str, payload: dict[str, Any]) -> tuple[str, str]:
+    return name, json.dumps({"type": name, **payload})
+
+
+def _anthropic_start(model: str, usage: dict[str, Any]) -> list[tuple[str | None, str]]:
+    start_usage = dict(usage, output_tokens=1)
+    return [_ev("message_start", {"message": {
+        "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}),
+        _ev("ping", {})]
+
+
+def _anthropic_events(r: Reply, model: str) -> list[tuple[str | None, str]]:
+    out = _anthropic_start(model, _anthropic_usage(r))
+    idx = 0
+    if r.text:
+        out.append(_ev("content_block_start", {"index": idx,
+                                               "content_block": {"type": "text", "text": ""}}))
+        for piece in _chunks(r.text, r.chunk_chars):
+            out.append(_ev("content_block_delta", {
+                "index": idx, "delta": {"type": "text_delta", "text": piece}}))
+        out.append(_ev("content_block_stop", {"index": idx}))
+        idx += 1
+    for i, (name, args) in enumerate(r.tool_calls):
+        out.append(_ev("content_block_start", {"index": idx, "content_block": {
+            "type": "tool_use", "id": f"toolu_{i:04d}", "name": name, "input": {}}}))
+        for piece in _chunks(json.dumps(args), r.chunk_chars * 3):
+            out.append(_ev("content_block_delta", {
+                "index": idx, "delta": {"type": "input_json_delta", "partial_json": piece}}))
+        out.append(_ev("content_block_stop", {"index": idx}))
+        idx += 1
+    out.append(_ev("message_delta", {
+        "delta": {"stop_reason": "tool_use" if r.tool_calls else "end_turn",
+                  "stop_sequence": None},
+        "usage": {"output_tokens": r.output_tokens}}))
+    out.append(_ev("message_stop", {}))
+    return out
+
+
+def _anthropic_broken(b: BreakStream, model: str) -> list[tuple[str | None, str]]:
+    out = _anthropic_start(model, {"input_tokens": 10, "output_tokens": 1,
+                                   "cache_creation_input_tokens": 0,
+                                   "cache_read_input_tokens": 0})
+    out.append(_ev("content_block_start", {"index": 0,
+                                           "content_block": {"type": "text", "text": ""}}))
+    out.append(_ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta",
+                                                                 "text": b.text_before}}))
+    if not b.abrupt:
+        out.append(("error", json.dumps({"type": "error", "error": {
+            "type": b.error_type, "message": b.message}})))
+    return out
+
+
+# -- OpenAI shapes ---------------------------------------------------------------------
+
+def _openai_usage(r: Reply) -> dict[str, Any]:
+    # OpenAI's prompt_tokens include the cached ones.
+    prompt = r.input_tokens + r.cache_read_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": r.output_tokens,
+            "total_tokens": prompt + r.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": r.cache_read_tokens}}
+
+
+def _openai_completion(r: Reply, model: str) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": r.text or None}
+    if r.tool_calls:
+        msg["tool_calls"] = [
+            {"id": f"call_{i:04d}", "type": "function",
+             "function": {"name": name, "arguments": json.dumps(args)}}
+            for i, (name, args) in enumerate(r.tool_calls)]
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "message": msg,
+                                         "finish_reason": "tool_calls" if r.tool_calls
+                                         else "stop"}],
+            "usage": _openai_usage(r)}
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None,
+           usage: dict[str, Any] | None = None, choices: bool = True) -> tuple[None, str]:
+    payload: dict[str, Any] = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                               "created": int(time.time()), "model": model,
+                               "choices": [{"index": 0, "delta": delta,
+                                            "finish_reason": finish}] if choices else []}
+    if usage is not None:
+        payload["usage"] = usage
+    return None, json.dumps(payload)
+
+
+def _openai_chunks(r: Reply, model: str, body: dict[str, Any]) -> list[tuple[str | None, str]]:
+    out: list[tuple[str | None, str]] = [_chunk(model, {"role": "assistant", "content": ""})]
+    for piece in _chunks(r.text, r.chunk_chars) if r.text else []:
+        out.append(_chunk(model, {"content": piece}))
+    for i, (name, args) in enumerate(r.tool_calls):
+        out.append(_chunk(model, {"tool_calls": [{"index": i, "id": f"call_{i:04d}",
+                                                  "type": "function",
+                                                  "function": {"name": name,
+                                                               "arguments": ""}}]}))
+        for piece in _chunks(json.dumps(args), r.chunk_chars * 3):
+            out.append(_chunk(model, {"tool_calls": [{"index": i,
+                                                      "function": {"arguments": piece}}]}))
+    out.append(_chunk(model, {}, "tool_calls" if r.tool_calls else "stop"))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        out.append(_chunk(model, {}, usage=_openai_usage(r), choices=False))
+    out.append((None, "[DONE]"))
+    return out
+
+
+def _openai_broken(b: BreakStream, model: str) -> list[tuple[str | None, str]]:
+    out: list[tuple[str | None, str]] = [_chunk(model, {"role": "assistant", "content": ""}),
+                                         _chunk(model, {"content": b.text_before})]
+    if not b.abrupt:
+        out.append((None, json.dumps({"error": {"message": b.message, "type": b.error_type,
+                                                "param": None, "code": None}})))
+    return out

@@ -1,0 +1,217 @@
+"""The Anthropic provider through the real SDK against the loopback fake server: streaming,
+tool calls, prompt caching, usage and cost in the store, and the retry policy."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from aisci.engine import events as ev
+from aisci.engine.config import Settings
+from aisci.engine.events import EventBus
+from aisci.engine.llm.base import (
+    AuthError,
+    LLMRequest,
+    Message,
+    Overloaded,
+    QuotaExceeded,
+    StreamInterrupted,
+    ToolResult,
+    ToolSpec,
+)
+from aisci.engine.llm.client import LLMClient
+from aisci.engine.store import LabStore
+from fakes.llm_server import ANTHROPIC, BreakStream, Fail, Reply, Stall
+
+MODEL = "anthropic:claude-haiku-4-5"
+VIEW = ToolSpec("view_file", "Show a file", {"type": "object",
+                                             "properties": {"path": {"type": "string"}}})
+
+
+@pytest.fixture
+def env(llm_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", llm_server.base_url)
+    settings = Settings.model_validate({
+        "models": {"default": MODEL},
+        "llm": {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "max_tries": 3,
+                "call_deadline_s": 20, "stream_restarts": 2, "request_timeout_s": 10}})
+    store = LabStore(tmp_path / "lab")
+    bus = EventBus()
+    sleeps: list[float] = []
+
+    async def record_sleep(s: float) -> None:
+        sleeps.append(s)
+
+    client = LLMClient(settings, store, bus, sleep=record_sleep)
+    sub = bus.subscribe()
+    yield {"server": llm_server, "client": client, "store": store, "bus": sub,
+           "sleeps": sleeps, "settings": settings}
+    store.close()
+
+
+def _req(step: str = "t/1", **kw) -> LLMRequest:
+    return LLMRequest(system="You are a careful scientist.",
+                      messages=[Message(role="user", text="TEMPLATE CODE"),
+                                Message(role="user", text="Propose one idea.")],
+                      step=step, **kw)
+
+
+async def test_streams_text_tool_calls_usage_and_cost(env):
+    server, client, store = env["server"], env["client"], env["store"]
+    server.script(ANTHROPIC, Reply(text="I will look at the code first.",
+                                   tool_calls=[("view_file", {"path": "experiment.py"})],
+                                   input_tokens=1000, output_tokens=200,
+                                   cache_read_tokens=5000, cache_write_tokens=2000))
+    chunks: list[str] = []
+    resp = await client.chat("ideate", _req(tools=[VIEW], cache_prefix_messages=1),
+                             idea_id=None, on_text=chunks.append)
+    assert resp.text == "I will look at the code first."
+    assert len(chunks) > 3 and "".join(chunks) == resp.text
+    assert [(c.name, c.arguments) for c in resp.tool_calls] == [
+        ("view_file", {"path": "experiment.py"})]
+    assert resp.tool_calls[0].id.startswith("toolu_")
+    assert (resp.usage.input_tokens, resp.usage.output_tokens, resp.usage.cache_read_tokens,
+            resp.usage.cache_write_tokens) == (1000, 200, 5000, 2000)
+    [row] = store.llm_calls()
+    assert row["provider"] == "anthropic" and row["model"] == "claude-haiku-4-5"
+    assert (row["cache_read_tokens"], row["cache_write_tokens"]) == (5000, 2000)
+    # haiku-4-5: $1 in, $5 out, $1.25 cache write, $0.10 cache read per million tokens.
+    expected = (1000 * 1.0 + 200 * 5.0 + 5000 * 0.1 + 2000 * 1.25) / 1e6
+    assert row["cost_usd"] == pytest.approx(expected)
+    assert store.spend() == pytest.approx(expected)
+    kinds = [e.kind for e in env["bus"].drain()]
+    assert kinds[0] == "LLMCallStarted" and "LLMStreamed" in kinds
+    assert "LLMCallFinished" in kinds and kinds[-1] == "CostUpdated"
+
+
+async def test_request_marks_the_stable_prefix_for_caching(env):
+    server, client = env["server"], env["client"]
+    server.script(ANTHROPIC, Reply(text="ok"))
+    await client.chat("experiment", _req(tools=[VIEW], cache_prefix_messages=1, max_tokens=123))
+    [rec] = server.requests_for(ANTHROPIC)
+    body = rec.body
+    # The key from the environment reaches the server (SDK 2.x sends it as a bearer token).
+    assert "sk-test-not-a-real-key" in (rec.headers.get("x-api-key", "")
+                                        + rec.headers.get("authorization", ""))
+    assert body["stream"] is True and body["max_tokens"] == 123
+    assert "temperature" not in body and body["model"] == "claude-haiku-4-5"
+    assert body["system"] == [{"type": "text", "text": "You are a careful scientist.",
+                               "cache_control": {"type": "ephemeral"}}]
+    first, second = body["messages"]
+    assert first["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert all("cache_control" not in b for b in second["content"])
+    assert body["tools"][0]["name"] == "view_file"
+    assert body["tools"][0]["input_schema"]["properties"]["path"]["type"] == "string"
+
+
+async def test_tool_results_and_images_go_out_as_content_blocks(env):
+    server, client = env["server"], env["client"]
+    server.script(ANTHROPIC, Reply(text="done"))
+    from aisci.engine.llm.base import ToolCall
+    call = ToolCall(id="toolu_0007", name="view_file", arguments={"path": "a.py"})
+    png = b"\x89PNG\r\n\x1a\nfake"
+    req = LLMRequest(system="s", messages=[
+        Message(role="user", text="look", images=(png,)),
+        Message(role="assistant", text="", tool_calls=(call,)),
+        Message(role="user", tool_results=(ToolResult("toolu_0007", "print(1)"),))],
+        step="t/2")
+    await client.chat("review", req)
+    msgs = server.requests_for(ANTHROPIC)[0].body["messages"]
+    assert msgs[0]["content"][0]["type"] == "image"
+    assert msgs[0]["content"][0]["source"]["media_type"] == "image/png"
+    assert msgs[1]["content"] == [{"type": "tool_use", "id": "toolu_0007", "name": "view_file",
+                                   "input": {"path": "a.py"}}]
+    assert msgs[2]["content"][0] == {"type": "tool_result", "tool_use_id": "toolu_0007",
+                                     "content": "print(1)", "is_error": False}
+
+
+async def test_429_with_retry_after_is_honoured_then_succeeds(env):
+    server, client, store = env["server"], env["client"], env["store"]
+    server.script(ANTHROPIC, Fail(429, "rate_limit_error", "slow down",
+                                  headers={"retry-after": "7"}), Reply(text="fine"))
+    resp = await client.chat("ideate", _req())
+    assert resp.text == "fine"
+    assert env["sleeps"] == [7.0]
+    assert len(server.requests_for(ANTHROPIC)) == 2
+    # The SDK itself never retried: every request we saw is a first try.
+    assert {r.headers.get("x-stainless-retry-count") for r in server.requests} == {"0"}
+    [row] = store.llm_calls()
+    assert row["tries"] == 2 and row["error"] is None
+    retries = [e for e in env["bus"].drain() if isinstance(e, ev.LLMRetry)]
+    assert retries and retries[0].wait_s == 7.0
+
+
+async def test_three_529_give_up_with_a_clear_error_within_the_deadline(env):
+    server, client, store = env["server"], env["client"], env["store"]
+    server.script(ANTHROPIC, *[Fail(529, "overloaded_error", "Overloaded")] * 3)
+    t0 = time.monotonic()
+    with pytest.raises(Overloaded, match=r"HTTP 529.*gave up after 3 tries"):
+        await client.chat("ideate", _req())
+    assert time.monotonic() - t0 < env["settings"].llm.call_deadline_s
+    assert len(server.requests_for(ANTHROPIC)) == 3
+    assert len(env["sleeps"]) == 2 and all(s <= 0.05 for s in env["sleeps"])
+    [row] = store.llm_calls()
+    assert row["error"].startswith("Overloaded") and row["tries"] == 3 and row["cost_usd"] is None
+
+
+async def test_deadline_bounds_a_stalled_server(env, monkeypatch):
+    server, client = env["server"], env["client"]
+    client.settings.llm.call_deadline_s = 0.5
+    server.script(ANTHROPIC, Stall(3))
+    t0 = time.monotonic()
+    from aisci.engine.llm.base import DeadlineExceeded
+    with pytest.raises(DeadlineExceeded, match="deadline"):
+        await client.chat("ideate", _req())
+    assert time.monotonic() - t0 < 2.0
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_auth_errors_fail_at_once(env, status):
+    server, client = env["server"], env["client"]
+    server.script(ANTHROPIC, Fail(status, "authentication_error", "invalid x-api-key"),
+                  Reply(text="never"))
+    with pytest.raises(AuthError, match="ANTHROPIC_API_KEY"):
+        await client.chat("ideate", _req())
+    assert len(server.requests_for(ANTHROPIC)) == 1 and env["sleeps"] == []
+
+
+async def test_spend_limit_429_fails_at_once(env):
+    server, client = env["server"], env["client"]
+    server.script(ANTHROPIC, Fail(429, "rate_limit_error",
+                                  "You have reached your specified API usage limits / "
+                                  "credit balance is too low", headers={"retry-after": "1"}),
+                  Reply(text="never"))
+    with pytest.raises(QuotaExceeded, match="retrying cannot help"):
+        await client.chat("ideate", _req())
+    assert len(server.requests_for(ANTHROPIC)) == 1 and env["sleeps"] == []
+
+
+async def test_missing_key_is_a_clear_auth_error(env, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    with pytest.raises(AuthError, match="ANTHROPIC_API_KEY is not set"):
+        await env["client"].chat("ideate", _req())
+    assert env["server"].requests == []
+
+
+async def test_mid_stream_error_restarts_from_the_start(env):
+    server, client = env["server"], env["client"]
+    server.script(ANTHROPIC, BreakStream(text_before="half an ans"),
+                  BreakStream(abrupt=True), Reply(text="whole answer"))
+    chunks: list[str] = []
+    resp = await client.chat("ideate", _req(), on_text=chunks.append)
+    assert resp.text == "whole answer"
+    assert len(server.requests_for(ANTHROPIC)) == 3
+    # Every restart sends the identical request again.
+    bodies = [r.body for r in server.requests_for(ANTHROPIC)]
+    assert bodies[0] == bodies[1] == bodies[2]
+
+
+async def test_mid_stream_errors_give_up_after_n_restarts(env):
+    server, client = env["server"], env["client"]
+    n = env["settings"].llm.stream_restarts
+    server.script(ANTHROPIC, *[BreakStream()] * (n + 2))
+    with pytest.raises(StreamInterrupted, match=f"gave up after {n + 1} broken streams"):
+        await client.chat("ideate", _req())
+    assert len(server.requests_for(ANTHROPIC)) == n + 1
+    assert server.pending(ANTHROPIC) == 1
