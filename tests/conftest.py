@@ -13,7 +13,7 @@ import pytest
 # which does not put tests/ on sys.path by itself).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakes.llm_server import FakeLLMServer  # noqa: E402
+from fakes.llm_server import FakeLLMServer
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import os
 from typing import Any
 
 import anthropic
-
 from aisci.engine.config import LLMSettings
 from aisci.engine.llm.base import (
     AuthError,

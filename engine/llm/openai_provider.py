@@ -16,7 +16,6 @@ import re
 from typing import Any
 
 import openai
-
 from aisci.engine.config import LLMSettings
 from aisci.engine.llm.base import (
     AuthError,
