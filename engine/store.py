@@ -129,6 +129,10 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # v2: human actions on a running process (kill/extend/pause/resume), JSON list
+    """
+    ALTER TABLE runs ADD COLUMN controls TEXT
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -168,6 +172,7 @@ class RunRow:
     commit_sha: str | None
     log_path: str | None
     plan: str | None
+    controls: list[dict[str, Any]] | None = None
 
 
 def _loads(text: str | None) -> Any:
@@ -433,12 +438,14 @@ class LabStore:
         if not fields:
             return
         sets = [f"{k}=?" for k in fields]
-        vals = [json.dumps(v) if k == "metrics" and v is not None else v for k, v in fields.items()]
+        vals = [json.dumps(v) if k in ("metrics", "controls") and v is not None else v
+                for k, v in fields.items()]
         self.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id=?", (*vals, row_id))
 
     def _run(self, r: sqlite3.Row) -> RunRow:
         d = dict(r)
         d["metrics"] = _loads(d["metrics"])
+        d["controls"] = _loads(d.get("controls"))
         return RunRow(**d)
 
     def runs(self, idea_id: int | None = None, kind: str | None = None) -> list[RunRow]:

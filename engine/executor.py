@@ -1,0 +1,661 @@
+"""The contained executor: runs experiment, plot, LaTeX and check commands for the engine,
+which alone owns their time limit, process tree, environment, isolation and output.
+
+Every run: a clean environment (sandbox.child_environment), bubblewrap when available
+(sandbox), rlimits and a per-run pids cgroup when writable, a watchdog on the monotonic
+clock (time limit, process count, tree RSS, stall detection, stats every second), and an
+output pump thread that turns raw pipe bytes into timestamped, stream-tagged log lines
+and bounded batches of RunOutput events. Humans (TUI/CLI) may kill, extend, pause and
+resume a run; time spent paused does not count against the limit. Each action is
+recorded in the run's row (``controls``) and published as a RunControl event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal
+
+from aisci.engine import gpu as gpu_mod
+from aisci.engine import sandbox
+from aisci.engine.config import Settings
+from aisci.engine.events import (
+    EventBus,
+    ProcessStats,
+    RunControl,
+    RunFinished,
+    RunOutput,
+    RunStalled,
+    RunStarted,
+)
+from aisci.engine.procstats import ProcessTree, become_subreaper
+from aisci.engine.store import LabStore
+
+Status = Literal["ok", "failed", "timeout", "killed", "interrupted"]
+_TICK_S = 0.1
+_STATS_EVERY_S = 1.0
+_KILL_ROUNDS = 50  # bound on SIGKILL sweeps (each 50 ms) before giving up on a process
+
+
+class IsolationUnavailable(RuntimeError):
+    """sandbox.require_isolation is set but bubblewrap cannot be used here."""
+
+
+@dataclass
+class RunSpec:
+    argv: list[str]
+    cwd: Path
+    log_path: Path
+    limit_s: float
+    kind: str
+    """experiment | plot | latex | baseline | check"""
+    run: str
+    """Label: run_1, plot, latex, baseline, ..."""
+    attempt: int = 1
+    idea_id: int | None = None
+    writable: list[Path] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    gpu: str | None = None
+    """CUDA_VISIBLE_DEVICES value; None leaves it unset, "" hides every GPU."""
+    network: bool = False
+
+
+@dataclass
+class RunResult:
+    status: Status
+    exit_code: int | None
+    duration_s: float
+    reason: str
+    stderr_tail: str
+    isolation: str
+    log_path: Path
+    row_id: int | None
+    pid: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class ProcessInfo:
+    idea_id: int | None
+    run: str
+    kind: str
+    pid: int
+    elapsed_s: float
+    limit_s: float
+    cpu_percent: float
+    rss_bytes: int
+    gpu_mem_bytes: int | None
+    last_output_age_s: float
+    paused: bool
+    isolation: str
+    stalled: bool
+    attempt: int = 1
+    processes: int = 1
+
+
+# -- output ------------------------------------------------------------------------------
+
+_READ_CHUNK = 64 * 1024
+_LINE_CAP = 64 * 1024
+"""Bytes kept of one log line; the rest is counted and replaced by a marker."""
+_EVENT_LINE_CAP = 4096
+_FLUSH_S = 0.05
+_BATCH_LINES = 2000
+_BATCH_CHARS = 512 * 1024
+"""Per flush: at most this much reaches the event stream; the log file gets everything."""
+
+
+def _collapse_cr(raw: bytes) -> bytes:
+    """A carriage-return progress bar keeps only its last state."""
+    raw = raw.rstrip(b"\r")
+    return raw[raw.rfind(b"\r") + 1:]
+
+
+class _LineSplitter:
+    """Turns one stream's raw bytes into text lines, with bounded memory: a partial line
+    is capped at _LINE_CAP bytes, the excess only counted."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.buf = bytearray()
+        self.dropped = 0
+
+    def _append(self, piece: bytes) -> None:
+        if b"\r" in piece and b"\r" in self.buf + piece:
+            self.buf[:] = _collapse_cr(bytes(self.buf) + piece) + (b"\r" if piece.endswith(
+                b"\r") else b"")
+            piece = b""
+        room = max(0, _LINE_CAP - len(self.buf))
+        if len(piece) > room:
+            self.buf += piece[:room]
+            self.dropped += len(piece) - room
+        else:
+            self.buf += piece
+
+    @staticmethod
+    def _text(raw: bytes, dropped: int) -> str:
+        if len(raw) > _LINE_CAP:
+            dropped += len(raw) - _LINE_CAP
+            raw = raw[:_LINE_CAP]
+        if b"\r" in raw:
+            raw = _collapse_cr(raw)
+        text = raw.decode("utf-8", "replace")
+        if "\x00" in text:
+            text = text.replace("\x00", "")
+        if dropped:
+            text += f" ... [aisci: line truncated, {dropped} more bytes]"
+        return text
+
+    def feed(self, data: bytes) -> list[str]:
+        pieces = data.split(b"\n")
+        out: list[str] = []
+        for i, piece in enumerate(pieces[:-1]):
+            if i == 0 and (self.buf or self.dropped):
+                self._append(piece)
+                out.append(self._text(bytes(self.buf), self.dropped))
+                self.buf.clear()
+                self.dropped = 0
+            else:
+                out.append(self._text(piece, 0))
+        self._append(pieces[-1])
+        return out
+
+    def rest(self) -> list[str]:
+        if not self.buf and not self.dropped:
+            return []
+        line = self._text(bytes(self.buf), self.dropped)
+        self.buf.clear()
+        self.dropped = 0
+        return [line]
+
+
+class OutputPump:
+    """Reads a child's stdout and stderr on its own thread (never blocking the event
+    loop), writes ``HH:MM:SS.mmm out|err text`` lines to the log file (up to a cap, then a
+    note), keeps the stderr tail and publishes RunOutput batches every _FLUSH_S at most,
+    coalescing what does not fit into one "N lines omitted" marker."""
+
+    def __init__(self, log_path: Path, idea_id: int | None, run: str, bus: EventBus | None,
+                 *, tail_chars: int, max_log_bytes: int) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._idea_id, self._run, self._bus = idea_id, run, bus
+        self._tail_chars = tail_chars
+        self._tail = ""
+        self._max_log = max_log_bytes
+        self.log_bytes = 0
+        self.log_truncated = False
+        self.lines = 0
+        self.bytes_in = 0
+        self.omitted = 0
+        self.last_output = 0.0
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._omitted_now = 0
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _stamp() -> str:
+        now = time.time()
+        return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+
+    def header(self, text: str) -> None:
+        self._emit([text], "---", self._stamp())
+
+    def start(self, stdout: IO[bytes] | None, stderr: IO[bytes] | None) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(stdout, stderr),
+                                        name=f"aisci-output-{self._run}", daemon=True)
+        self._thread.start()
+
+    def _loop(self, stdout: IO[bytes] | None, stderr: IO[bytes] | None) -> None:
+        sel = selectors.DefaultSelector()
+        for stream, tag in ((stdout, "out"), (stderr, "err")):
+            if stream is not None:
+                os.set_blocking(stream.fileno(), False)
+                sel.register(stream.fileno(), selectors.EVENT_READ, _LineSplitter(tag))
+        try:
+            while sel.get_map() and not self._stop.is_set():
+                for key, _ in sel.select(timeout=_FLUSH_S):
+                    try:
+                        data = os.read(key.fd, _READ_CHUNK)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        sel.unregister(key.fd)
+                        self._emit(key.data.rest(), key.data.tag, self._stamp())
+                        continue
+                    self.bytes_in += len(data)
+                    self.last_output = time.monotonic()
+                    lines = key.data.feed(data)
+                    if lines:
+                        self._emit(lines, key.data.tag, self._stamp())
+                if time.monotonic() - self._last_flush >= _FLUSH_S:
+                    self.flush()
+            for key in list(sel.get_map().values()):
+                self._emit(key.data.rest(), key.data.tag, self._stamp())
+        finally:
+            sel.close()
+            for stream in (stdout, stderr):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+            self.flush()
+
+    def _emit(self, lines: list[str], tag: str, stamp: str) -> None:
+        if not lines:
+            return
+        prefix = f"{stamp} {tag} "
+        with self._lock:
+            self.lines += len(lines)
+            if not self.log_truncated:
+                block = "".join([f"{prefix}{t}\n" for t in lines])
+                if self.log_bytes + len(block) > self._max_log:
+                    self.log_truncated = True
+                    block = (f"{prefix}[aisci: log reached {self._max_log // 2**20} MB; further "
+                             "output is not written]\n")
+                self._log.write(block)
+                self.log_bytes += len(block)
+            if tag == "err":
+                self._tail = (self._tail + "\n".join(lines) + "\n")[-self._tail_chars:]
+            for t in lines:
+                if len(self._pending) >= _BATCH_LINES or self._pending_chars >= _BATCH_CHARS:
+                    self._omitted_now += 1
+                    continue
+                line = prefix + (t if len(t) <= _EVENT_LINE_CAP else t[:_EVENT_LINE_CAP] + " ...")
+                self._pending.append(line)
+                self._pending_chars += len(line)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._last_flush = time.monotonic()
+            if not self._pending and not self._omitted_now:
+                return
+            batch = self._pending
+            if self._omitted_now:
+                batch.append(f"[aisci: {self._omitted_now} lines not shown live at this rate; "
+                             f"all are in {self.log_path.name}]")
+                self.omitted += self._omitted_now
+            self._pending, self._pending_chars, self._omitted_now = [], 0, 0
+        if self._bus is not None:
+            self._bus.publish(RunOutput(idea_id=self._idea_id, run=self._run, lines=tuple(batch)))
+
+    def stderr_tail(self) -> str:
+        with self._lock:
+            return self._tail.rstrip("\n")[-self._tail_chars:]
+
+    def join(self, timeout: float) -> None:
+        """Wait for the pipes to close; stop reading after ``timeout`` if something escaped
+        the tree and still holds them."""
+        if self._thread is None:
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join(1.0)
+
+    def close(self, footer: str) -> None:
+        self.header(footer)
+        self.flush()
+        with self._lock:
+            self._log.close()
+
+
+class _LiveRun:
+    """Mutable state of one running child, owned by the event loop."""
+
+    def __init__(self, spec: RunSpec, proc: subprocess.Popen[bytes], tree: ProcessTree,
+                 isolation: str, pump: OutputPump) -> None:
+        self.spec = spec
+        self.proc = proc
+        self.tree = tree
+        self.isolation = isolation
+        self.pump = pump
+        self.started = time.monotonic()
+        self.limit_s = float(spec.limit_s)
+        self.paused_since: float | None = None
+        self.paused_total = 0.0
+        self.stop_request: tuple[Status, str] | None = None
+        self.stalled = False
+        self.row_id: int | None = None
+        self.controls: list[dict[str, object]] = []
+        self.cpu = 0.0
+        self.rss = 0
+        self.nprocs = 1
+        self.gpu_mem: int | None = None
+        self.resumed_at = 0.0
+
+    def elapsed(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        paused = self.paused_total + (now - self.paused_since if self.paused_since else 0.0)
+        return max(0.0, now - self.started - paused)
+
+    def silent_for(self, now: float) -> float:
+        """Seconds without output, not counting time spent paused."""
+        if self.paused_since is not None:
+            return 0.0
+        return now - max(self.pump.last_output, self.started, self.resumed_at)
+
+
+class Executor:
+    """Runs commands contained; one instance per engine. See the module docstring."""
+
+    def __init__(self, settings: Settings, bus: EventBus | None = None,
+                 store: LabStore | None = None, *, gpu_probe: gpu_mod.GPUProbe | None = None,
+                 ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.store = store
+        self._gpu_probe = gpu_probe if gpu_probe is not None else gpu_mod.default_probe()
+        self._live: dict[tuple[int | None, str], _LiveRun] = {}
+        self._subreaper = False
+
+    # -- public API ------------------------------------------------------------------------
+    def isolation(self) -> tuple[str, str]:
+        return sandbox.probe_isolation(self.settings.sandbox)
+
+    async def run(self, spec: RunSpec) -> RunResult:
+        sb = self.settings.sandbox
+        level, detail = self.isolation()
+        if sb.require_isolation and level != "bwrap":
+            raise IsolationUnavailable(
+                f"sandbox.require_isolation is true but bubblewrap is not usable: {detail}")
+        key = (spec.idea_id, spec.run)
+        if key in self._live:
+            raise RuntimeError(f"run {spec.run} of idea {spec.idea_id} is already running")
+        cwd = Path(spec.cwd).resolve()
+        log_path = Path(spec.log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        cgroup = sandbox.PidsCgroup.create(sb.max_processes) if sb.pids_cgroup else None
+        if level != "bwrap" and cgroup is None and not self._subreaper:
+            self._subreaper = become_subreaper()
+        private_dir = None if level == "bwrap" else Path(tempfile.mkdtemp(prefix="aisci-home-"))
+        token = secrets.token_hex(8)
+        extra = dict(spec.env)
+        if spec.gpu is not None:
+            extra["CUDA_VISIBLE_DEVICES"] = spec.gpu
+        if level == "bwrap":
+            home = tmp = sandbox.sandbox_home()
+            tmp = "/tmp"
+        else:
+            assert private_dir is not None
+            (private_dir / "tmp").mkdir()
+            home, tmp = str(private_dir), str(private_dir / "tmp")
+        env = sandbox.child_environment(sb, home=home, tmpdir=tmp, extra=extra)
+        env["AISCI_RUN_TOKEN"] = token  # lets the sweep recognise re-parented orphans
+        argv = [str(a) for a in spec.argv]
+        if level == "bwrap":
+            layout = sandbox.BwrapLayout(
+                cwd=cwd, writable=[Path(w) for w in spec.writable],
+                network=spec.network or sb.allow_network,
+                visible=sandbox.existing_paths(argv))
+            argv = sandbox.bwrap_argv(shutil.which("bwrap") or "bwrap", layout, argv)
+        preexec = sandbox.rlimit_preexec(sb, cgroup.procs_file if cgroup else None)
+        pump = OutputPump(log_path, spec.idea_id, spec.run, self.bus,
+                          tail_chars=self.settings.experiment.stderr_tail_chars,
+                          max_log_bytes=sb.max_log_mb * 1024 * 1024)
+        pump.header(f"$ {' '.join(spec.argv)}  [cwd {cwd}, isolation {level}, "
+                    f"limit {spec.limit_s:g} s, attempt {spec.attempt}]")
+        wall_start = time.time()
+        try:
+            proc = await asyncio.to_thread(
+                subprocess.Popen, argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                preexec_fn=preexec, close_fds=True)
+        except OSError as exc:
+            pump.close(f"could not start: {exc}")
+            if cgroup:
+                cgroup.remove()
+            _rm_private(private_dir)
+            reason = f"could not start {spec.argv[0]}: {exc.strerror or exc}"
+            row = self._record_start(spec, None, None, level, log_path, wall_start)
+            self._record_end(row, "failed", None, reason, 0.0)
+            return RunResult("failed", None, 0.0, reason, "", level, log_path, row, -1)
+        tree = ProcessTree(proc.pid, cgroup.pids if cgroup else None, token=token)
+        live = _LiveRun(spec, proc, tree, level, pump)
+        self._live[key] = live
+        pump.start(proc.stdout, proc.stderr)
+        live.row_id = self._record_start(spec, proc.pid, tree.root_start_time, level, log_path,
+                                         wall_start)
+        self._publish(RunStarted(idea_id=spec.idea_id, run=spec.run, attempt=spec.attempt,
+                                 pid=proc.pid, limit_s=live.limit_s, isolation=level,
+                                 log_path=str(log_path)))
+        try:
+            status, reason = await self._watch(live, cgroup)
+        except asyncio.CancelledError:
+            await self._terminate(live)
+            self._finish(live, "interrupted", "the engine stopped the run", cgroup, private_dir)
+            raise
+        return self._finish(live, status, reason, cgroup, private_dir)
+
+    def running(self) -> list[ProcessInfo]:
+        now = time.monotonic()
+        return [self._info(lr, now) for lr in self._live.values()]
+
+    def kill(self, idea_id: int | None, run: str) -> bool:
+        live = self._live.get((idea_id, run))
+        if live is None or live.stop_request is not None:
+            return False
+        live.stop_request = ("killed", "killed by a human")
+        self._control(live, "kill", "")
+        return True
+
+    def extend(self, idea_id: int | None, run: str, seconds: float) -> float:
+        live = self._live.get((idea_id, run))
+        if live is None:
+            raise KeyError(f"no running process for idea {idea_id} run {run}")
+        live.limit_s = max(live.elapsed() + 1.0, live.limit_s + float(seconds))
+        self._control(live, "extend", f"{seconds:+g} s, limit now {live.limit_s:g} s")
+        if self.store is not None and live.row_id is not None:
+            self.store.update_run(live.row_id, limit_s=live.limit_s)
+        return live.limit_s
+
+    def pause(self, idea_id: int | None, run: str) -> bool:
+        live = self._live.get((idea_id, run))
+        if live is None or live.paused_since is not None or live.stop_request is not None:
+            return False
+        live.tree.stop()
+        live.paused_since = time.monotonic()
+        self._control(live, "pause", f"at {live.elapsed():.1f} s")
+        return True
+
+    def resume(self, idea_id: int | None, run: str) -> bool:
+        live = self._live.get((idea_id, run))
+        if live is None or live.paused_since is None:
+            return False
+        live.tree.cont()
+        now = time.monotonic()
+        live.paused_total += now - live.paused_since
+        live.paused_since = None
+        live.resumed_at = now
+        self._control(live, "resume", f"paused {live.paused_total:.1f} s in total")
+        return True
+
+    async def shutdown(self) -> None:
+        """Stop every run (status "interrupted") and wait until they are recorded."""
+        for live in list(self._live.values()):
+            if live.stop_request is None:
+                live.stop_request = ("interrupted", "the engine shut down")
+        for _ in range(int((self.settings.sandbox.grace_period_s + 10) / _TICK_S)):
+            if not self._live:
+                break
+            await asyncio.sleep(_TICK_S)
+
+    # -- watchdog --------------------------------------------------------------------------
+    async def _watch(self, live: _LiveRun, cgroup: sandbox.PidsCgroup | None
+                     ) -> tuple[Status, str]:
+        sb = self.settings.sandbox
+        stall_after = self.settings.experiment.stall_after_s
+        max_rss = sb.max_rss_mb * 1024 * 1024 if sb.max_rss_mb else None
+        next_stats = time.monotonic()
+        while True:
+            await asyncio.sleep(_TICK_S)
+            rc = live.proc.poll()
+            if rc is not None:
+                # The main process is gone; nothing of the run may outlive it.
+                await self._terminate(live, grace=min(1.0, sb.grace_period_s))
+                return ("ok" if rc == 0 else "failed"), _exit_reason(rc)
+            now = time.monotonic()
+            stop = live.stop_request
+            if stop is None and live.elapsed(now) > live.limit_s:
+                stop = ("timeout", f"timed out after {live.limit_s:g} s")
+            if stop is None and live.paused_since is None:
+                live.cpu, live.rss, live.nprocs = live.tree.usage()
+                if live.nprocs > sb.max_processes or (cgroup is not None and cgroup.limit_hit()):
+                    stop = ("killed", f"exceeded the process limit ({sb.max_processes}); "
+                            "fork bomb or runaway relaunch?")
+                elif max_rss is not None and live.rss > max_rss:
+                    stop = ("killed", f"resident memory {live.rss / 2**20:.0f} MB exceeded "
+                            f"the limit of {sb.max_rss_mb} MB")
+            if stop is not None:
+                await self._terminate(live)
+                rc = live.proc.poll()
+                return stop[0], stop[1]
+            silent = live.silent_for(now)
+            if silent > stall_after and not live.stalled:
+                live.stalled = True
+                self._publish(RunStalled(idea_id=live.spec.idea_id, run=live.spec.run,
+                                         silent_for_s=silent))
+            elif silent <= stall_after:
+                live.stalled = False
+            if now >= next_stats:
+                next_stats = now + _STATS_EVERY_S
+                live.gpu_mem = gpu_mod.tree_gpu_memory(self._gpu_probe, live.tree.pids()) \
+                    if self._gpu_probe is not None else None
+                info = self._info(live, now)
+                self._publish(ProcessStats(
+                    idea_id=info.idea_id, run=info.run, elapsed_s=info.elapsed_s,
+                    limit_s=info.limit_s, cpu_percent=info.cpu_percent,
+                    rss_bytes=info.rss_bytes, gpu_mem_bytes=info.gpu_mem_bytes,
+                    last_output_age_s=info.last_output_age_s, paused=info.paused))
+
+    async def _terminate(self, live: _LiveRun, grace: float | None = None) -> None:
+        """SIGTERM the tree, wait the grace period, then SIGKILL whatever is left."""
+        grace = self.settings.sandbox.grace_period_s if grace is None else grace
+        tree = live.tree
+        # bubblewrap's own processes (the outer monitor and the namespace's init) are not
+        # sent SIGTERM: the monitor would SIGKILL the sandbox at once, skipping the grace.
+        spare: set[int] = set()
+        if live.isolation == "bwrap":
+            spare.add(live.proc.pid)
+            with contextlib.suppress(Exception):
+                spare.update(c.pid for c in tree.refresh() if c.ppid() == live.proc.pid)
+        if live.paused_since is not None:
+            tree.cont()
+        if tree.signal(signal.SIGTERM, exclude=spare) or live.proc.poll() is None:
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                others = [p for p in tree.pids() if p not in spare]
+                if not others and (live.isolation == "bwrap" or live.proc.poll() is not None):
+                    break
+                await asyncio.sleep(0.05)
+        for _ in range(_KILL_ROUNDS):
+            # Killing the namespace's init first takes the whole pid namespace with it.
+            for pid in sorted(spare, reverse=True):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    if pid in tree.pids():
+                        os.kill(pid, signal.SIGKILL)
+            if not tree.signal(signal.SIGKILL) and live.proc.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            live.proc.wait(timeout=1.0)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _finish(self, live: _LiveRun, status: Status, reason: str,
+                cgroup: sandbox.PidsCgroup | None, private_dir: Path | None) -> RunResult:
+        spec = live.spec
+        duration = live.elapsed()
+        live.pump.join(timeout=2.0)
+        summary = f"{status}: {reason}" if reason else status
+        live.pump.close(f"{summary} after {duration:.1f} s")
+        if cgroup is not None:
+            cgroup.remove()
+        _rm_private(private_dir)
+        self._live.pop((spec.idea_id, spec.run), None)
+        exit_code = live.proc.returncode
+        self._record_end(live.row_id, status, exit_code, reason, duration, live.controls)
+        self._publish(RunFinished(idea_id=spec.idea_id, run=spec.run, attempt=spec.attempt,
+                                  status=status, exit_code=exit_code, reason=reason,
+                                  duration_s=duration))
+        return RunResult(status, exit_code, duration, reason, live.pump.stderr_tail(),
+                         live.isolation, Path(spec.log_path), live.row_id, live.proc.pid)
+
+    def _info(self, live: _LiveRun, now: float) -> ProcessInfo:
+        return ProcessInfo(
+            idea_id=live.spec.idea_id, run=live.spec.run, kind=live.spec.kind,
+            pid=live.proc.pid, elapsed_s=live.elapsed(now), limit_s=live.limit_s,
+            cpu_percent=live.cpu, rss_bytes=live.rss, gpu_mem_bytes=live.gpu_mem,
+            last_output_age_s=now - max(live.pump.last_output, live.started),
+            paused=live.paused_since is not None, isolation=live.isolation,
+            stalled=live.stalled, attempt=live.spec.attempt, processes=live.nprocs)
+
+    def _control(self, live: _LiveRun, action: str, detail: str) -> None:
+        live.controls.append({"ts": time.time(), "action": action, "detail": detail})
+        live.pump.header(f"[aisci] {action} {detail}".rstrip())
+        if self.store is not None and live.row_id is not None:
+            self.store.update_run(live.row_id, controls=live.controls)
+        self._publish(RunControl(idea_id=live.spec.idea_id, run=live.spec.run, action=action,
+                                 detail=detail))
+
+    def _record_start(self, spec: RunSpec, pid: int | None, pid_start: float | None,
+                      isolation: str, log_path: Path, wall_start: float) -> int | None:
+        if self.store is None:
+            return None
+        return self.store.add_run(
+            spec.idea_id, spec.run, spec.attempt, spec.kind, status="running", pid=pid,
+            pid_start_time=pid_start, isolation=isolation, limit_s=float(spec.limit_s),
+            log_path=str(log_path), started_at=wall_start)
+
+    def _record_end(self, row_id: int | None, status: str, exit_code: int | None, reason: str,
+                    duration: float, controls: list[dict[str, object]] | None = None) -> None:
+        if self.store is None or row_id is None:
+            return
+        fields: dict[str, object] = {"status": status, "exit_code": exit_code, "reason": reason,
+                                     "finished_at": time.time(), "duration_s": duration}
+        if controls:
+            fields["controls"] = controls
+        self.store.update_run(row_id, **fields)
+
+    def _publish(self, event: object) -> None:
+        if self.bus is not None:
+            self.bus.publish(event)  # type: ignore[arg-type]
+
+
+def _exit_reason(rc: int) -> str:
+    if rc == 0:
+        return ""
+    if rc < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by signal {signal.Signals(-rc).name}"
+        return f"killed by signal {-rc}"
+    return f"exit code {rc}"
+
+
+def _rm_private(path: Path | None) -> None:
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def python_argv(script: str, *args: str) -> list[str]:
+    """``[sys.executable, script, *args]``: the interpreter experiments run under."""
+    return [sys.executable, script, *args]
