@@ -1,0 +1,102 @@
+"""``aisci review PAPER.pdf``: the NeurIPS reviewer as a standalone tool on any PDF.
+
+Prints a readable scorecard and writes the full review (aggregate, every reviewer,
+meta-review) as JSON. LLM calls are recorded in the lab's database when the lab
+already has one and no other process holds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from aisci.engine.cli import EXIT_BUDGET, EXIT_FAILED, EXIT_USAGE, CommandError, add_lab_argument
+from aisci.engine.cli.common import config_from_args, lab_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("review", help="review a PDF like a NeurIPS reviewer (ensemble, "
+                                      "meta-review, reflections) and print the scorecard")
+    p.add_argument("pdf", type=Path, help="the paper to review (PDF)")
+    p.add_argument("--model", help="reviewer model as provider:model (default: models.review)")
+    p.add_argument("--ensemble", type=int, help="number of reviewers (default: review.ensemble)")
+    p.add_argument("--reflections", type=int,
+                   help="reflection rounds per reviewer (default: review.reflection_rounds)")
+    p.add_argument("--no-meta", action="store_true", help="skip the area-chair meta-review")
+    p.add_argument("--out", type=Path, help="where to write the JSON (default: <pdf>.review.json)")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of the scorecard")
+    add_lab_argument(p)
+    p.set_defaults(func=_review)
+
+
+def _review(args: argparse.Namespace) -> int:
+    from aisci.engine.llm.base import LLMError
+    from aisci.engine.llm.client import BudgetExceeded, LLMClient
+    from aisci.engine.review import ReviewError, review_pdf, scorecard
+
+    extra: dict = {}
+    if args.ensemble is not None:
+        if args.ensemble < 1:
+            raise CommandError("--ensemble must be at least 1", EXIT_USAGE)
+        extra["review.ensemble"] = args.ensemble
+    if args.reflections is not None:
+        extra["review.reflection_rounds"] = args.reflections
+    if args.no_meta:
+        extra["review.meta_review"] = False
+    if args.model:
+        if ":" not in args.model:
+            raise CommandError(f"--model {args.model!r}: expected provider:model", EXIT_USAGE)
+        extra["models.review"] = args.model
+    settings = config_from_args(args, extra).settings
+    pdf = args.pdf.expanduser()
+    if not pdf.is_file():
+        raise CommandError(f"{pdf}: no such file", EXIT_USAGE)
+    out = args.out or pdf.with_name(pdf.stem + ".review.json")
+    store = _optional_store(args)
+    client = LLMClient(settings, store, None)
+
+    async def run():  # one event loop for the calls and the providers' cleanup
+        try:
+            return await review_pdf(client, settings, pdf, lab=lab_dir(args))
+        finally:
+            await client.aclose()
+
+    try:
+        result = asyncio.run(run())
+    except ReviewError as exc:
+        raise CommandError(str(exc), EXIT_USAGE if "PDF" in str(exc) else EXIT_FAILED) from None
+    except BudgetExceeded as exc:
+        raise CommandError(str(exc), EXIT_BUDGET) from None
+    except LLMError as exc:
+        raise CommandError(f"review failed: {exc}", EXIT_FAILED) from None
+    finally:
+        if store is not None:
+            store.close()
+    data = result.to_json()
+    out.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(scorecard(result))
+        print(f"\nreview written to {out}")
+    return 0
+
+
+def _optional_store(args: argparse.Namespace):
+    """The lab's store when one exists and is free; reviewing a PDF never creates a lab."""
+    from aisci.engine.store import DB_NAME, LabInUse, LabStore
+
+    lab = lab_dir(args)
+    if not (lab / DB_NAME).is_file():
+        return None
+    try:
+        return LabStore(lab)
+    except LabInUse as exc:
+        print(f"aisci: note: {exc}; this review's cost is not recorded", file=sys.stderr)
+        return None
+
+
+__all__ = ["register", "EXIT_FAILED"]
