@@ -1,0 +1,60 @@
+"""The command palette: every action, worded for what is selected right now."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from aisci.tui.app import AisciApp
+
+
+class AisciCommands(Provider):
+    """Commands for the selected idea / process, panes, themes and the lab."""
+
+    def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
+        app: AisciApp = self.app  # type: ignore[assignment]
+        out: list[tuple[str, Callable[[], object], str]] = []
+        idea = app.selected_idea_label()
+        if idea:
+            out += [
+                (f"Approve idea {idea}", app.action_approve_selected, "start its experiments"),
+                (f"Veto idea {idea}", app.action_veto_selected, "asks for a reason"),
+                (f"Edit idea {idea}", app.action_edit_selected, "title, plan and scores"),
+            ]
+        out.append(("Generate more ideas", app.action_generate, "ask for N new ideas"))
+        proc = app.selected_process_label()
+        if proc:
+            out += [
+                (f"Kill {proc}", app.action_kill_selected, "asks for confirmation"),
+                (f"Extend {proc} by 15 min", partial(app.extend_selected, 15 * 60), ""),
+                (f"Extend {proc} by 60 min", partial(app.extend_selected, 60 * 60), ""),
+                (f"Extend {proc} by …", app.action_extend_selected, "choose minutes"),
+                (f"Pause / resume {proc}", app.action_pause_selected, "SIGSTOP / SIGCONT"),
+            ]
+        for key, title in app.PANES:
+            out.append((f"Show pane: {title}", partial(app.action_pane, key), ""))
+        for name in ("aisci-dark", "aisci-light"):
+            out.append((f"Theme: {name}", partial(app.set_theme_name, name), ""))
+        out += [
+            ("Toggle log follow mode", app.action_toggle_follow, "training log"),
+            ("Toggle unified / split diff", app.action_toggle_split, "runs pane"),
+            ("Raise the lab budget", partial(app.ask_budget, "lab", None), "dollars"),
+            ("Help: keys and panes", app.action_help, ""),
+            ("Quit", app.action_quit_app, "asks when experiments run"),
+        ]
+        return out
+
+    async def discover(self) -> Hits:
+        for title, callback, help_text in self._commands():
+            yield DiscoveryHit(title, callback, help=help_text or None)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, callback, help_text in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text or None)

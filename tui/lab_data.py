@@ -1,0 +1,226 @@
+"""Read-only views of the lab for the panes: idea rows, run results, review, figures.
+
+Everything here reads the store or the idea's directory and returns plain data; no
+widget state. Slow reads (git, PDF rendering) are called from worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aisci.engine.store import IdeaRow, LabStore, RunRow
+
+#: Pipeline order, for "what is this idea doing now".
+STAGES = ("ideate", "novelty", "approval", "experiment", "plot", "write", "integrity",
+          "review", "improve")
+
+
+def idea_dir(lab: Path, idea: IdeaRow) -> Path:
+    return lab / "ideas" / f"{idea.id}-{idea.name}"
+
+
+def read_json(path: Path) -> Any:
+    """JSON from ``path``, or None when missing or unreadable (still being written)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class IdeaSummary:
+    id: int
+    name: str
+    title: str
+    interestingness: Any
+    feasibility: Any
+    novelty_score: Any
+    verdict: str
+    status: str
+    stage: str
+    stage_state: str
+    overall: str
+    cost_usd: float
+
+
+def novelty_verdict(novelty: dict[str, Any] | None) -> str:
+    if not novelty:
+        return "—"
+    if novelty.get("unavailable"):
+        return "lit. down"
+    if not novelty.get("decided", True):
+        return "undecided"
+    return "novel" if novelty.get("novel") else "not novel"
+
+
+def current_stage(stages: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """The stage an idea is in now: the running/paused/failed one, else the last touched."""
+    for state in ("running", "paused", "failed", "waiting"):
+        for name in STAGES:
+            if stages.get(name, {}).get("state") == state:
+                return name, state
+    last = ("", "")
+    for name in STAGES:
+        if name in stages:
+            last = (name, stages[name]["state"])
+    return last
+
+
+def summarize(lab: Path, store: LabStore, idea: IdeaRow, cost: float) -> IdeaSummary:
+    stage, state = current_stage(store.stages(idea.id))
+    review = read_json(idea_dir(lab, idea) / "review.json")
+    overall = ""
+    if isinstance(review, dict):
+        val = review.get("Overall", review.get("overall"))
+        overall = "" if val is None else str(val)
+    d = idea.data
+    return IdeaSummary(
+        id=idea.id, name=idea.name, title=str(d.get("Title", "")),
+        interestingness=d.get("Interestingness", ""), feasibility=d.get("Feasibility", ""),
+        novelty_score=d.get("Novelty", ""), verdict=novelty_verdict(idea.novelty),
+        status=idea.status, stage=stage, stage_state=state, overall=overall,
+        cost_usd=cost)
+
+
+# -- runs ---------------------------------------------------------------------------
+
+def flat_metrics(info: Any) -> dict[str, float]:
+    """``final_info.json`` ({dataset: {"means": {metric: v}}}) or a flat dict, flattened
+    to ``dataset.metric -> value`` (dataset omitted when there is only one)."""
+    if not isinstance(info, dict):
+        return {}
+    out: dict[str, float] = {}
+    nested = {k: v for k, v in info.items() if isinstance(v, dict)}
+    if nested:
+        single = len(nested) == 1
+        for ds, v in nested.items():
+            means = v.get("means", v)
+            if not isinstance(means, dict):
+                continue
+            for metric, val in means.items():
+                if isinstance(val, int | float) and not isinstance(val, bool):
+                    out[metric if single else f"{ds}.{metric}"] = float(val)
+    else:
+        for k, v in info.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[k] = float(v)
+    return out
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run: str
+    attempt: int
+    status: str
+    kind: str
+    elapsed_s: float | None
+    limit_s: float | None
+    metrics: dict[str, float]
+    log_path: Path | None
+    reason: str
+
+
+def run_number(run: str) -> int | None:
+    if run.startswith("run_") and run[4:].isdigit():
+        return int(run[4:])
+    return None
+
+
+def run_summaries(lab: Path, store: LabStore, idea: IdeaRow, now: float) -> list[RunSummary]:
+    """The newest attempt of every run label of ``idea``, plus finished run folders that
+    have no row (e.g. run_0 copied from the lab's baseline)."""
+    base = idea_dir(lab, idea)
+    newest: dict[str, RunRow] = {}
+    for row in store.runs(idea.id):
+        newest[row.run] = row
+    out: list[RunSummary] = []
+    labels = set(newest)
+    for folder in sorted(base.glob("run_*")):
+        if folder.is_dir() and run_number(folder.name) is not None:
+            labels.add(folder.name)
+
+    def order(label: str) -> tuple[int, str]:
+        n = run_number(label)
+        return (n if n is not None else 10_000, label)
+
+    for label in sorted(labels, key=order):
+        row = newest.get(label)
+        metrics = flat_metrics(read_json(base / label / "final_info.json"))
+        if not metrics and row is not None and row.metrics:
+            metrics = flat_metrics(row.metrics)
+        if row is None:
+            out.append(RunSummary(label, 1, "ok" if metrics else "—", "experiment", None, None,
+                                  metrics, _log(base, label, None), ""))
+            continue
+        if row.status == "running" and row.started_at:
+            elapsed = now - row.started_at
+        else:
+            elapsed = row.duration_s
+        out.append(RunSummary(label, row.attempt, row.status, row.kind, elapsed, row.limit_s,
+                              metrics, _log(base, label, row.log_path), row.reason or ""))
+    return out
+
+
+def _log(base: Path, label: str, recorded: str | None) -> Path | None:
+    if recorded:
+        p = Path(recorded)
+        return p if p.is_absolute() else base / p
+    guess = base / "logs" / f"{label}.log"
+    return guess
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "—"
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def fmt_metric(value: float) -> str:
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4g}"
+    return f"{value:.3e}"
+
+
+def metric_delta(name: str, value: float, baseline: dict[str, float],
+                 lower_is_better: bool | None) -> str:
+    """``value`` with its change vs the baseline, e.g. ``1.234 (−2.1%)``."""
+    text = fmt_metric(value)
+    base = baseline.get(name)
+    if base is None or base == 0:
+        return text
+    pct = (value - base) / abs(base) * 100
+    return f"{text} ({pct:+.1f}%)"
+
+
+def guess_lower_is_better(metric: str) -> bool | None:
+    m = metric.lower()
+    if any(k in m for k in ("loss", "time", "kl", "error", "perplexity", "step")):
+        return True
+    if any(k in m for k in ("acc", "tokens_per", "score", "f1")):
+        return False
+    return None
+
+
+# -- figures and paper ------------------------------------------------------------------
+
+def figures(base: Path) -> list[Path]:
+    """PNG figures the plot stage wrote into the idea directory (newest name order)."""
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.glob("*.png") if p.is_file())
+
+
+def newest_draft(base: Path) -> Path | None:
+    drafts = []
+    for p in (base / "latex").glob("draft-*.pdf"):
+        n = p.stem.split("-", 1)[1]
+        if n.isdigit():
+            drafts.append((int(n), p))
+    return max(drafts)[1] if drafts else None

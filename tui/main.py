@@ -1,0 +1,91 @@
+"""``aisci-tui``: parse arguments, pick the image protocol, open the lab, run the app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from aisci.tui.images import PROTOCOLS
+
+DEMO_NOTE = "DEMO — the model is scripted (recorded answers, no API calls)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aisci-tui", description="Terminal workbench for the AI Scientist research loop.")
+    p.add_argument("--lab", type=Path, default=None,
+                   help="lab directory (default: the current directory)")
+    p.add_argument("--template", default=None, help="research template (e.g. grokking)")
+    p.add_argument("--model", default=None,
+                   help="default model as provider:model (e.g. anthropic:claude-sonnet-4-5)")
+    p.add_argument("--demo", action="store_true",
+                   help="run the offline demo lab with a scripted model")
+    p.add_argument("--image-protocol", choices=PROTOCOLS, default=None,
+                   help="terminal graphics (default: tui.image_protocol, auto-detected)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set budget.lab_usd=5")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from aisci.engine.config import parse_override
+
+    out: dict[str, Any] = {}
+    for text in args.set:
+        key, value = parse_override(text)
+        out[key] = value
+    if args.template:
+        out["general.template"] = args.template
+    if args.model:
+        out["models.default"] = args.model
+    if args.image_protocol:
+        out["tui.image_protocol"] = args.image_protocol
+    return out
+
+
+def open_engine(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The engine for the requested lab (or the demo lab) and the demo banner."""
+    from aisci.engine.config import load_config
+    from aisci.engine.engine import Engine
+
+    overrides = _overrides(args)
+    if args.demo:
+        from aisci.engine import demo
+
+        lab = args.lab or Path.cwd() / "aisci-demo-lab"
+        prepared = demo.prepare_demo_lab(lab)
+        engine = demo.demo_engine(prepared, overrides=overrides, headless=False) \
+            if hasattr(demo, "demo_engine") else Engine(
+                prepared[0], prepared[1], headless=False,
+                provider_factory=getattr(demo, "provider_factory", None))
+        return engine, DEMO_NOTE
+    lab = (args.lab or Path.cwd()).resolve()
+    settings = load_config(lab, overrides).settings
+    return Engine(lab, settings, headless=False), None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from aisci.engine.config import ConfigError
+    from aisci.engine.store import LabInUse, StoreError
+
+    try:
+        engine, note = open_engine(args)
+    except (ConfigError, LabInUse, StoreError, ValueError) as exc:
+        print(f"aisci-tui: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError | ValueError) else 4
+    # textual-image probes the terminal at import: this must happen before App.run()
+    from aisci.tui.images import choose_protocol
+
+    images = choose_protocol(engine.settings.tui.image_protocol)
+    from aisci.tui.app import AisciApp
+
+    app = AisciApp(engine, images=images, demo_note=note)
+    app.run(mouse=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Idea archive pane: the triage table, the detail view and the triage dialogs."""

@@ -1,0 +1,1 @@
+"""Training log pane: a file-backed, Line-API log view."""

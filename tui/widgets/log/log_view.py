@@ -1,0 +1,214 @@
+"""A Line-API log view over a file: only visible lines are read and rendered.
+
+The view keeps no lines in memory beyond :class:`LineIndex`'s bounded cache. New output
+is picked up by re-scanning the file on a worker thread, at most every
+``SCAN_INTERVAL_S`` and only when poked (by batched run-output events) or on a slow
+poll, so a run printing 100k lines/s costs a handful of scans per second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aisci.tui.widgets.log.line_index import LineIndex
+from rich.segment import Segment
+from rich.style import Style
+from textual import work
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+SCAN_INTERVAL_S = 0.1
+POLL_INTERVAL_S = 1.0
+
+
+class LogView(ScrollView, can_focus=True):
+    """Shows one log file; follows its end while ``follow`` is on."""
+
+    DEFAULT_CSS = """
+    LogView { background: $surface; }
+    LogView > .logview--match { background: $warning 40%; }
+    """
+    COMPONENT_CLASSES = {"logview--match"}
+    BINDINGS = [
+        Binding("f", "toggle_follow", "Follow", id="log-follow"),
+        Binding("end,G", "scroll_end_follow", "End", show=False, id="log-end"),
+        Binding("home", "scroll_home", "Top", show=False, id="log-home"),
+        Binding("n", "search_next", "Next match", show=False, id="log-search-next"),
+        Binding("N", "search_previous", "Previous match", show=False,
+                id="log-search-previous"),
+    ]
+
+    follow: reactive[bool] = reactive(True)
+    """Keep the newest line in view as output arrives."""
+    search_text: reactive[str] = reactive("")
+    """Text highlighted in the view and used by next/previous match."""
+
+    @dataclass
+    class Scanned(Message):
+        """The file was re-indexed (posted at most every SCAN_INTERVAL_S)."""
+
+        log: LogView
+        line_count: int
+
+        @property
+        def control(self) -> LogView:
+            return self.log
+
+    def __init__(self, *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.index: LineIndex | None = None
+        self._dirty = False
+        self._scanning = False
+        self._since_poll = 0.0
+        self._last_match: int | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(SCAN_INTERVAL_S, self._tick)
+
+    # -- which file ----------------------------------------------------------------
+    def show_file(self, path: Path | None) -> None:
+        """Switch to ``path`` (None shows nothing). The previous index is dropped."""
+        if path is not None and self.index is not None and self.index.path == Path(path):
+            return
+        self.index = LineIndex(path) if path is not None else None
+        self._last_match = None
+        self.virtual_size = Size(self.size.width, 0)
+        self.scroll_to(0, 0, animate=False)
+        self.follow = True
+        self._dirty = True
+        self.refresh()
+
+    def poke(self) -> None:
+        """New output may be in the file: rescan soon (coalesced)."""
+        self._dirty = True
+
+    @property
+    def line_count(self) -> int:
+        return self.index.line_count if self.index else 0
+
+    # -- scanning on a thread -----------------------------------------------------------
+    def _tick(self) -> None:
+        self._since_poll += SCAN_INTERVAL_S
+        if self._since_poll >= POLL_INTERVAL_S:
+            self._since_poll = 0.0
+            self._dirty = True
+        if self._dirty and not self._scanning and self.index is not None:
+            self._dirty = False
+            self._scanning = True
+            self._scan(self.index)
+
+    @work(thread=True, group="log-scan")
+    def _scan(self, index: LineIndex) -> None:
+        try:
+            changed = index.scan()
+        finally:
+            self.app.call_from_thread(self._scanned, index, changed)
+
+    def _scanned(self, index: LineIndex, changed: bool) -> None:
+        self._scanning = False
+        if index is not self.index or not changed:
+            return
+        self.virtual_size = Size(self.size.width, index.line_count)
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.refresh()
+        self.post_message(self.Scanned(self, index.line_count))
+
+    # -- rendering ------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        line_no = int(self.scroll_offset.y) + y
+        if self.index is None or line_no >= self.index.line_count:
+            return Strip.blank(self.size.width, self.rich_style)
+        # read the whole visible window at once; later lines then come from the cache
+        lines = self.index.get_lines(line_no, max(1, self.size.height - y))
+        text = lines[0] if lines else ""
+        return self._strip(text)
+
+    def _strip(self, text: str) -> Strip:
+        base = self.rich_style
+        width = self.size.width
+        needle = self.search_text
+        segments: list[Segment] = []
+        if needle:
+            match_style = base + self.get_component_rich_style("logview--match")
+            low, n, pos = text.lower(), needle.lower(), 0
+            while True:
+                hit = low.find(n, pos)
+                if hit < 0:
+                    break
+                segments.append(Segment(text[pos:hit], base))
+                segments.append(Segment(text[hit:hit + len(n)], match_style))
+                pos = hit + len(n)
+            segments.append(Segment(text[pos:], base))
+        else:
+            segments.append(Segment(text, base))
+        return Strip(segments).crop_extend(0, width, base or Style())
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, self.line_count)
+
+    # -- follow and search ----------------------------------------------------------
+    def watch_follow(self, follow: bool) -> None:
+        self.set_class(follow, "-following")
+        if follow and self.index is not None:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def watch_search_text(self) -> None:
+        self._last_match = None
+        self.refresh()
+
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+
+    def action_scroll_end_follow(self) -> None:
+        self.follow = True
+
+    def action_scroll_home(self) -> None:
+        self.follow = False
+        self.scroll_home(animate=False)
+
+    def on_mouse_scroll_up(self, event: object) -> None:
+        # scrolling back through history means the user wants to read: stop following
+        self.follow = False
+
+    def action_scroll_up(self) -> None:
+        self.follow = False
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self.follow = False
+        super().action_page_up()
+
+    def action_search_next(self) -> None:
+        self._search(backwards=False)
+
+    def action_search_previous(self) -> None:
+        self._search(backwards=True)
+
+    def _search(self, *, backwards: bool) -> None:
+        if self.index is None or not self.search_text:
+            return
+        start = self._last_match if self._last_match is not None else int(self.scroll_offset.y)
+        start = start - 1 if backwards else start + (1 if self._last_match is not None else 0)
+        self._find(self.index, self.search_text, max(0, start), backwards)
+
+    @work(thread=True, exclusive=True, group="log-find")
+    def _find(self, index: LineIndex, needle: str, start: int, backwards: bool) -> None:
+        line = index.find(needle, start, backwards=backwards)
+        self.app.call_from_thread(self._found, index, line)
+
+    def _found(self, index: LineIndex, line: int | None) -> None:
+        if index is not self.index:
+            return
+        if line is None:
+            self.notify(f"{self.search_text!r} not found", severity="warning", timeout=2)
+            return
+        self._last_match = line
+        self.follow = False
+        self.scroll_to(y=max(0, line - self.size.height // 2), animate=False)

@@ -1,0 +1,1 @@
+"""Plots and paper pane: figures and PDF pages inline via textual-image."""

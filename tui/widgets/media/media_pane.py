@@ -1,0 +1,153 @@
+"""Figures and paper pages of the selected idea, shown one at a time.
+
+The image widget is only given a new picture when the file set or a file's mtime
+changes (watched with ``watchfiles``); nothing here changes per frame, so the terminal
+is not sent the image again while logs stream elsewhere.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from aisci.tui.images import ImageSupport
+from aisci.tui.lab_data import figures, newest_draft
+from aisci.tui.widgets.media.pdf_pages import MAX_PAGES, page_count, render_page
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Static
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    label: str
+    source: Path
+    page: int | None = None  # PDF page (0-based) or None for a PNG
+
+
+class MediaPane(Vertical):
+    BINDINGS = [
+        Binding("right_square_bracket,right", "next", "Next figure", id="media-next"),
+        Binding("left_square_bracket,left", "previous", "Prev figure", id="media-previous"),
+    ]
+    DEFAULT_CSS = """
+    MediaPane #media-image { width: 1fr; height: 1fr; }
+    """
+
+    def __init__(self, images: ImageSupport, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.images = images
+        self.idea_dir: Path | None = None
+        self.items: list[MediaItem] = []
+        self.position = 0
+        self._shown: tuple[Path, int | None, int] | None = None
+        self._cache_dir = Path(tempfile.gettempdir()) / "aisci-tui-pages"
+
+    def compose(self) -> ComposeResult:
+        yield Static("no figures yet", id="media-header", classes="pane-header")
+        if self.images.widget_class is not None:
+            yield self.images.widget_class(None, id="media-image")
+        else:
+            yield Static("", id="media-image")
+
+    def show_idea(self, directory: Path | None) -> None:
+        if directory == self.idea_dir:
+            return
+        self.idea_dir = directory
+        self.position = 0
+        self.rescan()
+        if directory is not None:
+            self._watch(directory)
+
+    @work(exclusive=True, group="media-watch")
+    async def _watch(self, directory: Path) -> None:
+        import watchfiles
+
+        directory.mkdir(parents=True, exist_ok=True)
+
+        def wanted(_change: object, path: str) -> bool:
+            return path.endswith((".png", ".pdf")) and "/run_" not in path
+
+        async for _changes in watchfiles.awatch(directory, watch_filter=wanted,
+                                               debounce=400, recursive=True):
+            if directory != self.idea_dir:
+                return
+            self.rescan()
+
+    def rescan(self) -> None:
+        """Re-list figures and the newest draft; swap the picture only if it changed."""
+        items: list[MediaItem] = []
+        if self.idea_dir is not None:
+            items += [MediaItem(p.name, p) for p in figures(self.idea_dir)]
+            draft = newest_draft(self.idea_dir)
+            if draft is not None:
+                try:
+                    pages = min(page_count(draft), MAX_PAGES)
+                except (RuntimeError, ValueError):  # PDF still being written
+                    pages = 0
+                items += [MediaItem(f"{draft.name} p.{i + 1}/{pages}", draft, i)
+                          for i in range(pages)]
+        current = self.items[self.position] if self.position < len(self.items) else None
+        self.items = items
+        if current in items:
+            self.position = items.index(current)
+        self.position = min(self.position, max(0, len(items) - 1))
+        self._show()
+
+    def _show(self) -> None:
+        header = self.query_one("#media-header", Static)
+        proto = self.images.protocol
+        if not self.items:
+            header.update(f"no figures or paper yet · images: {proto}")
+            self._set_image(None, None)
+            return
+        item = self.items[self.position]
+        header.update(f"{self.position + 1}/{len(self.items)} {item.label} · "
+                      f"[/]: previous/next · images: {proto}")
+        self._set_image(item.source, item.page)
+
+    def _set_image(self, source: Path | None, page: int | None) -> None:
+        if source is None:
+            key = None
+        else:
+            try:
+                key = (source, page, source.stat().st_mtime_ns)
+            except OSError:
+                key = None
+        if key == self._shown:
+            return  # same file, same version: do not re-send the picture
+        self._shown = key
+        if source is not None and page is not None:
+            self._render_pdf_page(source, page)
+        else:
+            self._apply(source)
+
+    @work(thread=True, exclusive=True, group="pdf-render")
+    def _render_pdf_page(self, pdf: Path, page: int) -> None:
+        try:
+            png: Path | None = render_page(pdf, page, self._cache_dir)
+        except (RuntimeError, ValueError, OSError) as exc:
+            self.app.call_from_thread(self.notify, f"{pdf.name}: cannot render page: {exc}",
+                                      severity="warning")
+            png = None
+        self.app.call_from_thread(self._apply, png)
+
+    def _apply(self, png: Path | None) -> None:
+        widget = self.query_one("#media-image")
+        if self.images.widget_class is None:
+            widget.update("" if png is None else f"(images off) {png.name}")  # type: ignore[attr-defined]
+            return
+        widget.image = png  # type: ignore[attr-defined]
+
+    def action_next(self) -> None:
+        if self.items:
+            self.position = (self.position + 1) % len(self.items)
+            self._show()
+
+    def action_previous(self) -> None:
+        if self.items:
+            self.position = (self.position - 1) % len(self.items)
+            self._show()

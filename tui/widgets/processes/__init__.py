@@ -1,0 +1,1 @@
+"""Processes pane (runaway control)."""

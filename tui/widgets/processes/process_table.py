@@ -1,0 +1,188 @@
+"""Every running experiment / plot / compile, live, with kill / extend / pause.
+
+Rows come from ``RunStarted`` (limit, isolation), are updated in place by the newest
+``ProcessStats`` per run and ``RunStalled``, and leave on ``RunFinished``. Rows near
+their time limit or silent for too long are highlighted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aisci.engine import events as ev
+from aisci.tui.lab_data import fmt_duration
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+COLUMNS = (("idea", "Idea"), ("run", "Run"), ("elapsed", "Elapsed / limit"), ("cpu", "CPU%"),
+           ("rss", "RSS"), ("gpu", "GPU mem"), ("quiet", "Quiet"), ("iso", "Isolation"),
+           ("state", "State"))
+NEAR_LIMIT = 0.9
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "—"
+    size = float(n)
+    for unit in ("B", "K", "M", "G"):
+        if size < 1024 or unit == "G":
+            return f"{size:.0f}{unit}" if unit in ("B", "K") else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}T"
+
+
+@dataclass
+class ProcessRow:
+    idea_id: int | None
+    run: str
+    limit_s: float
+    isolation: str
+    started: float
+    elapsed_s: float = 0.0
+    cpu: float | None = None
+    rss: int | None = None
+    gpu: int | None = None
+    quiet_s: float = 0.0
+    paused: bool = False
+    stalled: bool = False
+    flags: set[str] = field(default_factory=set)
+
+
+class ProcessTable(DataTable):
+    BINDINGS = [
+        Binding("k", "kill", "Kill", id="kill-run"),
+        Binding("plus,x", "extend", "Extend", id="extend-run"),
+        Binding("p", "pause", "Pause/resume", id="pause-run"),
+    ]
+
+    @dataclass
+    class KillRequested(Message):
+        idea_id: int | None
+        run: str
+
+    @dataclass
+    class ExtendRequested(Message):
+        idea_id: int | None
+        run: str
+
+    @dataclass
+    class PauseRequested(Message):
+        idea_id: int | None
+        run: str
+        resume: bool
+
+    def __init__(self, stall_after_s: float = 900.0, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
+        self.stall_after_s = stall_after_s
+        self.rows_by_key: dict[str, ProcessRow] = {}
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    @staticmethod
+    def key(idea_id: int | None, run: str) -> str:
+        return f"{idea_id}:{run}"
+
+    def started(self, e: ev.RunStarted) -> None:
+        key = self.key(e.idea_id, e.run)
+        row = ProcessRow(e.idea_id, e.run, e.limit_s, e.isolation, e.ts)
+        if key in self.rows_by_key:
+            self.remove_row(key)
+        self.rows_by_key[key] = row
+        self.add_row(*self._cells(row), key=key)
+
+    def add_existing(self, idea_id: int | None, run: str, limit_s: float, isolation: str,
+                     started: float) -> None:
+        if self.key(idea_id, run) not in self.rows_by_key:
+            self.started(ev.RunStarted(idea_id=idea_id, run=run, attempt=1, pid=0,
+                                       limit_s=limit_s, isolation=isolation, log_path="",
+                                       ts=started))
+
+    def finished(self, idea_id: int | None, run: str) -> None:
+        key = self.key(idea_id, run)
+        if self.rows_by_key.pop(key, None) is not None:
+            self.remove_row(key)
+
+    def control(self, e: ev.RunControl) -> None:
+        row = self.rows_by_key.get(self.key(e.idea_id, e.run))
+        if row is None:
+            return
+        if e.action == "extend" and e.detail:
+            try:
+                row.limit_s = float(e.detail.split()[0])
+            except ValueError:
+                pass
+        if e.action in ("pause", "resume"):
+            row.paused = e.action == "pause"
+        self._update(row)
+
+    def stats(self, s: ev.ProcessStats) -> None:
+        row = self.rows_by_key.get(self.key(s.idea_id, s.run))
+        if row is None:
+            return
+        row.elapsed_s, row.limit_s = s.elapsed_s, s.limit_s or row.limit_s
+        row.cpu, row.rss, row.gpu = s.cpu_percent, s.rss_bytes, s.gpu_mem_bytes
+        row.quiet_s, row.paused = s.last_output_age_s, s.paused
+        row.stalled = row.stalled and s.last_output_age_s > 1.0
+        self._update(row)
+
+    def stalled(self, s: ev.RunStalled) -> None:
+        row = self.rows_by_key.get(self.key(s.idea_id, s.run))
+        if row is not None:
+            row.stalled, row.quiet_s = True, s.silent_for_s
+            self._update(row)
+
+    def tick(self, now: float | None = None) -> None:
+        """Advance elapsed times between stats samples (cheap; only changed cells)."""
+        now = time.time() if now is None else now
+        for row in self.rows_by_key.values():
+            if not row.paused and row.cpu is None:
+                row.elapsed_s = max(row.elapsed_s, now - row.started)
+                self._update(row)
+
+    def _update(self, row: ProcessRow) -> None:
+        key = self.key(row.idea_id, row.run)
+        for (col, _), value in zip(COLUMNS, self._cells(row), strict=True):
+            self.update_cell(key, col, value)
+
+    def _cells(self, r: ProcessRow) -> tuple[object, ...]:
+        near = r.limit_s > 0 and r.elapsed_s >= NEAR_LIMIT * r.limit_s
+        stalled = r.stalled or r.quiet_s >= self.stall_after_s
+        elapsed = Text(f"{fmt_duration(r.elapsed_s)} / {fmt_duration(r.limit_s)}",
+                       style="bold red" if near else "")
+        quiet = Text(fmt_duration(r.quiet_s), style="bold yellow" if stalled else "")
+        state = "paused" if r.paused else "stalled" if stalled else "near limit" if near \
+            else "running"
+        state_style = {"paused": "yellow", "stalled": "bold yellow reverse",
+                       "near limit": "bold red reverse"}.get(state, "green")
+        iso_style = "" if r.isolation not in ("none", "") else "red"
+        return (str(r.idea_id if r.idea_id is not None else "—"), r.run, elapsed,
+                "—" if r.cpu is None else f"{r.cpu:.0f}", fmt_bytes(r.rss), fmt_bytes(r.gpu),
+                quiet, Text(r.isolation or "?", style=iso_style), Text(state, style=state_style))
+
+    def selected(self) -> ProcessRow | None:
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return self.rows_by_key.get(str(key))
+
+    def _with_selected(self, build: type[Message], **extra: object) -> None:
+        row = self.selected()
+        if row is None:
+            self.notify("no running process selected", severity="warning")
+            return
+        self.post_message(build(row.idea_id, row.run, **extra))  # type: ignore[call-arg]
+
+    def action_kill(self) -> None:
+        self._with_selected(self.KillRequested)
+
+    def action_extend(self) -> None:
+        self._with_selected(self.ExtendRequested)
+
+    def action_pause(self) -> None:
+        row = self.selected()
+        self._with_selected(self.PauseRequested, resume=bool(row and row.paused))

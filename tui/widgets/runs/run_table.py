@@ -1,0 +1,80 @@
+"""The runs of the selected idea: status, attempt, key metrics vs baseline, time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aisci.tui.lab_data import RunSummary, fmt_duration, guess_lower_is_better, metric_delta
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable
+
+#: Metrics shown as columns (the first ones of the baseline); the rest in the detail.
+KEY_METRICS = 2
+_STATUS_STYLE = {"ok": "green", "running": "bold cyan", "failed": "bold red",
+                 "timeout": "bold red", "killed": "red", "interrupted": "yellow"}
+
+
+class RunTable(DataTable):
+    """One row per run label (newest attempt)."""
+
+    @dataclass
+    class RunSelected(Message):
+        idea_id: int
+        run: str
+        log_path: Path | None
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
+        self.idea_id: int | None = None
+        self.runs: list[RunSummary] = []
+        self._signature: tuple[object, ...] = ()
+
+    def show(self, idea_id: int, runs: list[RunSummary]) -> None:
+        baseline = next((r.metrics for r in runs if r.run == "run_0"), {})
+        if not baseline:
+            baseline = next((r.metrics for r in runs if r.metrics), {})
+        keys = list(baseline)[:KEY_METRICS]
+        signature = (idea_id, tuple(keys), tuple(
+            (r.run, r.attempt, r.status, r.elapsed_s and int(r.elapsed_s), tuple(r.metrics.items()))
+            for r in runs))
+        if signature == self._signature:
+            return  # nothing visible changed: keep cursor and avoid a repaint
+        self._signature = signature
+        keep = self.selected_run if idea_id == self.idea_id else None
+        self.idea_id, self.runs = idea_id, runs
+        self.clear(columns=True)
+        self.add_column("Run", key="run")
+        self.add_column("Try", key="attempt")
+        self.add_column("Status", key="status")
+        for k in keys:
+            self.add_column(k, key=f"m:{k}")
+        self.add_column("Time / limit", key="time")
+        for r in runs:
+            cells: list[object] = [r.run, Text(str(r.attempt), justify="right"),
+                                   Text(r.status, style=_STATUS_STYLE.get(r.status, ""))]
+            for k in keys:
+                v = r.metrics.get(k)
+                cells.append("—" if v is None else metric_delta(
+                    k, v, {} if r.run == "run_0" else baseline, guess_lower_is_better(k)))
+            limit = f" / {fmt_duration(r.limit_s)}" if r.limit_s else ""
+            cells.append(f"{fmt_duration(r.elapsed_s)}{limit}")
+            self.add_row(*cells, key=r.run)
+        if keep is not None:
+            for i, r in enumerate(runs):
+                if r.run == keep:
+                    self.move_cursor(row=i)
+
+    @property
+    def selected_run(self) -> str | None:
+        if not self.row_count:
+            return None
+        return self.runs[self.cursor_row].run if self.cursor_row < len(self.runs) else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if self.idea_id is None or event.cursor_row >= len(self.runs):
+            return
+        r = self.runs[event.cursor_row]
+        self.post_message(self.RunSelected(self.idea_id, r.run, r.log_path))
