@@ -67,6 +67,7 @@ class Engine:
         self._sink_installed = False
         self._started = False
         self._pending_ideas = 0
+        self._ensure_total = 0
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -89,6 +90,8 @@ class Engine:
             literature=self._literature or self._make_literature())
         self.pipeline = Pipeline(self.ctx, stages=self._stages, headless=self.headless,
                                  options=self.options)
+        if self._ensure_total:
+            self.pipeline.ensure_ideas(self._ensure_total)
         if self._pending_ideas:
             self.pipeline.request_ideas(self._pending_ideas)
             self._pending_ideas = 0
@@ -194,6 +197,14 @@ class Engine:
             self._pending_ideas += n
         else:
             self.pipeline.request_ideas(n)
+
+    def ensure_ideas(self, total: int) -> None:
+        """Have ``total`` generated ideas for the template (a batch target; a crash or a
+        re-run of the same command never generates more)."""
+        if self.pipeline is None:
+            self._ensure_total = max(self._ensure_total, total)
+        else:
+            self.pipeline.ensure_ideas(total)
 
     def approve(self, idea_id: int) -> None:
         self._idea(idea_id)

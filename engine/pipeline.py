@@ -292,6 +292,16 @@ class Pipeline:
         if self._started and (self._ideation is None or self._ideation.done()):
             self._start_ideation()
 
+    def ensure_ideas(self, total: int) -> None:
+        """Make the batch target at least ``total`` generated ideas for the template
+        (idempotent: running the same batch command again adds nothing)."""
+        key = f"pipeline.ideation_target.{self.options.template}"
+        if total > int(self.store.kv_get(key, 0)):
+            self.store.kv_set(key, total)
+        if (self._started and self._ideation_remaining() > 0
+                and (self._ideation is None or self._ideation.done())):
+            self._start_ideation()
+
     def _start_ideation(self) -> None:
         self._ideation = asyncio.create_task(self._run_ideation(), name="ideation")
 

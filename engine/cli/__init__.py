@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "config_cmd",
     "doctor_cmd",
     "review_cmd",
+    "run_cmd",
 ]
 
 

@@ -1,0 +1,252 @@
+"""``aisci run`` (a headless batch: ideas -> novelty -> approval -> experiments -> plots ->
+paper -> review), ``aisci resume`` (continue the lab's last batch after a crash or a
+stop) and ``aisci status`` (read-only table of ideas, stages, runs, cost, durations).
+
+Exit codes: 0 every idea finished (or waits for approval), 1 some idea failed, 2 usage
+or configuration error, 3 stopped at a budget, 4 lab in use, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aisci.engine.cli import EXIT_LAB_IN_USE, EXIT_USAGE, CommandError, add_lab_argument
+from aisci.engine.cli.common import lab_dir
+from aisci.engine.config import EffectiveConfig, load_config, parse_override
+from aisci.engine.store import LabInUse, LabStore, StoreError
+
+_OVERRIDES_KV = "pipeline.cli_overrides"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run the whole pipeline headless (batch)",
+                         description="Generate ideas, check novelty, run experiments, plot, "
+                                     "write and review papers, headless.")
+    add_lab_argument(run)
+    run.add_argument("--template", help="research template (default: general.template)")
+    run.add_argument("--model", help="model for every stage, as provider:model "
+                                     "(default: models.default)")
+    run.add_argument("--num-ideas", type=int, default=None, metavar="N",
+                     help="generated ideas the lab should have (default: ideation.num_ideas)")
+    run.add_argument("--skip-idea-generation", action="store_true",
+                     help="run the ideas already in the lab (or the template's seed ideas)")
+    run.add_argument("--skip-novelty-check", action="store_true",
+                     help="do not search the literature")
+    run.add_argument("--gpus", help="comma-separated GPU indices, e.g. 0,1")
+    run.add_argument("--parallel", type=int, default=None, metavar="K",
+                     help="concurrent experiments on CPU slots")
+    run.add_argument("--improvement", action="store_true",
+                     help="revise each paper from its review and review it again")
+    run.add_argument("--auto-approve", action="store_true",
+                     help="approve ideas without a human (novel ones, by default)")
+    run.add_argument("--budget", type=float, default=None, metavar="USD",
+                     help="lab budget in dollars; the batch stops cleanly when reached")
+    run.add_argument("--demo", action="store_true",
+                     help="create (or continue) an offline demo lab: scripted model, offline "
+                          "literature, grokking in smoke mode (default lab ./aisci-demo)")
+    run.set_defaults(func=_run)
+
+    resume = sub.add_parser("resume", help="continue the lab's last batch where it stopped")
+    add_lab_argument(resume)
+    resume.set_defaults(func=_resume)
+
+    status = sub.add_parser("status", help="ideas, stages, runs, cost and durations "
+                                           "(read-only; works while a batch runs)")
+    status.add_argument("--lab", default=".", help="lab directory (default: current directory)")
+    status.set_defaults(func=_status)
+
+
+# -- run / resume -----------------------------------------------------------------------
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.template:
+        out["general.template"] = args.template
+    if args.model:
+        out["models.default"] = args.model
+    if args.gpus is not None:
+        try:
+            out["scheduler.gpus"] = [int(g) for g in args.gpus.split(",") if g.strip()]
+        except ValueError:
+            raise CommandError(f"--gpus {args.gpus!r}: expected indices like 0,1",
+                               EXIT_USAGE) from None
+    if args.parallel is not None:
+        out["scheduler.parallel"] = args.parallel
+    if args.budget is not None:
+        out["budget.lab_usd"] = args.budget
+    if args.auto_approve:
+        out["general.auto_approve"] = True
+    if args.improvement:
+        out["review.improve"] = True
+    for text in args.overrides or []:
+        key, value = parse_override(text)
+        out[key] = value
+    return out
+
+
+def _check_template(name: str, lab: Path) -> None:
+    try:
+        from aisci.engine.templates import find_template
+    except ImportError:
+        return
+    try:
+        find_template(name, lab)
+    except Exception as exc:  # the templates module raises its own error types
+        raise CommandError(f"template {name!r}: {exc}", EXIT_USAGE) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from aisci.engine.pipeline import PipelineOptions
+
+    if args.num_ideas is not None and args.num_ideas < 0:
+        raise CommandError(f"--num-ideas {args.num_ideas}: expected 0 or more", EXIT_USAGE)
+    if args.demo:
+        from aisci.engine.demo import demo_options, prepare_demo_lab
+        lab = Path(args.lab if args.lab != "." else "aisci-demo").expanduser().resolve()
+        try:
+            cfg = prepare_demo_lab(lab, overrides=_flag_overrides(args))
+        except ValueError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        options = demo_options(cfg.settings, headless=True)
+        print("aisci demo: the model is SCRIPTED (recorded answers, no API calls); "
+              "experiments, plots, LaTeX and review parsing are real.", flush=True)
+        print(f"aisci demo: lab {lab}", flush=True)
+        return _execute(lab, cfg, options, cfg.settings.ideation.num_ideas)
+    lab = lab_dir(args)
+    overrides = _flag_overrides(args)
+    cfg = load_config(lab, overrides)
+    s = cfg.settings
+    _check_template(s.general.template, lab)
+    options = PipelineOptions(
+        template=s.general.template, skip_idea_generation=args.skip_idea_generation,
+        skip_novelty=args.skip_novelty_check, improvement=args.improvement,
+        auto_approve=True if args.auto_approve else None,
+        include_seeds=args.skip_idea_generation)
+    n = s.ideation.num_ideas if args.num_ideas is None else args.num_ideas
+    return _execute(lab, cfg, options, n, overrides)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from aisci.engine.pipeline import PipelineOptions
+
+    lab = lab_dir(args)
+    try:
+        with LabStore(lab, read_only=True) as ro:
+            saved = ro.kv_get("pipeline.options")
+            saved_overrides = ro.kv_get(_OVERRIDES_KV, {}) or {}
+    except StoreError:
+        raise CommandError(f"{lab}: no lab here (no aisci.db); start one with `aisci run`",
+                           EXIT_USAGE) from None
+    if not saved:
+        raise CommandError(f"{lab}: no batch to resume (run `aisci run` first)", EXIT_USAGE)
+    overrides = dict(saved_overrides)
+    for text in args.overrides or []:
+        key, value = parse_override(text)
+        overrides[key] = value
+    cfg = load_config(lab, overrides)
+    options = PipelineOptions.from_dict(saved)
+    print(f"aisci: resuming {lab} (template {options.template})", flush=True)
+    return _execute(lab, cfg, options, 0, overrides)
+
+
+def _execute(lab: Path, cfg: EffectiveConfig, options: Any, num_ideas: int,
+             overrides: dict[str, Any] | None = None) -> int:
+    from aisci.engine.batch import run_batch, summary_lines
+    from aisci.engine.cli.run_progress import ProgressDisplay
+
+    holder = LabStore.lock_holder(lab) if lab.exists() else None
+    if holder is not None:
+        raise CommandError(f"lab {lab} is in use by pid {holder}; use `aisci status` to watch "
+                           "it, or stop that process", EXIT_LAB_IN_USE)
+    if overrides:
+        _save_overrides(lab, overrides)
+    started = time.monotonic()
+    try:
+        result = asyncio.run(run_batch(lab, cfg.settings, options, num_ideas=num_ideas,
+                                       display=lambda eng: ProgressDisplay(eng)))
+    except LabInUse as exc:
+        raise CommandError(str(exc), EXIT_LAB_IN_USE) from None
+    print(f"aisci: batch ended after {time.monotonic() - started:.0f} s "
+          f"(exit {result.exit_code})", flush=True)
+    for line in summary_lines(result):
+        print(line, flush=True)
+    return result.exit_code
+
+
+def _save_overrides(lab: Path, overrides: dict[str, Any]) -> None:
+    # So that `aisci resume` continues with the same model, GPUs and budget.
+    try:
+        with LabStore(lab) as store:
+            store.kv_set(_OVERRIDES_KV, overrides)
+    except LabInUse as exc:
+        raise CommandError(str(exc), EXIT_LAB_IN_USE) from None
+
+
+# -- status -----------------------------------------------------------------------------
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def status_lines(lab: Path) -> list[str]:
+    from aisci.engine.snapshot import build_snapshot
+
+    try:
+        store = LabStore(lab, read_only=True)
+    except StoreError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    try:
+        cfg = None
+        try:
+            cfg = load_config(lab)
+        except Exception:  # status must work even with a broken config file
+            cfg = None
+        b = cfg.settings.budget if cfg else None
+        snap = build_snapshot(store, budget_lab_usd=b.lab_usd if b else None,
+                              budget_idea_usd=b.idea_usd if b else None)
+        holder = LabStore.lock_holder(lab)
+    finally:
+        store.close()
+    rows = [("id", "idea", "triage", "stage", "state", "runs", "cost", "time")]
+    for idea in snap.ideas:
+        exp = [r for r in idea.runs if r.kind == "experiment"]
+        ok = {r.run for r in exp if r.status == "ok"}
+        state = idea.current_state
+        st = idea.stages.get(idea.current_stage or "")
+        if st is not None and st.reason and state in ("failed", "paused", "waiting"):
+            state = f"{state}: {st.reason[:50]}"
+        rows.append((str(idea.id), idea.name[:36], idea.status, idea.current_stage or "finished",
+                     state, f"{len(ok)}/{len({r.run for r in exp})}",
+                     f"${idea.cost_usd:.4f}", _fmt_duration(idea.elapsed_s())))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    total = f"cost ${snap.cost_usd:.4f}"
+    if snap.budget_lab_usd is not None:
+        total += f" of ${snap.budget_lab_usd:.2f}"
+    if snap.unknown_cost_calls:
+        total += f" (+{snap.unknown_cost_calls} call(s) of unknown price)"
+    lines.append(total)
+    running = [f"idea {r.idea_id} {r.run} (pid {r.pid})" for r in snap.running_runs]
+    lines.append(f"engine: {'running, pid ' + str(holder) if holder else 'not running'}"
+                 + (f"; running: {', '.join(running)}" if running else ""))
+    return lines
+
+
+def _status(args: argparse.Namespace) -> int:
+    for line in status_lines(lab_dir(args)):
+        print(line)
+    sys.stdout.flush()
+    return 0
