@@ -162,17 +162,31 @@ class _LineSplitter:
         return text
 
     def feed(self, data: bytes) -> list[str]:
-        pieces = data.split(b"\n")
+        nl = data.rfind(b"\n")
+        if nl < 0:
+            self._append(data)
+            return []
+        head, tail = data[:nl], data[nl + 1:]
         out: list[str] = []
-        for i, piece in enumerate(pieces[:-1]):
-            if i == 0 and (self.buf or self.dropped):
-                self._append(piece)
-                out.append(self._text(bytes(self.buf), self.dropped))
-                self.buf.clear()
-                self.dropped = 0
-            else:
-                out.append(self._text(piece, 0))
-        self._append(pieces[-1])
+        if self.buf or self.dropped:
+            cut = head.find(b"\n")
+            self._append(head if cut < 0 else head[:cut])
+            out.append(self._text(bytes(self.buf), self.dropped))
+            self.buf.clear()
+            self.dropped = 0
+            if cut < 0:
+                self._append(tail)
+                return out
+            head = head[cut + 1:]
+        if b"\r" in head or len(head) > _LINE_CAP:
+            out.extend(self._text(piece, 0) for piece in head.split(b"\n"))
+        else:
+            # Fast path: one decode per chunk; no line in it can exceed the cap.
+            text = head.decode("utf-8", "replace")
+            if "\x00" in text:
+                text = text.replace("\x00", "")
+            out.extend(text.split("\n"))
+        self._append(tail)
         return out
 
     def rest(self) -> list[str]:
@@ -218,7 +232,7 @@ class OutputPump:
         return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
 
     def header(self, text: str) -> None:
-        self._emit([text], "---", self._stamp())
+        self._emit([text], "---", self._stamp(), always_log=True)
 
     def start(self, stdout: IO[bytes] | None, stderr: IO[bytes] | None) -> None:
         self._thread = threading.Thread(target=self._loop, args=(stdout, stderr),
@@ -261,29 +275,41 @@ class OutputPump:
                         stream.close()
             self.flush()
 
-    def _emit(self, lines: list[str], tag: str, stamp: str) -> None:
+    def _emit(self, lines: list[str], tag: str, stamp: str, always_log: bool = False) -> None:
         if not lines:
             return
         prefix = f"{stamp} {tag} "
+        block = prefix + ("\n" + prefix).join(lines) + "\n"
         with self._lock:
             self.lines += len(lines)
-            if not self.log_truncated:
-                block = "".join([f"{prefix}{t}\n" for t in lines])
+            if always_log:
+                self._log.write(block)
+            elif not self.log_truncated:
                 if self.log_bytes + len(block) > self._max_log:
                     self.log_truncated = True
-                    block = (f"{prefix}[aisci: log reached {self._max_log // 2**20} MB; further "
-                             "output is not written]\n")
-                self._log.write(block)
-                self.log_bytes += len(block)
+                    note = (f"{prefix}[aisci: log reached {self._max_log // 2**20} MB; further "
+                            "output is not written]\n")
+                    self._log.write(note)
+                    self.log_bytes += len(note)
+                else:
+                    self._log.write(block)
+                    self.log_bytes += len(block)
             if tag == "err":
                 self._tail = (self._tail + "\n".join(lines) + "\n")[-self._tail_chars:]
-            for t in lines:
-                if len(self._pending) >= _BATCH_LINES or self._pending_chars >= _BATCH_CHARS:
-                    self._omitted_now += 1
-                    continue
-                line = prefix + (t if len(t) <= _EVENT_LINE_CAP else t[:_EVENT_LINE_CAP] + " ...")
-                self._pending.append(line)
-                self._pending_chars += len(line)
+            room = _BATCH_LINES - len(self._pending)
+            if room <= 0 or self._pending_chars >= _BATCH_CHARS:
+                self._omitted_now += len(lines)
+                return
+            self._omitted_now += max(0, len(lines) - room)
+            if room >= len(lines) and len(block) <= _BATCH_CHARS:
+                live = block[:-1].split("\n")  # the prefixed lines, built once above
+            else:
+                live = [prefix + t for t in lines[:room]]
+            if max(map(len, live)) > _EVENT_LINE_CAP:
+                live = [t if len(t) <= _EVENT_LINE_CAP else t[:_EVENT_LINE_CAP] + " ..."
+                        for t in live]
+            self._pending.extend(live)
+            self._pending_chars += sum(map(len, live))
 
     def flush(self) -> None:
         with self._lock:
@@ -513,7 +539,11 @@ class Executor:
             if rc is not None:
                 # The main process is gone; nothing of the run may outlive it.
                 await self._terminate(live, grace=min(1.0, sb.grace_period_s))
-                return ("ok" if rc == 0 else "failed"), _exit_reason(rc)
+                reason = _exit_reason(rc)
+                if cgroup is not None and cgroup.limit_hit():
+                    reason = (f"{reason}; " if reason else "") + (
+                        f"a fork was refused at the process limit ({sb.max_processes})")
+                return ("ok" if rc == 0 else "failed"), reason
             now = time.monotonic()
             stop = live.stop_request
             if stop is None and live.elapsed(now) > live.limit_s:
@@ -528,7 +558,6 @@ class Executor:
                             f"the limit of {sb.max_rss_mb} MB")
             if stop is not None:
                 await self._terminate(live)
-                rc = live.proc.poll()
                 return stop[0], stop[1]
             silent = live.silent_for(now)
             if silent > stall_after and not live.stalled:
