@@ -27,6 +27,7 @@ EXIT_INTERRUPTED = 130
 COMMAND_MODULES = [
     "config_cmd",
     "doctor_cmd",
+    "ideas_cmd",
     "review_cmd",
     "run_cmd",
 ]

@@ -1,0 +1,390 @@
+"""``aisci ideas generate|list|show|check|edit|import|export``, ``aisci approve`` and
+``aisci veto``: the idea archive and its triage, headless.
+
+``import``/``export`` use the reference system's ideas.json format: a list of idea
+objects (Name, Title, Experiment, Interestingness, Feasibility, Novelty, any extra
+fields) with an optional boolean ``novel``; a round trip loses nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aisci.engine.cli import (
+    EXIT_BUDGET,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CommandError,
+    add_lab_argument,
+)
+from aisci.engine.cli.common import config_from_args, lab_dir, open_store
+from aisci.engine.ideas import IdeaError, validate_idea
+from aisci.engine.store import IdeaRow, LabStore, StoreError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ideas", help="generate, list, show, import and export ideas")
+    isub = p.add_subparsers(dest="ideas_command", metavar="ACTION")
+    p.set_defaults(func=lambda a: p.print_help() or EXIT_USAGE)
+
+    gen = isub.add_parser("generate", help="propose new ideas with the LLM (with reflection)")
+    add_lab_argument(gen)
+    gen.add_argument("-n", "--num-ideas", dest="n", type=int, default=None,
+                     help="how many new ideas (default: ideation.num_ideas)")
+    gen.add_argument("--template", help="research template (default: general.template)")
+    gen.add_argument("--model", help="model for ideation, as provider:model")
+    gen.set_defaults(func=_generate)
+
+    ls = isub.add_parser("list", help="the idea archive: status, scores, novelty")
+    add_lab_argument(ls)
+    ls.add_argument("--template", help="only this template's ideas")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=_list)
+
+    show = isub.add_parser("show", help="one idea with its novelty evidence and history")
+    add_lab_argument(show)
+    show.add_argument("idea", help="idea id or name")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=_show)
+
+    chk = isub.add_parser("check", help="run the novelty check of one idea")
+    add_lab_argument(chk)
+    chk.add_argument("idea", help="idea id or name")
+    chk.add_argument("--model", help="model for the novelty check, as provider:model")
+    chk.set_defaults(func=_check)
+
+    ed = isub.add_parser("edit", help="change fields of an idea (validated)")
+    add_lab_argument(ed)
+    ed.add_argument("idea", help="idea id or name")
+    ed.add_argument("--field", dest="fields", action="append", default=[], metavar="KEY=VALUE",
+                    help="a field to set, e.g. --field Title='Better title' (repeatable)")
+    ed.set_defaults(func=_edit)
+
+    imp = isub.add_parser("import", help="add ideas from a reference-format ideas.json")
+    add_lab_argument(imp)
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--template", help="template the ideas are for (default: general.template)")
+    imp.set_defaults(func=_import)
+
+    exp = isub.add_parser("export", help="write ideas in the reference ideas.json format")
+    add_lab_argument(exp)
+    exp.add_argument("file", nargs="?", type=Path, help="output file (default: stdout)")
+    exp.add_argument("--template", help="only this template's ideas")
+    exp.set_defaults(func=_export)
+
+    ap = sub.add_parser("approve", help="approve an idea for experiments")
+    add_lab_argument(ap)
+    ap.add_argument("idea", help="idea id or name")
+    ap.set_defaults(func=_approve)
+
+    ve = sub.add_parser("veto", help="veto an idea, with the reason fed back to ideation")
+    add_lab_argument(ve)
+    ve.add_argument("idea", help="idea id or name")
+    ve.add_argument("--why", required=True, help="the reason (shown to the model)")
+    ve.set_defaults(func=_veto)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _read_store(args: argparse.Namespace) -> LabStore:
+    try:
+        return open_store(args, read_only=True)
+    except StoreError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+
+def _find(store: LabStore, key: str) -> IdeaRow:
+    row = store.find_idea(key)
+    if row is None:
+        raise CommandError(f"no idea {key!r} in {store.lab_dir} (see `aisci ideas list`)",
+                           EXIT_USAGE)
+    return row
+
+
+def _verdict(row: IdeaRow) -> str:
+    nov = row.novelty or {}
+    if not nov.get("complete") and "novel" not in nov:
+        return "checking" if nov.get("log") else "-"
+    return "novel" if nov.get("novel") else "not novel"
+
+
+def _context(args: argparse.Namespace, store: LabStore, extra: dict[str, Any]) -> Any:
+    from aisci.engine.context import StageContext
+    from aisci.engine.events import EventBus, Notice
+    from aisci.engine.llm.client import LLMClient
+    from aisci.engine.prompts import PromptLibrary
+
+    settings = config_from_args(args, extra).settings
+    bus = EventBus()
+
+    def echo(event: Any) -> None:
+        if isinstance(event, Notice):
+            print(f"  {event.level}: {event.message}", file=sys.stderr)
+
+    bus.add_sink(echo)
+    return StageContext(lab=lab_dir(args), settings=settings, store=store, bus=bus,
+                        llm=LLMClient(settings, store, bus), prompts=PromptLibrary(lab_dir(args)))
+
+
+def _run_stage(coro_factory: Any) -> Any:
+    from aisci.engine.literature import LiteratureUnavailable
+    from aisci.engine.llm.base import LLMError
+    from aisci.engine.llm.client import BudgetExceeded
+    try:
+        return asyncio.run(coro_factory())
+    except BudgetExceeded as exc:
+        raise CommandError(str(exc), EXIT_BUDGET, hint="raise [budget] in aisci.toml") from None
+    except LiteratureUnavailable as exc:
+        raise CommandError(str(exc), EXIT_FAILED,
+                           hint="retry later, or run with --skip-novelty-check") from None
+    except LLMError as exc:
+        raise CommandError(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
+
+
+# -- commands --------------------------------------------------------------------------------
+
+def _generate(args: argparse.Namespace) -> int:
+    from aisci.engine.ideation import IdeationError, generate_ideas
+    extra = {"models.ideate": args.model} if args.model else {}
+    store = open_store(args)
+    try:
+        ctx = _context(args, store, extra)
+        template = args.template or ctx.settings.general.template
+        n = args.n if args.n is not None else ctx.settings.ideation.num_ideas
+        if n < 1:
+            raise CommandError(f"-n {n}: expected 1 or more", EXIT_USAGE)
+
+        async def go() -> list[int]:
+            try:
+                return await generate_ideas(ctx, template, n)
+            finally:
+                await ctx.llm.aclose()
+        try:
+            ids = _run_stage(go)
+        except IdeationError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        for iid in ids:
+            row = store.get_idea(iid)
+            assert row is not None
+            print(f"{row.id:>4}  {row.name:<40}  {row.data.get('Title', '')}")
+        print(f"{len(ids)} new idea(s) for {template}")
+        return 0 if ids else EXIT_FAILED
+    finally:
+        store.close()
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = _read_store(args)
+    try:
+        rows = [r for r in store.list_ideas() if not args.template or r.template == args.template]
+        if args.json:
+            print(json.dumps([{"id": r.id, "name": r.name, "template": r.template,
+                               "status": r.status, "origin": r.origin, "novelty": _verdict(r),
+                               **{k: r.data.get(k) for k in
+                                  ("Title", "Interestingness", "Feasibility", "Novelty")}}
+                              for r in rows], indent=1))
+            return 0
+        if not rows:
+            print("no ideas yet (`aisci ideas generate` or `aisci ideas import ideas.json`)")
+            return 0
+        print(f"{'id':>4}  {'name':<32} {'template':<12} {'status':<9} {'novelty':<10} "
+              f"{'I/F/N':<8} title")
+        for r in rows:
+            d = r.data
+            scores = f"{d.get('Interestingness')}/{d.get('Feasibility')}/{d.get('Novelty')}"
+            print(f"{r.id:>4}  {r.name[:32]:<32} {r.template[:12]:<12} {r.status:<9} "
+                  f"{_verdict(r):<10} {scores:<8} {d.get('Title', '')}")
+        return 0
+    finally:
+        store.close()
+
+
+def _show(args: argparse.Namespace) -> int:
+    store = _read_store(args)
+    try:
+        row = _find(store, args.idea)
+        history = store.idea_history(row.id)
+        if args.json:
+            print(json.dumps({"id": row.id, "name": row.name, "template": row.template,
+                              "status": row.status, "origin": row.origin, "idea": row.data,
+                              "novelty": row.novelty, "history": history,
+                              "stages": store.stages(row.id)}, indent=1, default=str))
+            return 0
+        d = row.data
+        print(f"#{row.id} {row.name}  [{row.status}, {row.origin}, template {row.template}]")
+        print(f"Title: {d.get('Title')}")
+        print(f"Scores: interestingness {d.get('Interestingness')}, feasibility "
+              f"{d.get('Feasibility')}, novelty {d.get('Novelty')}")
+        print(f"Experiment: {d.get('Experiment')}")
+        extra = {k: v for k, v in d.items() if k not in
+                 ("Name", "Title", "Experiment", "Interestingness", "Feasibility", "Novelty")}
+        for k, v in extra.items():
+            print(f"{k}: {v}")
+        nov = row.novelty or {}
+        print(f"\nNovelty: {_verdict(row)}"
+              + (f" ({nov.get('rounds', 0)} round(s))" if nov.get("rounds") else ""))
+        if nov.get("rationale"):
+            print(f"  rationale: {nov['rationale']}")
+        for q in nov.get("queries", []):
+            print(f"  query: {q}")
+        for p in nov.get("papers", []):
+            authors = ", ".join(p.get("authors", [])[:3]) + (" et al." if len(
+                p.get("authors", [])) > 3 else "")
+            print(f"  - {p.get('title')} ({authors}; {p.get('venue') or 'n/a'}, "
+                  f"{p.get('year') or 'n.d.'}) [{p.get('source')}]")
+        print("\nHistory:")
+        for h in history:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["ts"]))
+            detail = h.get("detail") or {}
+            text = detail.get("reason") or ", ".join(
+                f"{k}={v}" for k, v in detail.items() if k != "changes")
+            if "changes" in detail:
+                text = (text + "; " if text else "") + "changed " + ", ".join(detail["changes"])
+            print(f"  {when}  {h['action']:<15} {h['source']:<6} {text}")
+        return 0
+    finally:
+        store.close()
+
+
+def _check(args: argparse.Namespace) -> int:
+    from aisci.engine.novelty import check_novelty
+    store = open_store(args)
+    try:
+        row = _find(store, args.idea)
+        ctx = _context(args, store, {"models.novelty": args.model} if args.model else {})
+
+        async def go() -> Any:
+            try:
+                return await check_novelty(ctx, row.id)
+            finally:
+                await ctx.llm.aclose()
+        result = _run_stage(go)
+        verdict = "novel" if result.novel else "not novel"
+        print(f"#{row.id} {row.name}: {verdict} after {result.rounds} round(s), "
+              f"{len(result.papers)} paper(s) seen")
+        print(f"  {result.rationale}")
+        return 0
+    finally:
+        store.close()
+
+
+def _edit(args: argparse.Namespace) -> int:
+    from aisci.engine.config import parse_override
+    from aisci.engine.triage import TriageError, edit
+    if not args.fields:
+        raise CommandError("nothing to change: give --field KEY=VALUE", EXIT_USAGE)
+    fields = dict(parse_override(f) for f in args.fields)
+    store = open_store(args)
+    try:
+        row = _find(store, args.idea)
+        try:
+            new = edit(store, None, row.id, fields, source="human")
+        except TriageError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        print(f"#{new.id} {new.name}: {new.status}")
+        return 0
+    finally:
+        store.close()
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from aisci.engine.triage import approve
+    store = open_store(args)
+    try:
+        row = _find(store, args.idea)
+        approve(store, None, row.id, source="human")
+        print(f"#{row.id} {row.name}: approved")
+        return 0
+    finally:
+        store.close()
+
+
+def _veto(args: argparse.Namespace) -> int:
+    from aisci.engine.triage import TriageError, veto
+    store = open_store(args)
+    try:
+        row = _find(store, args.idea)
+        try:
+            veto(store, None, row.id, args.why, source="human")
+        except TriageError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        print(f"#{row.id} {row.name}: vetoed ({args.why})")
+        return 0
+    finally:
+        store.close()
+
+
+def _import(args: argparse.Namespace) -> int:
+    try:
+        raw = json.loads(args.file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CommandError(f"{args.file}: cannot read ({exc.strerror})", EXIT_USAGE) from None
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{args.file}: invalid JSON ({exc.msg} at line {exc.lineno})",
+                           EXIT_USAGE) from None
+    if not isinstance(raw, list):
+        raise CommandError(f"{args.file}: expected a list of idea objects (ideas.json)",
+                           EXIT_USAGE)
+    for i, obj in enumerate(raw):
+        try:
+            validate_idea(obj, f"{args.file}[{i}]")
+        except IdeaError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        if "novel" in obj and not isinstance(obj["novel"], bool):
+            raise CommandError(f"{args.file}[{i}]: novel: expected true or false", EXIT_USAGE)
+    template = args.template or config_from_args(args).settings.general.template
+    store = open_store(args)
+    try:
+        added = skipped = 0
+        for obj in raw:
+            if store.find_idea(obj["Name"]) is not None:
+                print(f"  skipped {obj['Name']}: an idea with that name exists", file=sys.stderr)
+                skipped += 1
+                continue
+            data = {k: v for k, v in obj.items() if k != "novel"}
+            iid = store.add_idea(obj["Name"], template, data, origin="imported", source="human")
+            if "novel" in obj:
+                store.update_idea(iid, status="checked", novelty={
+                    "novel": obj["novel"], "decided": True, "complete": True, "imported": True,
+                    "rationale": f"imported from {args.file.name}", "queries": [],
+                    "papers": [], "rounds": 0}, action="novelty_imported", source="human",
+                    detail={"novel": obj["novel"]})
+            added += 1
+        print(f"imported {added} idea(s) for {template}" + (f", skipped {skipped}" if skipped else ""))
+        return 0
+    finally:
+        store.close()
+
+
+def export_ideas(store: LabStore, template: str | None = None) -> list[dict[str, Any]]:
+    """The lab's ideas as reference ideas.json objects (``novel`` when a verdict exists)."""
+    out = []
+    for r in store.list_ideas():
+        if template and r.template != template:
+            continue
+        obj = dict(r.data)
+        nov = r.novelty or {}
+        if nov.get("complete") and isinstance(nov.get("novel"), bool):
+            obj["novel"] = nov["novel"]
+        out.append(obj)
+    return out
+
+
+def _export(args: argparse.Namespace) -> int:
+    store = _read_store(args)
+    try:
+        text = json.dumps(export_ideas(store, args.template), indent=4, ensure_ascii=False)
+    finally:
+        store.close()
+    if args.file is None:
+        print(text)
+    else:
+        args.file.write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {len(json.loads(text))} idea(s) to {args.file}")
+    return 0
