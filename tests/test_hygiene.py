@@ -121,3 +121,21 @@ def test_wheel_ships_aisci_packages_and_data(tmp_path):
                         "--help"], cwd=elsewhere, env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "usage: aisci" in r.stdout, r.stderr
+
+
+def _readme_test_command() -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("Install and run the tests", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0].strip()
+    assert "\n" not in block, "the README's test command must be one line"
+    return block
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    command = _readme_test_command()
+    assert "pip install torch==2.13.0" in command and command.endswith("pytest")
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert ci.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in ci
+    assert command in ci.splitlines()
+    assert '"$status" -eq 5' in ci
+    assert os.access(REPO / ".ci" / "run", os.X_OK)
