@@ -352,6 +352,8 @@ def _import(args: argparse.Namespace) -> int:
             if "novel" in obj:
                 store.update_idea(iid, status="checked", novelty={
                     "novel": obj["novel"], "decided": True, "complete": True, "imported": True,
+                    # where `novel` sat in the object, so export reproduces the file
+                    "key_index": list(obj).index("novel"),
                     "rationale": f"imported from {args.file.name}", "queries": [],
                     "papers": [], "rounds": 0}, action="novelty_imported", source="human",
                     detail={"novel": obj["novel"]})
@@ -371,7 +373,10 @@ def export_ideas(store: LabStore, template: str | None = None) -> list[dict[str,
         obj = dict(r.data)
         nov = r.novelty or {}
         if nov.get("complete") and isinstance(nov.get("novel"), bool):
-            obj["novel"] = nov["novel"]
+            items = list(obj.items())
+            at = nov.get("key_index")
+            at = at if isinstance(at, int) and 0 <= at <= len(items) else len(items)
+            obj = dict([*items[:at], ("novel", nov["novel"]), *items[at:]])
         out.append(obj)
     return out
 
