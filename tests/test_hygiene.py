@@ -65,7 +65,7 @@ def test_importing_every_engine_module_loads_no_textual():
 
 def _source_copy(dest: Path) -> Path:
     """The working tree without build outputs, so the build never writes into it."""
-    ignore = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
+    ignore = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
                                     ".ruff_cache", ".pytest_cache", "run_[0-9]*", "logs",
                                     "tests", "benchmarks", "*.pyc")
     shutil.copytree(REPO, dest, ignore=ignore)
