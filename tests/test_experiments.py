@@ -1,0 +1,221 @@
+"""The experiment run loop and the plot stage, driven by scripted conversations with real
+processes (executor), real git repositories and a real store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from aisci.engine.config import load_config
+from aisci.engine.context import StageContext
+from aisci.engine.events import EventBus
+from aisci.engine.executor import Executor
+from aisci.engine.experiments import DONE_TAG, run_experiments, run_plots
+from aisci.engine.llm.base import LLMRequest, ScriptMissing
+from aisci.engine.llm.client import LLMClient
+from aisci.engine.llm.scripted import ScriptedProvider
+from aisci.engine.prompts import PromptLibrary
+from aisci.engine.scheduler import Scheduler
+from aisci.engine.store import LabStore
+from aisci.engine.workspace import IdeaWorkspace
+
+DATA = Path(__file__).parent / "data"
+TINY_CASSETTE = DATA / "cassettes" / "tiny_two_runs.json"
+IDEA = {"Name": "faster_lr", "Title": "A faster learning rate",
+        "Experiment": "Raise the learning rate and train longer; compare the final loss.",
+        "Interestingness": 5, "Feasibility": 9, "Novelty": 3}
+
+
+class FlakyProvider:
+    """The scripted provider, except that steps containing ``fail_on`` raise, as if the
+    engine died at that point."""
+
+    provider = "scripted"
+
+    def __init__(self, cassette: Path, fail_on: str | None = None) -> None:
+        self.inner = ScriptedProvider(str(cassette))
+        self.model = self.inner.model
+        self.fail_on = fail_on
+
+    @property
+    def keys(self) -> list[str]:
+        return [k for k, _ in self.inner.requests]
+
+    async def complete(self, request: LLMRequest, stage: str, on_text=None):
+        if self.fail_on and self.fail_on in request.step:
+            raise ScriptMissing(f"simulated crash at {stage}/{request.step}")
+        return await self.inner.complete(request, stage, on_text)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def make_ctx(lab: Path, provider, **overrides) -> StageContext:
+    settings = load_config(lab, overrides={
+        "general.smoke": True, "models.default": "scripted:test", "experiment.max_runs": 3,
+        "experiment.run_timeout_s": 60, "plot.timeout_s": 60, "sandbox.grace_period_s": 0.5,
+        **overrides}, user_config=lab / "no-user-config.toml").settings
+    store = LabStore(lab)
+    bus = EventBus()
+    llm = LLMClient(settings, store, bus, provider_factory=lambda spec: provider)
+    return StageContext(lab=lab, settings=settings, store=store, bus=bus, llm=llm,
+                        prompts=PromptLibrary(lab), executor=Executor(settings, bus, store),
+                        scheduler=Scheduler(settings))
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Path:
+    lab = tmp_path / "lab"
+    (lab / "templates").mkdir(parents=True)
+    shutil.copytree(DATA / "templates" / "tiny", lab / "templates" / "tiny")
+    return lab
+
+
+def add_idea(ctx: StageContext, template: str = "tiny") -> int:
+    return ctx.store.add_idea(IDEA["Name"], template, IDEA, status="approved")
+
+
+def subjects(ws: IdeaWorkspace) -> list[str]:
+    return [s for _, s in ws.log()][::-1]
+
+
+async def test_two_runs_a_failed_attempt_fixed_completion_and_plot(lab):
+    provider = FlakyProvider(TINY_CASSETTE)
+    ctx = make_ctx(lab, provider)
+    sub = ctx.bus.subscribe()
+    idea_id = add_idea(ctx)
+    out = await run_experiments(ctx, idea_id)
+    assert out.ok and out.completed and out.runs == [1, 2], out
+
+    ws = IdeaWorkspace.open(ctx.idea_dir(idea_id))
+    hist = subjects(ws)
+    assert hist[0].startswith("base: template tiny")
+    assert hist[1] == "plan: 2 run(s)"
+    assert hist[2:] == ["run_1: learning rate 0.05",
+                        "run_2 attempt 1 (failed: exit code 1)",
+                        "run_2: learning rate 0.05 with 400 steps",
+                        "experiments complete after 2 run(s) (ALL_COMPLETED)"]
+    assert ws.finished_runs() == [1, 2] and DONE_TAG in ws.tags()
+    assert "+LEARNING_RATE = 0.05" in ws.run_diff(1)
+    d2 = ws.run_diff(2)
+    assert "-STEPS = 200" in d2 and "+STEPS = 400" in d2 and "four hundred" not in d2
+    before, after = ws.run_files(2)["experiment.py"]
+    assert "STEPS = 200" in before and "STEPS = 400" in after
+    # the failed attempt's edit is kept in history
+    failed = ws.repo.commit("run_2~1")
+    assert "four hundred" in (failed.tree / "experiment.py").data_stream.read().decode()
+
+    # results, logs and the engine-side environment record are in the run commits
+    for i in (0, 1, 2):
+        env = json.loads((ws.path / f"run_{i}" / "run_env.json").read_text()) if i else None
+        if env:
+            assert env["python"] and env["seeds"] == [0, 1] and env["gpus"] == []
+    tracked = set(ws.repo.git.ls_files().split())
+    assert {"run_1/final_info.json", "run_1/run_env.json", "logs/run_1.log",
+            "run_2/final_info.json", "logs/run_2.log", "run_0/final_info.json"} <= tracked
+    loss = {i: json.loads((ws.path / f"run_{i}/final_info.json").read_text())
+            ["toy"]["means"]["final_loss"] for i in (0, 1, 2)}
+    assert loss[2] < loss[1] < loss[0]
+
+    # store: one row per attempt with its reason, metrics and commit
+    rows = [r for r in ctx.store.runs(idea_id) if r.kind == "experiment"]
+    assert [(r.run, r.attempt, r.status) for r in rows] == [
+        ("run_1", 1, "ok"), ("run_2", 1, "failed"), ("run_2", 2, "ok")]
+    assert rows[1].reason == "exit code 1"
+    assert rows[2].metrics == {"toy": {"final_loss": loss[2]}}
+    assert rows[2].commit_sha == ws.repo.commit("run_2").hexsha
+    assert rows[0].plan == "learning rate 0.05"
+
+    # the failure was fed back with the stderr tail
+    keys = provider.keys
+    retry = next(r for k, r in provider.inner.requests if k.endswith("run-2/attempt-2/turn-1"))
+    assert "exit code 1" in retry.messages[0].text and "ValueError" in retry.messages[0].text
+    run3 = next(r for k, r in provider.inner.requests if k.endswith("run-3/attempt-1/turn-1"))
+    assert "final_loss=" in run3.messages[0].text and "better" in run3.messages[0].text
+    assert "experiment/faster_lr/plan/turn-1" in keys
+
+    plot = await run_plots(ctx, idea_id)
+    assert plot.ok and plot.figures == ["final_loss.png"]
+    assert (ws.path / "final_loss.png").stat().st_size > 1000
+    assert "final_loss.png" in ws.repo.git.ls_files().split()
+    assert {"plot", "plot_notes"} <= ws.tags()
+    notes = (ws.path / "notes.txt").read_text()
+    assert "## Plan\nRun 1: learning rate 0.05" in notes
+    assert "final_loss.png: bar chart" in notes and "## Run 2" in notes
+    assert '"run_2": "Learning rate 0.05, 400 steps"' in (ws.path / "plot.py").read_text()
+    assert not ws.dirty()
+
+    kinds = {e.kind for e in sub.drain()}
+    assert {"StageProgress", "RunStarted", "RunFinished"} <= kinds
+
+    # a second call does nothing new: every step is tagged
+    n_calls = len(provider.keys)
+    assert (await run_experiments(ctx, idea_id)).runs == [1, 2]
+    assert (await run_plots(ctx, idea_id)).ok
+    assert len(provider.keys) == n_calls
+    ctx.store.close()
+
+
+async def test_resume_skips_finished_runs_and_restarts_the_interrupted_one(lab):
+    provider = FlakyProvider(TINY_CASSETTE, fail_on="run-2/attempt-2")
+    ctx = make_ctx(lab, provider)
+    idea_id = add_idea(ctx)
+    with pytest.raises(ScriptMissing, match="simulated crash"):
+        await run_experiments(ctx, idea_id)
+    ws = IdeaWorkspace.open(ctx.idea_dir(idea_id))
+    assert ws.finished_runs() == [1]
+    # as if the engine died mid-edit and mid-run: a dirty tree and a "running" row
+    (ws.path / "experiment.py").write_text("half-written edit")
+    stale = ctx.store.add_run(idea_id, "run_2", 2, "experiment", status="running", pid=999999)
+    ctx.store.close()
+
+    provider2 = FlakyProvider(TINY_CASSETTE)
+    ctx2 = make_ctx(lab, provider2)
+    out = await run_experiments(ctx2, idea_id)
+    assert out.ok and out.runs == [1, 2]
+    assert not any("run-1" in k for k in provider2.keys)  # run 1 not redone
+    assert any(k.endswith("run-2/attempt-1/turn-1") for k in provider2.keys)  # from the start
+    assert ctx2.store.runs(idea_id)[[r.id for r in ctx2.store.runs(idea_id)].index(stale)] \
+        .status == "interrupted"
+    run1_rows = [r for r in ctx2.store.runs(idea_id) if r.run == "run_1" and r.kind == "experiment"]
+    assert len(run1_rows) == 1
+    hist = subjects(ws)
+    assert "run_2 (interrupted; kept for the record)" in hist
+    assert "run_2: restart from run_1" in hist
+    assert "+STEPS = 400" in ws.run_diff(2) and "half-written" not in ws.run_diff(2)
+    ctx2.store.close()
+
+
+NO_RESULTS = {"responses": [
+    {"match": "experiment/faster_lr/plan/turn-1", "text": "Run 1: print instead of saving"},
+    {"match": "experiment/faster_lr/run-1/attempt-*/turn-1", "text": "Editing.",
+     "tool_calls": [{"name": "replace_text", "arguments": {
+         "path": "experiment.py",
+         "old_text": "    with open(os.path.join(args.out_dir, \"final_info.json\"), \"w\") as fh:\n"
+                     "        json.dump(info, fh)\n",
+         "new_text": "    print(info)\n"}}]},
+    {"match": "experiment/faster_lr/run-1/attempt-*/turn-2", "text": "Ready."},
+]}
+
+
+async def test_exit_zero_without_final_info_is_a_failed_attempt(lab, tmp_path):
+    cassette = tmp_path / "no_results.json"
+    cassette.write_text(json.dumps(NO_RESULTS))
+    provider = FlakyProvider(cassette)
+    ctx = make_ctx(lab, provider, **{"experiment.max_attempts": 2})
+    idea_id = add_idea(ctx)
+    out = await run_experiments(ctx, idea_id)
+    assert not out.ok and out.runs == []
+    assert "run_1 failed after 2 attempt(s)" in out.reason
+    assert "exit code 0 but run_1/final_info.json was not written" in out.reason
+    rows = [r for r in ctx.store.runs(idea_id) if r.kind == "experiment"]
+    assert [(r.attempt, r.status, r.exit_code) for r in rows] == [(1, "failed", 0), (2, "failed", 0)]
+    assert all("final_info.json was not written" in (r.reason or "") for r in rows)
+    ws = IdeaWorkspace.open(ctx.idea_dir(idea_id))
+    assert subjects(ws)[-1].startswith("run_1 attempt 2 (failed: exit code 0 but")
+    # the second attempt's prompt told the model why
+    second = next(r for k, r in provider.inner.requests if k.endswith("attempt-2/turn-1"))
+    assert "final_info.json was not written" in second.messages[0].text
+    ctx.store.close()
