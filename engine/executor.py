@@ -40,7 +40,7 @@ from aisci.engine.events import (
     RunStalled,
     RunStarted,
 )
-from aisci.engine.procstats import ProcessTree, become_subreaper
+from aisci.engine.procstats import ProcessTree
 from aisci.engine.store import LabStore
 
 Status = Literal["ok", "failed", "timeout", "killed", "interrupted"]
@@ -295,7 +295,7 @@ class OutputPump:
                     self._log.write(block)
                     self.log_bytes += len(block)
             if tag == "err":
-                self._tail = (self._tail + "\n".join(lines) + "\n")[-self._tail_chars:]
+                self._tail = (self._tail + "\n".join(lines) + "\n")[-self._tail_chars - 1:]
             room = _BATCH_LINES - len(self._pending)
             if room <= 0 or self._pending_chars >= _BATCH_CHARS:
                 self._omitted_now += len(lines)
@@ -393,7 +393,6 @@ class Executor:
         self.store = store
         self._gpu_probe = gpu_probe if gpu_probe is not None else gpu_mod.default_probe()
         self._live: dict[tuple[int | None, str], _LiveRun] = {}
-        self._subreaper = False
 
     # -- public API ------------------------------------------------------------------------
     def isolation(self) -> tuple[str, str]:
@@ -412,8 +411,6 @@ class Executor:
         log_path = Path(spec.log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         cgroup = sandbox.PidsCgroup.create(sb.max_processes) if sb.pids_cgroup else None
-        if level != "bwrap" and cgroup is None and not self._subreaper:
-            self._subreaper = become_subreaper()
         private_dir = None if level == "bwrap" else Path(tempfile.mkdtemp(prefix="aisci-home-"))
         token = secrets.token_hex(8)
         extra = dict(spec.env)

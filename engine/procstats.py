@@ -4,32 +4,22 @@ it without ever touching a process the engine did not start.
 Membership is the union of (a) the root's descendants now, (b) every process ever seen
 as a descendant (recorded with its start time, so a recycled pid is never signalled),
 and (c) the run's pids cgroup when there is one. (b) is what catches a grandchild that
-called setsid and was re-parented away from the tree; with PR_SET_CHILD_SUBREAPER set on
-the engine such orphans stay our descendants and are reaped here. Processes are never
+called setsid and was re-parented away from the tree (the sandbox also makes the run's
+main process a child subreaper so such orphans normally stay in the tree, and marks the
+environment with a run token that identifies orphans re-parented to init). Processes are never
 matched by name.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 from collections.abc import Callable
 
 import psutil
 
-_PR_SET_CHILD_SUBREAPER = 36
 _MAX_TRACKED = 100_000  # bound on remembered pids (a fork bomb is killed long before)
-
-
-def become_subreaper() -> bool:
-    """Make orphaned descendants re-parent to this process instead of init (Linux)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 def _children_map() -> dict[int, list[int]]:

@@ -14,6 +14,7 @@ and a private HOME directory; the engine's tree sweep (procstats) does the rest.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import glob
 import itertools
@@ -136,8 +137,13 @@ def rlimit_preexec(settings: SandboxSettings, cgroup_procs: str | None) -> Calla
     Only async-signal-safe-ish calls (no imports, no locks): it runs after fork."""
     nproc = settings.max_processes
     fsize = settings.max_file_size_mb * 1024 * 1024
+    prctl = _prctl()
 
     def hook() -> None:
+        if prctl is not None:
+            # The child becomes the subreaper of its own tree: a double-forked, setsid'd
+            # grandchild stays its descendant, where the engine's tree sweep finds it.
+            prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         if cgroup_procs is not None:
             fd = os.open(cgroup_procs, os.O_WRONLY)
             try:
@@ -151,6 +157,16 @@ def rlimit_preexec(settings: SandboxSettings, cgroup_procs: str | None) -> Calla
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return hook
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
 
 
 class PidsCgroup:
