@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from aisci.engine.config import Settings
-from aisci.engine.literature import Literature, Paper, build_bibtex, latex_escape, make_key
-from aisci.engine.literature.bibtex import ensure_bibtex, unique_keys
+from aisci.engine.literature import Literature, Paper, latex_escape, make_key, rekey
+from aisci.engine.literature.bibtex import ensure_bibtex, parse_fields, unique_keys
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes.literature_server import LiteratureServer, load_corpus
@@ -35,10 +35,22 @@ def test_latex_escape():
     assert latex_escape("Gödel–Łukasz <i>et</i> al") == r'G{\"{o}}del--{\L}ukasz et al'
 
 
-def test_s2_bibtex_rekeyed():
-    p = Paper(paper_id="s", title="Grokking", authors=["Alethea Power"], year=2022,
-              bibtex="@Article{Power2022GrokkingGB, title={Grokking}, year={2022}}")
-    assert ensure_bibtex(p).bibtex.startswith("@Article{power2022grokking,")
+def test_s2_bibtex_quirks_are_cleaned():
+    raw = ("@['JournalArticle', 'Conference']{Power2022GrokkingGB, title = {Grokking & more}, "
+           "author = {Alethea Power}, journal = {ArXiv}, volume = {abs/2201.02177}, "
+           "pages = {1-10}, number = {{3}}, year = {2022}}")
+    p = Paper(paper_id="s", title="Grokking & more", authors=["Alethea Power"], year=2022,
+              venue="arXiv.org", bibtex=raw)
+    bib = ensure_bibtex(p).bibtex
+    assert bib.startswith("@misc{power2022grokking,")
+    assert "title = {{Grokking \\& more}}" in bib
+    assert "volume = {abs/2201.02177}" in bib and "pages = {1--10}" in bib
+    assert "number" not in bib  # braces inside: not trusted
+
+
+def test_parse_fields_nested():
+    f = parse_fields('@misc{k, title = {A {B} c}, year = 2020, note = "x, y"}')
+    assert f == {"title": "A {B} c", "year": "2020", "note": "x, y"}
 
 
 needs_tex = pytest.mark.skipif(not (shutil.which("pdflatex") and shutil.which("bibtex")),
@@ -61,9 +73,15 @@ async def test_openalex_bibtex_compiles(tmp_path):
         s.literature.requests_per_s_without_key = 100
         papers = await Literature(s, None).search("the of a accuracy diffusion grokking",
                                                   limit=25)
-    assert len(papers) >= 10 and all(p.source == "openalex" for p in papers)
+        assert len(papers) >= 10 and all(p.source == "openalex" for p in papers)
+        s.literature.sources = ["semantic_scholar"]
+        s.literature.semantic_scholar_url = srv.s2_url
+        s2 = await Literature(s, None).search("grokking diffusion", limit=5)
+    assert s2 and all(p.source == "semantic_scholar" for p in s2)
+    papers += s2  # same papers from both sources: keys must still be unique
     keys = unique_keys(papers)
-    bib = "\n".join(build_bibtex(p, keys[p.paper_id]) for p in papers)
+    assert len(set(keys.values())) == len(papers)
+    bib = "\n".join(rekey(p.bibtex, keys[p.paper_id]) for p in papers)
     (tmp_path / "refs.bib").write_text(bib, encoding="utf-8")
     cites = ",".join(keys.values())
     (tmp_path / "paper.tex").write_text(

@@ -4,7 +4,13 @@
 each with BibTeX; :class:`LiteratureUnavailable` when no source can answer in time.
 """
 
-from aisci.engine.literature.bibtex import build_bibtex, latex_escape, make_key, unique_keys
+from aisci.engine.literature.bibtex import (
+    build_bibtex,
+    latex_escape,
+    make_key,
+    rekey,
+    unique_keys,
+)
 from aisci.engine.literature.paper import Paper
 from aisci.engine.literature.service import Literature, LiteratureUnavailable, make_sources
 
@@ -16,5 +22,6 @@ __all__ = [
     "latex_escape",
     "make_key",
     "make_sources",
+    "rekey",
     "unique_keys",
 ]

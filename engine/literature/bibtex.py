@@ -106,8 +106,13 @@ def entry_type(paper: Paper) -> str:
     return "inproceedings" if _CONFERENCE.search(venue) else "article"
 
 
-def build_bibtex(paper: Paper, key: str | None = None) -> str:
-    """A BibTeX entry for ``paper`` from its metadata alone."""
+#: Fields of a source's own BibTeX worth keeping on top of the metadata.
+KEPT_FIELDS = ("volume", "number", "pages", "publisher")
+
+
+def build_bibtex(paper: Paper, key: str | None = None,
+                 extra: dict[str, str] | None = None) -> str:
+    """A BibTeX entry for ``paper`` from its metadata (plus sanitised ``extra`` fields)."""
     key = key or make_key(paper)
     kind = entry_type(paper)
     fields: list[tuple[str, str]] = [("title", "{" + latex_escape(paper.title) + "}")]
@@ -121,6 +126,10 @@ def build_bibtex(paper: Paper, key: str | None = None) -> str:
         fields.append(("booktitle", latex_escape(paper.venue)))
     elif paper.venue:
         fields.append(("howpublished", latex_escape(paper.venue)))
+    for name, value in (extra or {}).items():
+        clean = _sanitise_value(value)
+        if clean:
+            fields.append((name, clean))
     if paper.doi:
         fields.append(("doi", latex_escape(paper.doi)))
     if paper.url:
@@ -130,17 +139,61 @@ def build_bibtex(paper: Paper, key: str | None = None) -> str:
     return f"@{kind}{{{key},\n{body}\n}}\n"
 
 
+def _sanitise_value(value: str) -> str:
+    """A field value from a source's BibTeX, safe for LaTeX: plain text is escaped, and
+    anything with braces or backslashes (already LaTeX, maybe broken) is dropped."""
+    value = " ".join(value.split())
+    if any(ch in value for ch in "{}\\"):
+        return ""
+    return latex_escape(value).replace("--", "-").replace("-", "--") if value else ""
+
+
+def parse_fields(bibtex: str) -> dict[str, str]:
+    """``name = {value}`` / ``"value"`` / bare pairs of one entry (nested braces kept)."""
+    out: dict[str, str] = {}
+    start = bibtex.find(",")
+    n = len(bibtex)
+    i = start + 1 if start >= 0 else n
+    pair = re.compile(r"\s*(\w+)\s*=\s*")
+    while i < n:
+        m = pair.match(bibtex, i)
+        if not m:
+            i += 1
+            continue
+        name, j = m.group(1).lower(), m.end()
+        if j < n and bibtex[j] == "{":
+            depth, k = 0, j
+            while k < n:
+                depth += {"{": 1, "}": -1}.get(bibtex[k], 0)
+                if depth == 0:
+                    break
+                k += 1
+            out[name], i = bibtex[j + 1:k], k + 1
+        elif j < n and bibtex[j] == '"':
+            k = bibtex.find('"', j + 1)
+            k = n if k < 0 else k
+            out[name], i = bibtex[j + 1:k], k + 1
+        else:
+            k = j
+            while k < n and bibtex[k] not in ",}\n":
+                k += 1
+            out[name], i = bibtex[j:k].strip(), k + 1
+    return out
+
+
 def rekey(bibtex: str, key: str) -> str:
-    """The same entry under a new key (sources like S2 use their own key styles)."""
+    """The same (well-formed) entry under another key, e.g. from :func:`unique_keys`."""
     return re.sub(r"^(\s*@\w+\s*\{)\s*[^,\s]*\s*,", lambda m: f"{m.group(1)}{key},", bibtex,
                   count=1)
 
 
 def ensure_bibtex(paper: Paper) -> Paper:
-    """Give ``paper`` a BibTeX entry under its stable key, building one when missing."""
-    key = make_key(paper)
-    if paper.bibtex.strip().startswith("@") and "{" in paper.bibtex:
-        paper.bibtex = rekey(paper.bibtex.strip(), key) + "\n"
-    else:
-        paper.bibtex = build_bibtex(paper, key)
+    """Give ``paper`` a clean BibTeX entry under its stable key.
+
+    Sources' own BibTeX is not trusted verbatim (Semantic Scholar emits entry types like
+    ``@['JournalArticle']`` and unescaped ``&``): the entry is rebuilt from metadata and
+    only plain volume/number/pages/publisher values are carried over."""
+    fields = parse_fields(paper.bibtex) if paper.bibtex.strip().startswith("@") else {}
+    extra = {k: fields[k] for k in KEPT_FIELDS if fields.get(k)}
+    paper.bibtex = build_bibtex(paper, make_key(paper), extra)
     return paper

@@ -56,9 +56,18 @@ def to_s2(p: dict[str, Any]) -> dict[str, Any]:
         "venue": p["venue"],
         "year": p["year"],
         "citationCount": p.get("citation_count") or 100,
-        "citationStyles": {"bibtex": p["bibtex"].replace("\n", " ")},
+        # S2's real BibTeX quirks: list-like entry types and its own key style.
+        "citationStyles": {"bibtex": re.sub(
+            r"^@\w+\{\w+,", "@['JournalArticle', 'Conference']{" + _s2_key(p) + ",",
+            p["bibtex"]).replace("\n", " ")},
         "authors": [{"authorId": str(1000 + i), "name": a} for i, a in enumerate(p["authors"])],
     }
+
+
+def _s2_key(p: dict[str, Any]) -> str:
+    surname = re.sub(r"[^A-Za-z]", "", p["authors"][0].split()[-1]) if p["authors"] else "Anon"
+    words = re.findall(r"[A-Za-z]+", p["title"])
+    return f"{surname}{p['year']}{words[0] if words else ''}{''.join(w[0] for w in words[1:3])}"
 
 
 def inverted_index(text: str) -> dict[str, list[int]]:
