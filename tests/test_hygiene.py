@@ -65,9 +65,9 @@ def test_importing_every_engine_module_loads_no_textual():
 
 def _source_copy(dest: Path) -> Path:
     """The working tree without build outputs, so the build never writes into it."""
-    ignore = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
-                                    ".ruff_cache", ".pytest_cache", "run_[0-9]*", "logs",
-                                    "tests", "benchmarks", "*.pyc")
+    ignore = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                    "__pycache__", ".ruff_cache", ".pytest_cache",
+                                    "run_[0-9]*", "logs", "tests", "benchmarks", "*.pyc")
     shutil.copytree(REPO, dest, ignore=ignore)
     return dest
 
@@ -116,11 +116,16 @@ def test_wheel_ships_aisci_packages_and_data(tmp_path):
     init, templates, prompts = json.loads(r.stdout)
     assert init.startswith(str(target)) and Path(templates).is_dir()
     assert "json_repair.md" in prompts
-    r = subprocess.run([sys.executable, "-c",
-                        "import sys; from aisci.engine.cli import main; sys.exit(main(sys.argv[1:]))",
-                        "--help"], cwd=elsewhere, env=env, capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0 and "usage: aisci" in r.stdout, r.stderr
+    for module, args, expect in (
+            ("aisci.engine.cli", ["--help"], "usage: aisci "),
+            ("aisci.tui.main", ["--help"], "usage: aisci-tui"),
+            ("aisci.engine.cli", ["doctor", "--set", "models.default=scripted:demo"],
+             "[ok  ] python")):
+        code = f"import sys; from {module} import main; sys.exit(main(sys.argv[1:]))"
+        r = subprocess.run([sys.executable, "-c", code, *args], cwd=elsewhere, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode in (0, 1) and expect in r.stdout, (module, args, r.stderr[-2000:])
+        assert "Traceback" not in r.stderr
 
 
 def _readme_test_command() -> str:
