@@ -325,7 +325,7 @@ class Pipeline:
                                                 reason=f"budget: {exc}"))
                 break
             except Exception as exc:  # reported; the batch goes on
-                log.exception("ideation failed")
+                log.debug("ideation failed", exc_info=True)
                 self.ideation_error = one_line(exc)
                 self.bus.publish(ev.StageFailed(idea_id=None, stage="ideate",
                                                 reason=self.ideation_error))
@@ -503,7 +503,7 @@ class Pipeline:
                 if stage == "novelty" and _is_literature_unavailable(exc):
                     return await self._literature_unavailable(idea_id, exc)
                 reason = one_line(exc)
-                log.warning("idea %s stage %s failed: %s", idea_id, stage, reason)
+                log.debug("idea %s stage %s failed", idea_id, stage, exc_info=True)
                 self._set(idea_id, stage, "failed", reason=reason)
                 self.bus.publish(ev.StageFailed(idea_id=idea_id, stage=stage, reason=reason))
                 return IdeaOutcome("failed", stage, reason)

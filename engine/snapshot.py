@@ -50,7 +50,8 @@ class IdeaSnapshot:
     origin: str
     stages: dict[str, StageState]
     current_stage: str | None
-    """First stage not done/skipped (None when the idea went through every stage)."""
+    """The running stage, else the first stage not done/skipped (None when the idea went
+    through every stage)."""
     current_state: str
     cost_usd: float
     runs: list[RunRow]
@@ -83,6 +84,10 @@ class LabSnapshot:
 
 
 def _current(stages: dict[str, StageState]) -> tuple[str | None, str]:
+    for name in STAGE_ORDER:
+        st = stages.get(name)
+        if st is not None and st.state == "running":
+            return name, "running"
     for name in STAGE_ORDER:
         st = stages.get(name)
         if st is None:

@@ -106,15 +106,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.num_ideas is not None and args.num_ideas < 0:
         raise CommandError(f"--num-ideas {args.num_ideas}: expected 0 or more", EXIT_USAGE)
     if args.demo:
-        from aisci.engine.demo import demo_options, prepare_demo_lab
+        from aisci.engine.demo import SCRIPTED_NOTICE, demo_options, prepare_demo_lab
         lab = Path(args.lab if args.lab != "." else "aisci-demo").expanduser().resolve()
         try:
             cfg = prepare_demo_lab(lab, overrides=_flag_overrides(args))
         except ValueError as exc:
             raise CommandError(str(exc), EXIT_USAGE) from None
         options = demo_options(cfg.settings, headless=True)
-        print("aisci demo: the model is SCRIPTED (recorded answers, no API calls); "
-              "experiments, plots, LaTeX and review parsing are real.", flush=True)
+        print(f"aisci demo: {SCRIPTED_NOTICE}", flush=True)
         print(f"aisci demo: lab {lab}", flush=True)
         return _execute(lab, cfg, options, cfg.settings.ideation.num_ideas)
     lab = lab_dir(args)

@@ -1,0 +1,122 @@
+"""The offline demo: a fresh lab that runs the whole pipeline for real on a CPU with a
+SCRIPTED model (recorded answers in engine/data/cassettes/demo.json, no API key, no
+network) and the bundled offline literature fixture (real metadata of real papers).
+
+Experiments (grokking in smoke mode), plots, LaTeX and review parsing are real; only the
+model's words are recorded. ``prepare_demo_lab`` is shared by ``aisci run --demo``
+(headless, auto-approves) and ``aisci-tui --demo`` (the human approves or vetoes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from aisci.engine.config import LAB_CONFIG_NAME, EffectiveConfig, Settings, load_config
+from aisci.engine.pipeline import PipelineOptions
+
+DEMO_MARKER = "# aisci offline demo lab"
+DEMO_MODEL = "scripted:demo"
+SCRIPTED_NOTICE = ("The model in this demo is SCRIPTED: its answers are recorded in the "
+                   "bundled cassette (no API calls). Experiments, plots, LaTeX and review "
+                   "parsing are real.")
+
+DEMO_TOML = f"""{DEMO_MARKER} (created by aisci; the model is scripted)
+# Delete this directory to start over; `aisci run --demo --lab DIR` continues it.
+
+[general]
+template = "grokking"
+smoke = true
+auto_approve = false
+
+[models]
+default = "{DEMO_MODEL}"
+
+[literature]
+sources = ["offline"]
+
+[ideation]
+num_ideas = 3
+reflection_rounds = 2
+
+[novelty]
+max_rounds = 3
+results_per_query = 5
+
+[experiment]
+max_runs = 2
+max_attempts = 2
+run_timeout_s = 600
+max_tool_turns = 6
+
+[plot]
+timeout_s = 300
+max_attempts = 2
+
+[writeup]
+citation_rounds = 2
+section_refinements = 0
+chktex_rounds = 1
+compile_fix_rounds = 2
+compile_timeout_s = 120
+integrity_correction_rounds = 0
+
+[review]
+ensemble = 5
+reflection_rounds = 1
+meta_review = true
+
+[budget]
+lab_usd = 1.0
+
+[scheduler]
+parallel = 1
+max_llm_tasks = 4
+"""
+
+
+def prepare_demo_lab(path: Path | str, *, overrides: dict[str, Any] | None = None
+                     ) -> EffectiveConfig:
+    """Create (or reopen) a demo lab at ``path`` and return its configuration.
+
+    A new or empty directory gets the demo's aisci.toml; a directory that already holds
+    a demo lab is reused as is (so an interrupted demo continues). Any other non-empty
+    directory is refused, so the demo never takes over a real lab."""
+    lab = Path(path).expanduser().resolve()
+    cfg_file = lab / LAB_CONFIG_NAME
+    if cfg_file.is_file():
+        if not cfg_file.read_text(encoding="utf-8").startswith(DEMO_MARKER):
+            raise ValueError(f"{lab} already holds a lab that is not a demo lab; choose "
+                             "another directory with --lab")
+    elif lab.exists() and any(lab.iterdir()):
+        raise ValueError(f"{lab} is not empty; the demo needs a new or empty directory "
+                         "(--lab DIR)")
+    else:
+        lab.mkdir(parents=True, exist_ok=True)
+        cfg_file.write_text(DEMO_TOML, encoding="utf-8")
+    return load_config(lab, overrides)
+
+
+def demo_options(settings: Settings, *, headless: bool) -> PipelineOptions:
+    """Headless demo runs auto-approve; the TUI demo leaves the decision to the human."""
+    return PipelineOptions(template=settings.general.template,
+                           auto_approve=True if headless else None)
+
+
+def run_demo_headless(lab: Path | str, *, stream: Any = None) -> int:
+    """Prepare the demo lab and run it to the end headless; returns the exit code."""
+    from aisci.engine.batch import run_batch, summary_lines
+    from aisci.engine.cli.run_progress import ProgressDisplay
+
+    out = stream or sys.stdout
+    cfg = prepare_demo_lab(lab)
+    print(SCRIPTED_NOTICE, file=out, flush=True)
+    result = asyncio.run(run_batch(
+        Path(lab).resolve(), cfg.settings, demo_options(cfg.settings, headless=True),
+        num_ideas=cfg.settings.ideation.num_ideas,
+        display=lambda eng: ProgressDisplay(eng, stream=out)))
+    for line in summary_lines(result):
+        print(line, file=out, flush=True)
+    return result.exit_code
