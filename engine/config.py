@@ -76,6 +76,8 @@ class LLMSettings(_Section):
     temperature: float = Field(0.75, ge=0, le=2)
     json_repairs: int = Field(1, ge=0, le=5)
     request_timeout_s: float = Field(300.0, gt=0)
+    anthropic_base_url: str | None = None
+    """Anthropic API root (a proxy or gateway); the ANTHROPIC_BASE_URL variable wins."""
     endpoints: dict[str, EndpointSettings] = Field(default_factory=dict)
     """Named OpenAI-compatible endpoints: ``[llm.endpoints.deepseek] base_url=...``."""
 

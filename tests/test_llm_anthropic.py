@@ -215,3 +215,14 @@ async def test_mid_stream_errors_give_up_after_n_restarts(env):
         await client.chat("ideate", _req())
     assert len(server.requests_for(ANTHROPIC)) == n + 1
     assert server.pending(ANTHROPIC) == 1
+
+
+async def test_base_url_from_settings_when_no_env(llm_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    settings = Settings.model_validate({"models": {"default": MODEL},
+                                        "llm": {"anthropic_base_url": llm_server.base_url}})
+    client = LLMClient(settings, None, None)
+    llm_server.script(ANTHROPIC, Reply(text="via settings"))
+    assert (await client.chat("ideate", _req())).text == "via settings"
+    await client.aclose()

@@ -43,7 +43,8 @@ class AnthropicProvider:
                  base_url: str | None = None, api_key: str | None = None) -> None:
         self.model = model
         self.settings = llm_settings
-        self._base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        self._base_url = (base_url or os.environ.get("ANTHROPIC_BASE_URL")
+                          or llm_settings.anthropic_base_url or None)
         self._api_key = api_key
         self._client: anthropic.AsyncAnthropic | None = None
 
