@@ -1,0 +1,105 @@
+"""Sandbox building blocks: secret filtering, the child environment, the bubblewrap
+command line, isolation probing, and the pids cgroup."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from aisci.engine.config import SandboxSettings, Settings
+from aisci.engine.doctor import check_isolation
+from aisci.engine.sandbox import (
+    BwrapLayout,
+    PidsCgroup,
+    bwrap_argv,
+    child_environment,
+    is_secret_name,
+    probe_isolation,
+)
+
+
+@pytest.mark.parametrize("name", ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+                                  "AWS_ACCESS_KEY_ID", "HF_TOKEN", "GITHUB_TOKEN",
+                                  "S2_API_KEY", "MY_PASSWORD", "db_secret", "SSH_AUTH_SOCK",
+                                  "AZURE_OPENAI_ENDPOINT", "GOOGLE_APPLICATION_CREDENTIALS"])
+def test_secret_names(name):
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["PATH", "LANG", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+                                  "AISCI_SMOKE", "TZ"])
+def test_plain_names(name):
+    assert not is_secret_name(name)
+
+
+def test_child_environment_allowlist_and_extra_env():
+    parent = {"PATH": "/usr/bin", "LC_ALL": "C", "SHELL": "/bin/zsh", "USER": "me",
+              "ANTHROPIC_API_KEY": "sk", "DATASET_ROOT": "/data", "OPENAI_API_KEY": "sk",
+              "HOME": "/root", "CUDA_VISIBLE_DEVICES": "0"}
+    s = SandboxSettings(extra_env=["DATASET_ROOT", "OPENAI_API_KEY"])
+    env = child_environment(s, home="/tmp/h", tmpdir="/tmp/h/t", parent=parent,
+                            extra={"AISCI_SMOKE": "1", "HF_TOKEN": "x",
+                                   "CUDA_VISIBLE_DEVICES": ""})
+    assert env["DATASET_ROOT"] == "/data" and env["LC_ALL"] == "C"
+    assert env["HOME"] == "/tmp/h" and env["TMPDIR"] == "/tmp/h/t"
+    assert env["AISCI_SMOKE"] == "1" and env["CUDA_VISIBLE_DEVICES"] == ""
+    for gone in ("SHELL", "USER", "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "HF_TOKEN"):
+        assert gone not in env
+
+
+def test_bwrap_argv_layout(tmp_path):
+    idea = tmp_path / "idea"
+    data = tmp_path / "data"
+    idea.mkdir()
+    data.mkdir()
+    home = tmp_path / "home"
+    (home / "venv").mkdir(parents=True)
+    argv = bwrap_argv("bwrap", BwrapLayout(cwd=idea, writable=[data],
+                                           visible=[home / "venv"]),
+                      [sys.executable, "experiment.py"], home=str(home))
+    joined = " ".join(argv)
+    assert argv[:5] == ["bwrap", "--ro-bind", "/", "/", "--dev"]
+    assert f"--tmpfs {home}" in joined and f"--ro-bind-try {home / 'venv'}" in joined
+    assert joined.index(f"--tmpfs {home}") < joined.index(f"--ro-bind-try {home / 'venv'}")
+    assert f"--bind {idea} {idea}" in joined and f"--bind {data} {data}" in joined
+    assert "--unshare-net" in argv and "--unshare-pid" in argv and "--die-with-parent" in argv
+    assert argv[-3:] == ["--", sys.executable, "experiment.py"]
+    net = bwrap_argv("bwrap", BwrapLayout(cwd=idea, network=True), ["x"], home=str(home))
+    assert "--unshare-net" not in net
+
+
+def test_probe_levels():
+    assert probe_isolation(SandboxSettings(mode="none"))[0] == "rlimits"
+    level, detail = probe_isolation(SandboxSettings(mode="landlock"))
+    assert level == "rlimits" and "Landlock" in detail
+
+
+def test_doctor_reports_the_probe():
+    s = Settings()
+    level, _ = probe_isolation(s.sandbox)
+    check = check_isolation(s)
+    assert check.detail.startswith(level)
+    s.sandbox.mode = "none"
+    s.sandbox.require_isolation = True
+    assert check_isolation(s).status == "fail"
+
+
+@pytest.mark.skipif(PidsCgroup.root() is None, reason="no writable pids cgroup")
+def test_pids_cgroup_lifecycle():
+    cg = PidsCgroup.create(7)
+    assert cg is not None
+    try:
+        assert (cg.path / "pids.max").read_text().strip() == "7"
+        assert cg.pids() == [] and not cg.limit_hit()
+    finally:
+        cg.remove()
+    assert not Path(cg.path).exists()
+
+
+def test_no_secret_reaches_the_engine_children_via_extra_env(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    env = child_environment(SandboxSettings(extra_env=["OPENAI_API_KEY"]), home="/h",
+                            tmpdir="/t")
+    assert "OPENAI_API_KEY" not in env and os.environ["OPENAI_API_KEY"] == "sk-x"
