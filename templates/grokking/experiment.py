@@ -235,9 +235,10 @@ def main():
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
-        # Tiny matrices: more than a few threads only adds synchronisation overhead.
-        threads = int(os.environ.get("OMP_NUM_THREADS") or min(4, os.cpu_count() or 1))
-        torch.set_num_threads(max(1, threads))
+        # Small matrices: extra threads mostly add synchronisation, and on a shared
+        # machine they oversubscribe the cores; smoke runs use one thread.
+        default_threads = 1 if SMOKE else min(4, os.cpu_count() or 1)
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or default_threads)))
     print(f"device={device} smoke={SMOKE} updates={NUM_UPDATES} seeds={seeds} "
           f"threads={torch.get_num_threads()}", flush=True)
 
