@@ -45,6 +45,7 @@ from aisci.engine.store import LabStore
 
 Status = Literal["ok", "failed", "timeout", "killed", "interrupted"]
 _TICK_S = 0.1
+_SWEEP_S = 0.25  # process-tree sweep (a /proc scan); the pids cgroup is the hard cap
 _STATS_EVERY_S = 1.0
 _KILL_ROUNDS = 50  # bound on SIGKILL sweeps (each 50 ms) before giving up on a process
 
@@ -428,7 +429,7 @@ class Executor:
         argv = [str(a) for a in spec.argv]
         if level == "bwrap":
             layout = sandbox.BwrapLayout(
-                cwd=cwd, writable=[Path(w) for w in spec.writable],
+                cwd=cwd, writable=[cwd / w for w in spec.writable],
                 network=spec.network or sb.allow_network,
                 visible=sandbox.existing_paths(argv))
             argv = sandbox.bwrap_argv(shutil.which("bwrap") or "bwrap", layout, argv)
@@ -523,13 +524,33 @@ class Executor:
                 break
             await asyncio.sleep(_TICK_S)
 
+    def recover(self) -> list[int]:
+        """After a crash: every runs row still "running" belongs to a dead engine. Kill
+        what survives of its tree (only if pid AND start time match the row, so a
+        recycled pid is never touched) and mark the row "interrupted". Returns row ids."""
+        if self.store is None:
+            return []
+        fixed = []
+        for row in self.store.running_runs():
+            if row.pid and row.pid_start_time:
+                tree = ProcessTree(row.pid)
+                same = (tree.root_start_time is not None and
+                        abs(tree.root_start_time - row.pid_start_time) < 0.5)
+                if same:
+                    for sig in (signal.SIGKILL, signal.SIGKILL):
+                        tree.signal(sig)
+            self.store.update_run(row.id, status="interrupted", finished_at=time.time(),
+                                  reason="the engine stopped while this was running")
+            fixed.append(row.id)
+        return fixed
+
     # -- watchdog --------------------------------------------------------------------------
     async def _watch(self, live: _LiveRun, cgroup: sandbox.PidsCgroup | None
                      ) -> tuple[Status, str]:
         sb = self.settings.sandbox
         stall_after = self.settings.experiment.stall_after_s
         max_rss = sb.max_rss_mb * 1024 * 1024 if sb.max_rss_mb else None
-        next_stats = time.monotonic()
+        next_stats = next_sweep = time.monotonic()
         while True:
             await asyncio.sleep(_TICK_S)
             rc = live.proc.poll()
@@ -545,7 +566,8 @@ class Executor:
             stop = live.stop_request
             if stop is None and live.elapsed(now) > live.limit_s:
                 stop = ("timeout", f"timed out after {live.limit_s:g} s")
-            if stop is None and live.paused_since is None:
+            if stop is None and live.paused_since is None and now >= next_sweep:
+                next_sweep = now + _SWEEP_S
                 live.cpu, live.rss, live.nprocs = live.tree.usage()
                 if live.nprocs > sb.max_processes or (cgroup is not None and cgroup.limit_hit()):
                     stop = ("killed", f"exceeded the process limit ({sb.max_processes}); "
