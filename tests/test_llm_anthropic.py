@@ -226,3 +226,32 @@ async def test_base_url_from_settings_when_no_env(llm_server, monkeypatch, tmp_p
     llm_server.script(ANTHROPIC, Reply(text="via settings"))
     assert (await client.chat("ideate", _req())).text == "via settings"
     await client.aclose()
+
+
+async def test_400_fails_at_once_and_500_is_retried(env):
+    from aisci.engine.llm.base import BadRequest
+    server, client = env["server"], env["client"]
+    server.script(ANTHROPIC, Fail(400, "invalid_request_error", "messages: field required"))
+    with pytest.raises(BadRequest, match="HTTP 400 invalid_request_error: messages"):
+        await client.chat("ideate", _req())
+    assert len(server.requests_for(ANTHROPIC)) == 1
+    server.script(ANTHROPIC, Fail(500, "api_error", "Internal server error"), Reply(text="ok"))
+    assert (await client.chat("ideate", _req())).text == "ok"
+    assert len(server.requests_for(ANTHROPIC)) == 3
+
+
+async def test_unreachable_server_is_a_connection_error(env, monkeypatch):
+    import socket
+
+    from aisci.engine.llm.base import ConnectionFailed
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+    client = LLMClient(env["settings"], None, None, sleep=lambda s: _no_sleep())
+    with pytest.raises(ConnectionFailed, match="gave up after 3 tries"):
+        await client.chat("ideate", _req())
+
+
+async def _no_sleep() -> None:
+    return None
