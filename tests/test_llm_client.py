@@ -143,3 +143,18 @@ def test_exponential_backoff_is_bounded_and_jittered():
     assert all(0 < w <= 8.0 for w in waits)
     assert 0.5 <= waits[0] <= 1.0 and 4.0 <= waits[-1] <= 8.0
     assert client._backoff(1, RateLimited("x", retry_after=500)) == s.llm.retry_after_cap_s
+
+
+async def test_scripted_tool_call_ids_are_stable_across_processes(tmp_path):
+    import subprocess
+    import sys
+    path = _cassette(tmp_path, [{"match": "plot/p/1", "tool_calls": [
+        {"name": "create_file", "arguments": {"path": "plot.py"}}]}])
+    code = ("import asyncio, sys; from aisci.engine.llm.scripted import ScriptedProvider;"
+            "from aisci.engine.llm.base import LLMRequest;"
+            "r = asyncio.run(ScriptedProvider(sys.argv[1]).complete("
+            "LLMRequest(system='', messages=[], step='p/1'), 'plot', None));"
+            "print(r.tool_calls[0].id)")
+    ids = {subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
+                          timeout=60).stdout.strip() for _ in range(2)}
+    assert len(ids) == 1 and next(iter(ids)).startswith("call_")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,10 @@ class ScriptedProvider:
                 if self.chunk_delay_s:
                     await asyncio.sleep(self.chunk_delay_s)
         calls = [
-            ToolCall(id=f"call_{abs(hash((key, j))) % 10**10}", name=c["name"],
+            # Ids derive from the key, not hash() (salted per process), so a resumed
+            # run sees the same ids.
+            ToolCall(id=f"call_{hashlib.sha1(f'{key}#{j}'.encode()).hexdigest()[:10]}",
+                     name=c["name"],
                      arguments=dict(c.get("arguments", {})))
             for j, c in enumerate(entry.get("tool_calls", []))
         ]
