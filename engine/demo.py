@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,26 @@ def prepare_demo_lab(path: Path | str, *, overrides: dict[str, Any] | None = Non
     return load_config(lab, overrides)
 
 
+DEMO_CHUNK_DELAY_S = 0.02
+"""Pause between streamed chunks of a scripted answer, so the demo streams visibly like a
+real model (about 0.2 s per answer) instead of answering in zero time."""
+
+
+def demo_provider_factory(settings: Settings) -> Callable[[str], Any]:
+    """Provider factory for the demo: scripted answers stream at a human-visible pace;
+    any other model spec (a user override) is made as usual."""
+    from aisci.engine.llm.providers import make_provider
+    from aisci.engine.llm.scripted import ScriptedProvider
+
+    def factory(spec: str) -> Any:
+        kind, _, name = spec.partition(":")
+        if kind == "scripted":
+            return ScriptedProvider(name, chunk_delay_s=DEMO_CHUNK_DELAY_S)
+        return make_provider(spec, settings)
+
+    return factory
+
+
 def demo_options(settings: Settings, *, headless: bool) -> PipelineOptions:
     """Headless demo runs auto-approve; the TUI demo leaves the decision to the human."""
     return PipelineOptions(template=settings.general.template,
@@ -116,6 +137,7 @@ def run_demo_headless(lab: Path | str, *, stream: Any = None) -> int:
     result = asyncio.run(run_batch(
         Path(lab).resolve(), cfg.settings, demo_options(cfg.settings, headless=True),
         num_ideas=cfg.settings.ideation.num_ideas,
+        provider_factory=demo_provider_factory(cfg.settings),
         display=lambda eng: ProgressDisplay(eng, stream=out)))
     for line in summary_lines(result):
         print(line, file=out, flush=True)

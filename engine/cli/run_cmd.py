@@ -106,7 +106,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.num_ideas is not None and args.num_ideas < 0:
         raise CommandError(f"--num-ideas {args.num_ideas}: expected 0 or more", EXIT_USAGE)
     if args.demo:
-        from aisci.engine.demo import SCRIPTED_NOTICE, demo_options, prepare_demo_lab
+        from aisci.engine.demo import (
+            SCRIPTED_NOTICE,
+            demo_options,
+            demo_provider_factory,
+            prepare_demo_lab,
+        )
         lab = Path(args.lab if args.lab != "." else "aisci-demo").expanduser().resolve()
         try:
             cfg = prepare_demo_lab(lab, overrides=_flag_overrides(args))
@@ -115,7 +120,8 @@ def _run(args: argparse.Namespace) -> int:
         options = demo_options(cfg.settings, headless=True)
         print(f"aisci demo: {SCRIPTED_NOTICE}", flush=True)
         print(f"aisci demo: lab {lab}", flush=True)
-        return _execute(lab, cfg, options, cfg.settings.ideation.num_ideas)
+        return _execute(lab, cfg, options, cfg.settings.ideation.num_ideas,
+                        provider_factory=demo_provider_factory(cfg.settings))
     lab = lab_dir(args)
     overrides = _flag_overrides(args)
     cfg = load_config(lab, overrides)
@@ -154,7 +160,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _execute(lab: Path, cfg: EffectiveConfig, options: Any, num_ideas: int,
-             overrides: dict[str, Any] | None = None) -> int:
+             overrides: dict[str, Any] | None = None, provider_factory: Any = None) -> int:
     from aisci.engine.batch import run_batch, summary_lines
     from aisci.engine.cli.run_progress import ProgressDisplay
 
@@ -167,6 +173,7 @@ def _execute(lab: Path, cfg: EffectiveConfig, options: Any, num_ideas: int,
     started = time.monotonic()
     try:
         result = asyncio.run(run_batch(lab, cfg.settings, options, num_ideas=num_ideas,
+                                       provider_factory=provider_factory,
                                        display=lambda eng: ProgressDisplay(eng)))
     except LabInUse as exc:
         raise CommandError(str(exc), EXIT_LAB_IN_USE) from None

@@ -161,7 +161,221 @@ def entries() -> list[dict]:
          "text": "Nothing more to change. ALL_COMPLETED"})
     add({"match": "plot/*/plot/attempt-*/turn-*", "text": "plot.py already plots every run."})
     add({"match": "plot/*/plot-notes/turn-*", "text": "The figures are described by plot.py."})
+    for idea in IDEAS[:2]:
+        out.extend(paper_entries(idea))
+    out.extend(review_entries())
+    # Generic writeup answers (other ideas): no edits; compile-fix rounds end at once.
+    add({"match": "write/*/fix-*", "text": "(scripted) No further changes; the remaining "
+                                           "warnings are stylistic."})
+    add({"match": "write/*/cite-*/insert/turn-*", "text": "Citations are in place."})
+    add({"match": "write/*/cite-*", "text": '```json\n{"done": true}\n```'})
+    add({"match": "write/*", "text": "(scripted) Section left as is."})
+    add({"match": "integrity/*", "text": "(scripted) The flagged statements were checked."})
+    add({"match": "improve/*", "text": "(scripted) No revision."})
     return out
+
+
+def _search_index(query: str, title_start: str, limit: int = 5) -> int:
+    """Where the offline literature ranks a paper for a query (the demo searches it)."""
+    import asyncio
+
+    from aisci.engine.literature.offline import OfflineSource
+    papers = asyncio.run(OfflineSource().search(query, limit, 10.0))
+    for i, p in enumerate(papers):
+        if p.title.startswith(title_start):
+            return i
+    raise SystemExit(f"offline literature: {title_start!r} not in the results for {query!r}")
+
+
+def paper_entries(idea: dict) -> list[dict]:
+    name, title = idea["Name"], idea["Title"]
+    p = PAPERS[name]
+    edits = {
+        "title-abstract": [("TITLE HERE", title), ("ABSTRACT HERE\n", p["abstract"] + "\n")],
+        "introduction": [("INTRO HERE\n", p["intro"] + "\n")],
+        "background": [("\\section{Method}\n",
+                        "\\section{Background}\n\\label{sec:background}\n"
+                        + p["background"] + "\n\n\\section{Method}\n")],
+        "method": [("METHOD HERE\n", p["method"] + "\n")],
+        "experimental-setup": [("EXPERIMENTAL SETUP HERE\n", SETUP + "\n")],
+        "results": [("RESULTS HERE\n", p["results"] + "\n" + FIGURE + "\n")],
+        "conclusion": [("CONCLUSIONS HERE\n", p["conclusion"] + "\n")],
+        "related-work": [("RELATED WORK HERE\n", p["related"] + "\n")],
+    }
+    out = []
+    for slug, pairs in edits.items():
+        out.append({"match": f"write/{name}/section-{slug}/draft/turn-1",
+                    "text": f"Writing the {slug.replace('-', ' ')} from the notes and results.",
+                    "tool_calls": [tool("replace_text", path="latex/template.tex",
+                                        old_text=o, new_text=n) for o, n in pairs]})
+        out.append({"match": f"write/{name}/section-{slug}/draft/turn-2",
+                    "text": "Done with this section."})
+    query, title_start, key, anchor = p["cite"]
+    idx = _search_index(query, title_start)
+    out.append({"match": f"write/{name}/cite-1",
+                "text": "```json\n" + json.dumps({"done": False, "query": query,
+                                                   "reason": "support the related work"})
+                        + "\n```"})
+    out.append({"match": f"write/{name}/cite-1/insert/turn-1", "text": "Adding the paper.",
+                "tool_calls": [tool("add_citations", indices=[idx])]})
+    out.append({"match": f"write/{name}/cite-1/insert/turn-2", "text": "Citing it.",
+                "tool_calls": [tool("replace_text", path="latex/template.tex",
+                                    old_text=anchor,
+                                    new_text=anchor[:-1] + f"~\\citep{{{key}}}.")]})
+    out.append({"match": f"write/{name}/cite-1/insert/turn-3", "text": "Done."})
+    out.append({"match": f"write/{name}/cite-2",
+                "text": '```json\n{"done": true, "reason": "the key prior work is cited"}\n```'})
+    out.append({"match": f"write/{name}/refine-paper/turn-1",
+                "text": "(scripted) Read the whole paper again: it reports only what the runs "
+                        "show. No changes."})
+    return out
+
+
+REVIEW_SCORES = [  # one row per reviewer: (Originality, Quality, Clarity, Significance,
+    #              Soundness, Presentation, Contribution, Overall, Confidence, Decision)
+    (2, 2, 3, 2, 2, 3, 2, 4, 4, "Reject"),
+    (2, 3, 3, 2, 3, 3, 2, 5, 3, "Reject"),
+    (3, 2, 3, 2, 2, 3, 2, 4, 4, "Reject"),
+    (2, 2, 2, 1, 2, 2, 1, 3, 4, "Reject"),
+    (3, 3, 3, 2, 3, 3, 2, 5, 3, "Reject"),
+]
+
+
+def review_json(name: str, row: tuple, summary: str) -> dict:
+    keys = ("Originality", "Quality", "Clarity", "Significance", "Soundness",
+            "Presentation", "Contribution", "Overall", "Confidence", "Decision")
+    data = dict(zip(keys, row, strict=True))
+    data.update({
+        "Summary": summary,
+        "Strengths": ["A clear, controlled change to a well-known setup.",
+                      "Figures show every run against the baseline with standard errors."],
+        "Weaknesses": ["Smoke-scale training: no run reaches the grokking regime, so the "
+                       "central question is not answered.",
+                       "Only one seed per dataset at this scale."],
+        "Questions": ["How do the results change with the full 7500 updates and 3 seeds?"],
+        "Limitations": ["The demo configuration is far too short to observe grokking."],
+        "Ethical Concerns": False,
+    })
+    return data
+
+
+def review_entries() -> list[dict]:
+    out = []
+    for idea in IDEAS[:2]:
+        name = idea["Name"]
+        summary = f"The paper studies: {idea['Title']}."
+        for k, row in enumerate(REVIEW_SCORES, 1):
+            text = ("(scripted reviewer) ```json\n" + json.dumps(review_json(name, row, summary))
+                    + "\n```")
+            out.append({"match": f"review/{name}/reviewer-{k}", "text": text})
+            out.append({"match": f"review/{name}/reviewer-{k}/reflect-*",
+                        "text": "I am done. " + text})
+        meta = review_json(name, (2, 2, 3, 2, 2, 3, 2, 4, 4, "Reject"), summary)
+        out.append({"match": f"review/{name}/meta",
+                    "text": "(scripted area chair) ```json\n" + json.dumps(meta) + "\n```"})
+    generic = review_json("paper", REVIEW_SCORES[0], "(scripted) A generic review.")
+    out.append({"match": "review/*/reviewer-*", "text": "I am done. ```json\n"
+                + json.dumps(generic) + "\n```"})
+    out.append({"match": "review/*/meta", "text": "```json\n" + json.dumps(generic) + "\n```"})
+    return out
+
+
+SETUP = ("We use the reference grokking setup: modular addition, subtraction and division "
+         "modulo a prime, and composition in the permutation group $S_5$, each with half of "
+         "all pairs used for training and a seeded split. The model is a two-layer causal "
+         "Transformer trained with AdamW~\\citep{loshchilov2019adamw} and a linear "
+         "warm-up. This demo runs the template's smoke setting on a CPU: a few updates and "
+         "one seed per dataset, so all numbers describe early training only. The hardware "
+         "and library versions of every run are recorded next to its results.")
+
+FIGURE = ("\\begin{figure}[t]\n  \\centering\n"
+          "  \\includegraphics[width=0.8\\linewidth]{val_acc_x_plus_y.png}\n"
+          "  \\caption{Validation accuracy on modular addition for the baseline and each "
+          "variant (mean over seeds).}\n  \\label{fig:valacc}\n\\end{figure}")
+
+PAPERS = {
+    "weight_decay_grokking_speed": {
+        "abstract": "Grokking, the sudden generalisation long after a network has fitted its "
+                    "training set, is known to depend on regularisation. We ask whether "
+                    "stronger decoupled weight decay shortens the memorisation phase on the "
+                    "standard algorithmic tasks. We compare the reference weight decay with "
+                    "two stronger settings under otherwise identical training and report "
+                    "validation accuracy, the onset of generalisation and a compression-based "
+                    "estimate of weight complexity. At the short training budget of this "
+                    "study no setting generalises, so the experiment is inconclusive about "
+                    "the onset; it shows how the comparison is set up and measured.",
+        "intro": "Power et al. observed that small Transformers trained on algorithmic data "
+                 "can generalise long after fitting the training set~\\citep{power2022grokking}. "
+                 "Later work explained the phenomenon through the circuits the network forms "
+                 "\\citep{nanda2023progress} and through the norm of the "
+                 "weights~\\citep{liu2023omnigrok}. Weight decay is the regulariser most often "
+                 "linked to grokking, but its strength is rarely varied in isolation. Our "
+                 "contribution is a controlled comparison of three weight decay strengths "
+                 "with everything else fixed, measured by the onset of generalisation and by "
+                 "weight complexity.",
+        "background": "A network groks when validation accuracy rises to near perfect long "
+                      "after training accuracy did. Decoupled weight decay shrinks the "
+                      "weights towards zero independently of the gradient "
+                      "step~\\citep{loshchilov2019adamw}; it is believed to favour the "
+                      "simpler, generalising solution over memorisation.",
+        "method": "We change a single hyperparameter of the reference training script, the "
+                  "decoupled weight decay coefficient of AdamW, from its reference value to "
+                  "twice and then four times that value. The architecture, data, optimiser "
+                  "settings, warm-up and evaluation are unchanged.",
+        "results": "\\Cref{fig:valacc} shows validation accuracy over training for the "
+                   "baseline and both stronger weight decay settings. Within the short "
+                   "training budget of this study none of the runs generalises, and the "
+                   "curves of the three settings are close to each other; differences at this "
+                   "stage are within the noise of a single seed. The figures of the other "
+                   "datasets and of weight complexity show the same picture. This is a "
+                   "limitation of the budget, not evidence against the hypothesis.",
+        "conclusion": "We set up a controlled comparison of weight decay strengths for "
+                      "grokking and measured it end to end. At the budget used here the "
+                      "comparison is inconclusive; the next step is to train for the full "
+                      "number of updates with several seeds.",
+        "related": "Grokking was first reported on algorithmic datasets, and its relation "
+                   "to weight norm has been studied directly. An effective theory explains "
+                   "grokking as the slow formation of structured representations.",
+        "cite": ("grokking effective theory representation learning",
+                 "Towards Understanding Grokking", "liu2022towards",
+                 "An effective theory explains grokking as the slow formation of structured "
+                 "representations."),
+    },
+    "label_smoothing_grokking": {
+        "abstract": "Grokking is delayed generalisation on small algorithmic datasets, and "
+                    "regularisation changes when it happens. We test label smoothing, a "
+                    "regulariser on the targets rather than the weights, in the reference "
+                    "grokking setup, and compare validation accuracy, the onset of "
+                    "generalisation and weight complexity with the baseline. At the short "
+                    "training budget of this study neither model generalises, so the result "
+                    "is inconclusive; we describe the setup and what a full run must measure.",
+        "intro": "Small Transformers trained on modular arithmetic first memorise and only "
+                 "much later generalise~\\citep{power2022grokking}. Explanations focus on "
+                 "weight norm and weight decay~\\citep{liu2023omnigrok,nanda2023progress}. "
+                 "Label smoothing discourages over-confident predictions and acts on the "
+                 "targets instead of the parameters. We ask whether it changes the onset of "
+                 "grokking, with every other setting of the reference fixed.",
+        "background": "Label smoothing replaces the one-hot training target with a mixture of "
+                      "the one-hot vector and the uniform distribution, which bounds the "
+                      "logits the network needs to fit the training set.",
+        "method": "We add label smoothing to the cross-entropy loss used for training, "
+                  "leaving evaluation on the unsmoothed loss and every other hyperparameter "
+                  "of the reference unchanged.",
+        "results": "\\Cref{fig:valacc} compares validation accuracy over training for the "
+                   "baseline and the label-smoothed model. Within the short training budget of "
+                   "this study neither generalises and the curves are close; with a single "
+                   "seed, the differences are not meaningful. A full-length run is needed "
+                   "before anything can be said about the onset of grokking.",
+        "conclusion": "Label smoothing is a cheap regulariser whose effect on grokking has not "
+                      "been measured in the reference setup. Our short run is inconclusive; "
+                      "full training with several seeds is the next step.",
+        "related": "Classical weight decay improves generalisation in small networks. Work "
+                   "on grokking relates it to the weight norm and to representation learning.",
+        "cite": ("simple weight decay improve generalization",
+                 "A Simple Weight Decay", "krogh1991simple",
+                 "Classical weight decay improves generalisation in small networks."),
+    },
+}
 
 
 def main() -> None:
