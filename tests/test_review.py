@@ -150,3 +150,88 @@ def test_read_pdf_text_and_images(tmp_path):
     assert "warm restarts" in paper.text and paper.pages == 1
     assert paper.images[0][:8] == b"\x89PNG\r\n\x1a\n"
 
+
+
+# -- the review and improve stages on a compiled paper -------------------------------------
+
+SIMPLE_TEX = r"""\documentclass{article}
+\begin{document}
+\section{Results}
+In Run 2 the validation loss rises from 1.20 to 1.35.
+\end{document}
+"""
+
+
+def stage_ctx(tmp_path: Path, responses: list[dict]):
+    import shutil
+
+    from aisci.engine.context import StageContext
+    from aisci.engine.events import EventBus
+    from aisci.engine.executor import Executor
+    from aisci.engine.prompts import PromptLibrary
+    from aisci.engine.store import LabStore
+
+    if not shutil.which("pdflatex"):
+        pytest.skip("pdflatex not installed")
+    lab = tmp_path / "lab"
+    store = LabStore(lab)
+    idea_id = store.add_idea("warm_restarts", "grokking", {"Name": "warm_restarts"})
+    idea_dir = lab / "ideas" / f"{idea_id}-warm_restarts"
+    (idea_dir / "latex").mkdir(parents=True)
+    (idea_dir / "latex" / "template.tex").write_text(SIMPLE_TEX)
+    for i, loss in ((0, 1.2), (1, 1.35)):
+        (idea_dir / f"run_{i}").mkdir()
+        (idea_dir / f"run_{i}" / "final_info.json").write_text(
+            json.dumps({"x_plus_y": {"means": {"final_val_loss": loss}}}))
+    client, s = make_client(tmp_path, responses, review={"ensemble": 2, "reflection_rounds": 1},
+                            writeup={"chktex_rounds": 0}, sandbox={"mode": "none"})
+    client.store = store
+    ctx = StageContext(lab, s, store, EventBus(), client, PromptLibrary(lab),
+                       executor=Executor(s, None, store))
+    return ctx, idea_id, idea_dir
+
+
+async def test_integrity_review_and_improve_stages(tmp_path):
+    from aisci.engine.improve import improve_paper
+    from aisci.engine.integrity import check_integrity
+    from aisci.engine.latex import compile_with_fixes
+    from aisci.engine.review import review_paper
+
+    responses = [
+        # integrity correction round: the model renames the run
+        {"match": "integrity/warm_restarts/integrity-fix-1/turn-1", "tool_calls": [
+            {"name": "replace_text", "arguments": {"path": "latex/template.tex",
+             "old_text": "In Run 2 the", "new_text": "With warm restarts the"}}]},
+        {"match": "integrity/warm_restarts/integrity-fix-1/turn-2", "text": "Fixed."},
+        answer("review/warm_restarts/reviewer-*", form(3), "THOUGHT: weak. I am done"),
+        answer("review/warm_restarts/meta", form(3)),
+        {"match": "improve/warm_restarts/revise/turn-1", "tool_calls": [
+            {"name": "replace_text", "arguments": {"path": "latex/template.tex",
+             "old_text": "rises from 1.20 to 1.35.",
+             "new_text": "rises from 1.20 to 1.35, which is worse. We state this limitation."}}]},
+        {"match": "improve/warm_restarts/revise/turn-2", "text": "Revised."},
+        answer("review/warm_restarts/improved/reviewer-*", form(4), "THOUGHT: better. I am done"),
+        answer("review/warm_restarts/improved/meta", form(4)),
+    ]
+    ctx, idea_id, idea_dir = stage_ctx(tmp_path, responses)
+    assert (await compile_with_fixes(ctx, idea_id)).ok
+
+    remaining = await check_integrity(ctx, idea_id)
+    assert remaining == []
+    report = json.loads((idea_dir / "integrity.json").read_text())
+    assert report["final"] and report["findings"] == []
+    assert "Run 2" not in (idea_dir / "latex" / "template.tex").read_text()
+    assert await check_integrity(ctx, idea_id) == []  # unchanged paper: not re-done
+
+    result = await review_paper(ctx, idea_id)
+    saved = json.loads((idea_dir / "review.json").read_text())
+    assert saved["pdf"] == "latex/draft-2.pdf" and saved["review"]["Overall"] == 3
+    assert saved["integrity"]["count"] == 0 and len(saved["reviewers"]) == 2
+    assert result.reflections == [1, 1]
+
+    improved = await improve_paper(ctx, idea_id)
+    assert improved.compiled and improved.draft.name == "draft-3.pdf"
+    assert improved.before.review.Overall == 3 and improved.after.review.Overall == 4
+    assert (idea_dir / "review.json").is_file() and (idea_dir / "review-improved.json").is_file()
+    with pymupdf.open(improved.draft) as doc:
+        assert "limitation" in doc[0].get_text()
