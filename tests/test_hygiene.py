@@ -67,7 +67,8 @@ def _source_copy(dest: Path) -> Path:
     """The working tree without build outputs, so the build never writes into it."""
     ignore = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
                                     "__pycache__", ".ruff_cache", ".pytest_cache",
-                                    "run_[0-9]*", "logs", "tests", "benchmarks", "*.pyc")
+                                    "run_[0-9]*", "logs", "tests", "benchmarks", "*.pyc",
+                                    "aisci-demo*", "labs")
     shutil.copytree(REPO, dest, ignore=ignore)
     return dest
 
