@@ -39,6 +39,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+clock = time.time
+"""Wall clock; tests freeze it for deterministic snapshots."""
+
 LEFT = ("ideas", "runs", "review")
 RIGHT = ("log", "plots", "processes", "activity")
 
@@ -76,9 +79,9 @@ class AisciApp(App[None]):
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Static(self._status_text(), id="status-bar")
+        yield Static(self._status_text(), id="status-bar", markup=False)
         yield Static(" · ".join(f"{i + 1} {t}" for i, (_, t) in enumerate(self.PANES)),
-                     id="pane-bar")
+                     id="pane-bar", markup=False)
         with Horizontal(id="panes"):
             with TabbedContent(id="left-tabs"):
                 with TabPane("1 Ideas", id="ideas"), Vertical():
@@ -167,7 +170,7 @@ class AisciApp(App[None]):
         procs = self.query_one(ProcessTable)
         for row in self.store.running_runs():
             procs.add_existing(row.idea_id, row.run, row.limit_s or 0.0, row.isolation or "?",
-                               row.started_at or time.time())
+                               row.started_at or clock())
 
     @on(IdeaTable.Highlighted)
     def _idea_highlighted(self, event: IdeaTable.Highlighted) -> None:
@@ -193,19 +196,10 @@ class AisciApp(App[None]):
         self.query_one(Scorecard).show_dir(idea_dir(self.lab, idea) if idea else None)
 
     def _show_default_run(self, idea_id: int) -> None:
-        """Show the idea's running run, else its newest run with a log."""
-        pane = self.query_one(RunsPane)
-        runs = self.query_one(RunTable).runs
-        pick = next((r for r in runs if r.status == "running"), None)
-        if pick is None:
-            logged = [r for r in runs if r.log_path is not None and r.log_path.exists()]
-            pick = logged[-1] if logged else None
-        log = self.query_one(LogPane)
-        if pick is None:
-            log.show_run(idea_id, None, None)
-        else:
-            log.show_run(idea_id, pick.run, pick.log_path)
-        del pane
+        """With no runs there is no log; otherwise the run table's cursor picks the run
+        (the running one, else the newest) and its RunSelected message shows it."""
+        if not self.query_one(RunTable).runs:
+            self.query_one(LogPane).show_run(idea_id, None, None)
 
     @on(RunTable.RunSelected)
     def _run_selected(self, event: RunTable.RunSelected) -> None:

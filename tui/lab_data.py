@@ -75,7 +75,8 @@ def summarize(lab: Path, store: LabStore, idea: IdeaRow, cost: float) -> IdeaSum
     review = read_json(idea_dir(lab, idea) / "review.json")
     overall = ""
     if isinstance(review, dict):
-        val = review.get("Overall", review.get("overall"))
+        form = review.get("review") if isinstance(review.get("review"), dict) else review
+        val = form.get("Overall")
         overall = "" if val is None else str(val)
     d = idea.data
     return IdeaSummary(

@@ -6,6 +6,7 @@ from typing import Any
 
 from aisci.engine import events as ev
 from aisci.engine.store import LabStore
+from aisci.tui.lab_data import current_stage
 from aisci.tui.widgets.activity.llm_stream import LLMStream
 from rich.table import Table
 from rich.text import Text
@@ -61,6 +62,11 @@ class ActivityPane(Vertical):
         table.add_column("Idea", key="idea")
         table.add_column("Stage", key="stage")
         table.add_column("Now", key="now")
+        # start from the persisted stage states; events keep it current afterwards
+        for idea in self.store.list_ideas():
+            stage, state = current_stage(self.store.stages(idea.id))
+            if stage:
+                table.add_row(str(idea.id), stage, state, key=str(idea.id))
         self.refresh_cost()
 
     def stage_events(self, events: tuple[ev.Event, ...]) -> None:

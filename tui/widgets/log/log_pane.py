@@ -26,7 +26,7 @@ class LogPane(Vertical):
         self.run: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("no run selected", id="log-header", classes="pane-header")
+        yield Static("no run selected", id="log-header", classes="pane-header", markup=False)
         yield Input(placeholder="search the log (enter: find, n/N: next/previous)",
                     id="log-search")
         yield LogView(id="log-view")

@@ -30,7 +30,7 @@ class LogView(ScrollView, can_focus=True):
     """Shows one log file; follows its end while ``follow`` is on."""
 
     DEFAULT_CSS = """
-    LogView { background: $surface; }
+    LogView { background: $surface; overflow-x: hidden; }
     LogView > .logview--match { background: $warning 40%; }
     """
     COMPONENT_CLASSES = {"logview--match"}
@@ -116,7 +116,7 @@ class LogView(ScrollView, can_focus=True):
             return
         self.virtual_size = Size(self.size.width, index.line_count)
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._to_end()
         self.refresh()
         self.post_message(self.Scanned(self, index.line_count))
 
@@ -152,12 +152,18 @@ class LogView(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self.virtual_size = Size(self.size.width, self.line_count)
+        if self.follow:
+            self._to_end()
+
+    def _to_end(self) -> None:
+        # virtual_size was just set, so the new maximum is known: jump there directly
+        self.scroll_y = max(0, self.line_count - self.scrollable_content_region.height)
 
     # -- follow and search ----------------------------------------------------------
     def watch_follow(self, follow: bool) -> None:
         self.set_class(follow, "-following")
         if follow and self.index is not None:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._to_end()
 
     def watch_search_text(self) -> None:
         self._last_match = None

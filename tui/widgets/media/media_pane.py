@@ -47,11 +47,11 @@ class MediaPane(Vertical):
         self._cache_dir = Path(tempfile.gettempdir()) / "aisci-tui-pages"
 
     def compose(self) -> ComposeResult:
-        yield Static("no figures yet", id="media-header", classes="pane-header")
+        yield Static("no figures yet", id="media-header", classes="pane-header", markup=False)
         if self.images.widget_class is not None:
             yield self.images.widget_class(None, id="media-image")
         else:
-            yield Static("", id="media-image")
+            yield Static("", id="media-image", markup=False)
 
     def show_idea(self, directory: Path | None) -> None:
         if directory == self.idea_dir:

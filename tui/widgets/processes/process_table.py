@@ -17,6 +17,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+clock = time.time
+"""Wall clock; tests freeze it for deterministic snapshots."""
+
 COLUMNS = (("idea", "Idea"), ("run", "Run"), ("elapsed", "Elapsed / limit"), ("cpu", "CPU%"),
            ("rss", "RSS"), ("gpu", "GPU mem"), ("quiet", "Quiet"), ("iso", "Isolation"),
            ("state", "State"))
@@ -138,7 +141,7 @@ class ProcessTable(DataTable):
 
     def tick(self, now: float | None = None) -> None:
         """Advance elapsed times between stats samples (cheap; only changed cells)."""
-        now = time.time() if now is None else now
+        now = clock() if now is None else now
         for row in self.rows_by_key.values():
             if not row.paused and row.cpu is None:
                 row.elapsed_s = max(row.elapsed_s, now - row.started)

@@ -22,7 +22,7 @@ SCORES = (("Originality", 4), ("Quality", 4), ("Clarity", 4), ("Significance", 4
           ("Soundness", 4), ("Presentation", 4), ("Contribution", 4), ("Overall", 10),
           ("Confidence", 5))
 LISTS = ("Strengths", "Weaknesses", "Questions", "Limitations")
-_ENSEMBLE_KEYS = ("reviews", "ensemble", "individual_reviews", "reviewers")
+_ENSEMBLE_KEYS = ("reviewers", "reviews", "individual_reviews")
 
 
 def ensemble(review: dict[str, Any]) -> list[dict[str, Any]]:
@@ -45,12 +45,22 @@ def _bar(value: float, top: int, width: int = 10) -> Text:
                 style="green" if value / top >= 0.6 else "yellow" if value / top >= 0.4 else "red")
 
 
-def render_review(review: dict[str, Any] | None,
+def scorecard_of(data: Any) -> dict[str, Any] | None:
+    """The scorecard form: ``review.json``'s ``review`` object (engine format) or the
+    top-level object (the reference's single-review format)."""
+    if not isinstance(data, dict):
+        return None
+    inner = data.get("review")
+    return inner if isinstance(inner, dict) else data
+
+
+def render_review(data: dict[str, Any] | None,
                   findings: list[dict[str, Any]] | None) -> RenderableType:
-    if not isinstance(review, dict):
+    review = scorecard_of(data)
+    if review is None:
         parts: list[RenderableType] = [Text("no review yet", style="dim")]
     else:
-        reviews = ensemble(review)
+        reviews = ensemble(data) if isinstance(data, dict) else []
         decision = str(review.get("Decision", "—"))
         head = Text.assemble(
             ("Overall ", "bold"), (str(review.get("Overall", "—")), "bold"), " / 10   ",
@@ -87,11 +97,12 @@ def render_review(review: dict[str, Any] | None,
         parts.append(Text("no findings: every number traced to a run", style="green"))
     else:
         for f in findings:
-            sev = str(f.get("severity", f.get("level", "warning")))
+            sev = str(f.get("kind") or f.get("severity") or "finding")
             msg = f.get("message") or f.get("detail") or f.get("claim") or str(f)
             where = f.get("location") or f.get("where") or ""
             parts.append(Text.assemble(
-                (f"  {sev:<7} ", "bold red" if sev in ("error", "high") else "yellow"),
+                (f"  {sev} ", "bold red" if sev in ("causality", "wrong_direction")
+                 else "yellow"),
                 str(msg), (f"  ({where})" if where else "", "dim")))
     return Group(*parts)
 

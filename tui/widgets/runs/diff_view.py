@@ -104,12 +104,12 @@ class DiffView(VerticalScroll):
         if (title, diff) == (self._title, self._diff):
             return
         self._title, self._diff = title, diff
-        self._render()
+        self._paint()
 
     def watch_split(self) -> None:
-        self._render()
+        self._paint()
 
-    def _render(self) -> None:
+    def _paint(self) -> None:
         body: RenderableType
         if not self._diff:
             body = Text(f"{self._title}: no code change recorded" if self._title

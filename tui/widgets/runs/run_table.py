@@ -61,10 +61,12 @@ class RunTable(DataTable):
             limit = f" / {fmt_duration(r.limit_s)}" if r.limit_s else ""
             cells.append(f"{fmt_duration(r.elapsed_s)}{limit}")
             self.add_row(*cells, key=r.run)
-        if keep is not None:
-            for i, r in enumerate(runs):
-                if r.run == keep:
-                    self.move_cursor(row=i)
+        # keep the user's choice; otherwise show the running run, else the newest one
+        want = keep or next((r.run for r in runs if r.status == "running"),
+                            runs[-1].run if runs else None)
+        for i, r in enumerate(runs):
+            if r.run == want:
+                self.move_cursor(row=i)
 
     @property
     def selected_run(self) -> str | None:

@@ -15,6 +15,9 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
+clock = time.time
+"""Wall clock; tests freeze it for deterministic snapshots."""
+
 
 class RunsPane(Vertical):
     BINDINGS = [Binding("s", "toggle_split", "Split diff", id="diff-split")]
@@ -25,7 +28,7 @@ class RunsPane(Vertical):
         self.idea_id: int | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("runs", id="runs-header", classes="pane-header")
+        yield Static("runs", id="runs-header", classes="pane-header", markup=False)
         yield RunTable(id="run-table")
         yield DiffView(id="diff-view")
 
@@ -39,7 +42,7 @@ class RunsPane(Vertical):
         idea = self.store.get_idea(self.idea_id)
         if idea is None:
             return
-        runs = run_summaries(self.lab, self.store, idea, time.time())
+        runs = run_summaries(self.lab, self.store, idea, clock())
         self.query_one(RunTable).show(idea.id, runs)
         self.query_one("#runs-header", Static).update(
             f"runs of #{idea.id} {idea.name} · {len(runs)} runs · s: unified/split")
