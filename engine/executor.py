@@ -433,7 +433,8 @@ class Executor:
                 network=spec.network or sb.allow_network,
                 visible=sandbox.existing_paths(argv))
             argv = sandbox.bwrap_argv(shutil.which("bwrap") or "bwrap", layout, argv)
-        preexec = sandbox.rlimit_preexec(sb, cgroup.procs_file if cgroup else None)
+        preexec = sandbox.rlimit_preexec(sb, cgroup.procs_file if cgroup else None,
+                                         subreaper=level != "bwrap")
         pump = OutputPump(log_path, spec.idea_id, spec.run, self.bus,
                           tail_chars=self.settings.experiment.stderr_tail_chars,
                           max_log_bytes=sb.max_log_mb * 1024 * 1024)
@@ -616,13 +617,13 @@ class Executor:
                 if not others and (live.isolation == "bwrap" or live.proc.poll() is not None):
                     break
                 await asyncio.sleep(0.05)
-        for _ in range(_KILL_ROUNDS):
-            # Killing the namespace's init first takes the whole pid namespace with it.
-            for pid in sorted(spare, reverse=True):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    if pid in tree.pids():
-                        os.kill(pid, signal.SIGKILL)
-            if not tree.signal(signal.SIGKILL) and live.proc.poll() is not None:
+        for round_ in range(_KILL_ROUNDS):
+            # Under bubblewrap, kill the inside first: the namespace's init takes every
+            # process in it along, and the outer monitor then reaps it and exits by itself
+            # (killing both at once would leave the init as a zombie for the host's init).
+            exclude = {live.proc.pid} if live.isolation == "bwrap" and round_ < 10 else None
+            sent = tree.signal(signal.SIGKILL, exclude=exclude)
+            if not sent and live.proc.poll() is not None:
                 break
             await asyncio.sleep(0.05)
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -132,12 +132,13 @@ def clear_probe_cache() -> None:
 
 # -- resource limits ---------------------------------------------------------------------
 
-def rlimit_preexec(settings: SandboxSettings, cgroup_procs: str | None) -> Callable[[], None]:
+def rlimit_preexec(settings: SandboxSettings, cgroup_procs: str | None, *,
+                   subreaper: bool = True) -> Callable[[], None]:
     """A pre-exec hook for the child: joins the run's cgroup, then sets rlimits.
     Only async-signal-safe-ish calls (no imports, no locks): it runs after fork."""
     nproc = settings.max_processes
     fsize = settings.max_file_size_mb * 1024 * 1024
-    prctl = _prctl()
+    prctl = _prctl() if subreaper else None  # bwrap's pid namespace already holds the tree
 
     def hook() -> None:
         if prctl is not None:
