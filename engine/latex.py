@@ -100,10 +100,13 @@ class LatexCompiler:
               kind: str = "latex") -> Any:
         from aisci.engine.executor import RunSpec
         log = latex_dir.parent / "logs" / f"{run}.log"
-        # max_print_line keeps TeX from wrapping log lines at 79 characters.
+        # The idea folder is bound (not only latex/) so figures referenced as ../fig.png
+        # are visible inside the sandbox, which masks /tmp and the user's home; TeX's own
+        # openout_any=p still keeps its writes inside latex/. max_print_line keeps TeX
+        # from wrapping log lines at 79 characters.
         return RunSpec(argv=argv, cwd=latex_dir, log_path=log, limit_s=limit_s, kind=kind,
                        run=run, attempt=self._attempt, idea_id=self.idea_id,
-                       writable=[latex_dir], env={"max_print_line": "10000"})
+                       writable=[latex_dir.parent], env={"max_print_line": "10000"})
 
     async def chktex(self, latex_dir: Path) -> list[LatexProblem]:
         if not shutil.which("chktex"):

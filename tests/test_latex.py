@@ -51,7 +51,7 @@ def make_ctx(tmp_path: Path, responses: list[dict], tex: str = GOOD, **writeup):
     cassette.write_text(json.dumps({"responses": responses}))
     settings = Settings.model_validate({
         "models": {"default": f"scripted:{cassette}"},
-        "writeup": {"compile_timeout_s": 60, **writeup}, "sandbox": {"mode": "none"}})
+        "writeup": {"compile_timeout_s": 60, **writeup}})
     bus = EventBus()
     provider = ScriptedProvider(str(cassette))
     llm = LLMClient(settings, store, bus, provider_factory=lambda spec: provider)

@@ -184,7 +184,7 @@ def stage_ctx(tmp_path: Path, responses: list[dict]):
         (idea_dir / f"run_{i}" / "final_info.json").write_text(
             json.dumps({"x_plus_y": {"means": {"final_val_loss": loss}}}))
     client, s = make_client(tmp_path, responses, review={"ensemble": 2, "reflection_rounds": 1},
-                            writeup={"chktex_rounds": 0}, sandbox={"mode": "none"})
+                            writeup={"chktex_rounds": 0})
     client.store = store
     ctx = StageContext(lab, s, store, EventBus(), client, PromptLibrary(lab),
                        executor=Executor(s, None, store))

@@ -126,7 +126,7 @@ def make_lab(tmp_path: Path):
     path = tmp_path / "cassette.json"
     path.write_text(json.dumps({"responses": cassette()}))
     settings = Settings.model_validate({
-        "models": {"default": f"scripted:{path}"}, "sandbox": {"mode": "none"},
+        "models": {"default": f"scripted:{path}"},
         "writeup": {"citation_rounds": 3, "compile_timeout_s": 120}})
     bus = EventBus()
     provider = ScriptedProvider(str(path))
