@@ -276,6 +276,11 @@ def bwrap_argv(bwrap: str, layout: BwrapLayout, argv: list[str],
             if _inside(rp, real_home) and rp != real_home and rp not in seen:
                 seen.add(rp)
                 args += ["--ro-bind-try", str(rp), str(rp)]
+    # argv files under /tmp (e.g. a lab in a temp dir) would be hidden by the private /tmp.
+    for p in layout.visible:
+        rp = p.resolve()
+        if _inside(rp, Path("/tmp")) and rp != Path("/tmp"):
+            args += ["--ro-bind-try", str(rp), str(rp)]
     for dev in sorted(glob.glob("/dev/nvidia*")):
         args += ["--dev-bind-try", dev, dev]
     args += ["--dev-bind-try", "/dev/dri", "/dev/dri"]
