@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import shutil
 import sys
@@ -206,6 +207,7 @@ async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path
             "run_*", "logs", "__pycache__", "*.pyc", ".git"))
         env = dict(getattr(template, "smoke_env", None) or {"AISCI_SMOKE": "1"}) if smoke else {}
         _progress(ctx, None, "experiment", f"producing the {template.name} baseline (run_0)")
+        run0.mkdir()
         async with _slot(ctx, None) as slot:
             result = await _run_process(
                 ctx, argv=[sys.executable, "experiment.py", f"--out_dir={run0.name}"],
@@ -271,7 +273,6 @@ def _system_prompt(ctx: StageContext, stage: str) -> str:
 
 
 def _task_description(template: Any) -> str:
-    import json
     p = Path(template.path) / "prompt.json"
     try:
         return str(json.loads(p.read_text(encoding="utf-8")).get("task_description", ""))
@@ -337,12 +338,16 @@ async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, temp
                 kind="check", run=f"run_{i}", attempt=a, idea_id=idea.id, env=env, gpu=cvd)
             _check_interrupted(res, f"the check of run_{i}")
             if res.status != "ok":
-                detail = _last_json_line(res.stderr_tail) or (res.stderr_tail or "")[-600:]
-                reason = ("the integrity check failed: the model leaks future tokens"
+                verdict = _last_json_line(res.log_path)
+                detail = (f"Checker output: {verdict}\n" if verdict else "") + \
+                    (res.stderr_tail or "")[-600:]
+                reason = ("the causality check failed: the model sees future tokens"
                           if res.exit_code == 1 else
-                          f"the integrity check did not pass ({_describe_failure(res, 900, 600)[0]})")
+                          f"the check could not run ({_describe_failure(res, 900, 600)[0]})")
                 return _Attempt(False, reason, detail), res.row_id, cvd
         _progress(ctx, idea.id, "experiment", f"run {i} attempt {a}: running ({plan_item})")
+        # Templates written for the reference create --out_dir themselves; not all do.
+        (ws.path / f"run_{i}").mkdir(exist_ok=True)
         result = await _run_process(
             ctx, argv=[sys.executable, "experiment.py", f"--out_dir=run_{i}"], cwd=ws.path,
             log=ws.path / "logs" / f"run_{i}.log", limit_s=cfg.run_timeout_s,
@@ -379,10 +384,25 @@ def _check_argv(check: list[str], template: Any, idea_dir: Path) -> list[str]:
     return out
 
 
-def _last_json_line(text: str | None) -> str:
-    for line in reversed((text or "").strip().splitlines()):
-        if line.strip().startswith("{"):
-            return line.strip()
+def _last_json_line(log_path: Path, max_bytes: int = 65536) -> str:
+    """The last JSON object line a checker printed, from the tail of its log (lines are
+    ``<time> <stream> <text>``)."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - max_bytes))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        start = line.find("{")
+        if start == -1:
+            continue
+        try:
+            json.loads(line[start:])
+        except ValueError:
+            continue
+        return line[start:]
     return ""
 
 
@@ -426,9 +446,9 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
                 ws.tag(DONE_TAG)
                 _progress(ctx, idea_id, "experiment", f"the model ended the runs after run {i - 1}")
                 return ExperimentOutcome(True, ws.finished_runs(), True)
-            stale = ws.path / f"run_{i}"
-            if stale.exists():
-                shutil.rmtree(stale)
+            out_dir = ws.path / f"run_{i}"
+            if out_dir.exists():  # a failed attempt's partial output (kept in history)
+                shutil.rmtree(out_dir)
             sha = ws.commit(f"run_{i}: {plan_item}")
             outcome, row_id, cvd = await _attempt_run(ctx, ws, idea, template, i, a, plan_item)
             if outcome.ok:

@@ -219,3 +219,102 @@ async def test_exit_zero_without_final_info_is_a_failed_attempt(lab, tmp_path):
     second = next(r for k, r in provider.inner.requests if k.endswith("attempt-2/turn-1"))
     assert "final_info.json was not written" in second.messages[0].text
     ctx.store.close()
+
+
+GROKKING_CASSETTE = DATA / "cassettes" / "grokking_two_runs.json"
+GROKKING_IDEA = {"Name": "stronger_weight_decay", "Title": "Stronger weight decay speeds up grokking",
+                 "Experiment": "Train with weight decay 1.0 and 2.0 instead of 0.5 and compare "
+                               "the step at which validation accuracy exceeds 99%.",
+                 "Interestingness": 6, "Feasibility": 9, "Novelty": 4}
+
+
+@pytest.mark.slow
+async def test_grokking_scripted_two_smoke_runs_and_plot(tmp_path):
+    """Acceptance: a scripted conversation edits grokking's experiment.py through tool
+    calls, the engine produces the baseline and runs 2 smoke runs and the plot."""
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    provider = FlakyProvider(GROKKING_CASSETTE)
+    ctx = make_ctx(lab, provider, **{"experiment.max_runs": 2,
+                                     "experiment.run_timeout_s": 900, "plot.timeout_s": 300})
+    idea_id = ctx.store.add_idea(GROKKING_IDEA["Name"], "grokking", GROKKING_IDEA,
+                                 status="approved")
+    out = await run_experiments(ctx, idea_id)
+    assert out.ok and out.runs == [1, 2], out
+    ws = IdeaWorkspace.open(ctx.idea_dir(idea_id))
+    assert subjects(ws)[1:] == ["plan: 2 run(s)", "run_1: weight decay 1.0 on x_plus_y",
+                                "run_2: weight decay 2.0 on x_plus_y",
+                                "experiments complete: 2 run(s)"]
+    d1, d2 = ws.run_diff(1), ws.run_diff(2)
+    assert "-WEIGHT_DECAY = 0.5" in d1 and "+WEIGHT_DECAY = 1.0" in d1
+    assert "-WEIGHT_DECAY = 1.0" in d2 and "+WEIGHT_DECAY = 2.0" in d2
+    for i in (0, 1, 2):
+        info = json.loads((ws.path / f"run_{i}" / "final_info.json").read_text())
+        assert "final_val_acc" in info["x_plus_y"]["means"]
+        assert (ws.path / f"run_{i}" / "run_env.json").is_file()
+    assert (lab / "baselines" / "grokking-smoke" / "run_0" / "final_info.json").is_file()
+    plot = await run_plots(ctx, idea_id)
+    assert plot.ok and "val_acc_x_plus_y.png" in plot.figures
+    tracked = set(ws.repo.git.ls_files().split())
+    assert set(plot.figures) <= tracked
+    notes = (ws.path / "notes.txt").read_text()
+    assert "Stronger weight decay" in notes and "## Run 2\nWeight decay 2.0" in notes
+    assert "## Figures" in notes and not ws.dirty()
+    ctx.store.close()
+
+
+LEAK_CHECK = '''
+import argparse, json, os, sys
+p = argparse.ArgumentParser()
+p.add_argument("--project", required=True)
+src = open(os.path.join(p.parse_args().project, "experiment.py")).read()
+leak = "LEAK" in src
+print(json.dumps({"causal": not leak, "max_future_effect": 0.7 if leak else 0.0}))
+sys.exit(1 if leak else 0)
+'''
+
+LEAK_CASSETTE = {"responses": [
+    {"match": "experiment/faster_lr/plan/turn-1", "text": "Run 1: learning rate 0.05"},
+    {"match": "experiment/faster_lr/run-1/attempt-1/turn-1", "text": "Editing.",
+     "tool_calls": [{"name": "replace_text", "arguments": {
+         "path": "experiment.py", "old_text": "LEARNING_RATE = 0.01",
+         "new_text": "LEARNING_RATE = 0.05  # LEAK"}}]},
+    {"match": "experiment/faster_lr/run-1/attempt-2/turn-1", "text": "Removing the leak.",
+     "tool_calls": [{"name": "replace_text", "arguments": {
+         "path": "experiment.py", "old_text": "  # LEAK", "new_text": ""}}]},
+    {"match": "experiment/faster_lr/run-*/attempt-*/turn-2", "text": "Ready."},
+    {"match": "experiment/faster_lr/run-2/attempt-1/turn-1", "text": "ALL_COMPLETED"},
+]}
+
+
+async def test_check_command_runs_the_pristine_checker_and_fails_a_leaking_attempt(
+        lab, tmp_path, monkeypatch):
+    import dataclasses
+
+    from aisci.engine import experiments
+    (lab / "templates" / "tiny" / "leak_check.py").write_text(LEAK_CHECK)
+    real = experiments._template
+    monkeypatch.setattr(experiments, "_template", lambda ctx, idea: dataclasses.replace(
+        real(ctx, idea), check_command=["python", "leak_check.py"]))
+    cassette = tmp_path / "leak.json"
+    cassette.write_text(json.dumps(LEAK_CASSETTE))
+    provider = FlakyProvider(cassette)
+    ctx = make_ctx(lab, provider)
+    idea_id = add_idea(ctx)
+    ws, _ = await experiments.prepare_workspace(ctx, idea_id)
+    # the idea's own copy of the checker is irrelevant: the engine runs the template's
+    (ws.path / "leak_check.py").write_text("import sys; sys.exit(0)\n")
+    ws.commit("a tampered checker in the idea's copy")
+    ws.tag("base", force=True)
+    out = await run_experiments(ctx, idea_id)
+    assert out.ok and out.runs == [1]
+    rows = ctx.store.runs(idea_id)
+    assert [(r.kind, r.attempt, r.status) for r in rows if r.kind in ("check", "experiment")] == [
+        ("check", 1, "failed"), ("check", 2, "ok"), ("experiment", 2, "ok")]
+    assert "causality check failed" in rows[[r.kind for r in rows].index("check")].reason
+    assert subjects(ws)[3].startswith("run_1 attempt 1 (failed: the causality check failed")
+    retry = next(r for k, r in provider.inner.requests if k.endswith("run-1/attempt-2/turn-1"))
+    assert '"max_future_effect": 0.7' in retry.messages[0].text
+    assert "LEAK" not in (ws.path / "experiment.py").read_text()
+    assert (ws.path / "leak_check.py").read_text() == "import sys; sys.exit(0)\n"
+    ctx.store.close()
