@@ -39,6 +39,22 @@ class ImproveOutcome:
     draft: Path | None
     compiled: bool
 
+    @property
+    def ok(self) -> bool:
+        return self.compiled
+
+    @property
+    def summary(self) -> str:
+        b = self.before.review
+        if self.after is None:
+            return f"revised; Overall {b.Overall}/10 (no re-review)"
+        a = self.after.review
+        return f"Overall {b.Overall} -> {a.Overall}/10, {b.Decision} -> {a.Decision}"
+
+    @property
+    def reason(self) -> str:
+        return "the revised paper did not compile; the earlier draft and review are kept"
+
 
 async def improve_paper(ctx: Any, idea_id: int) -> ImproveOutcome:
     row = ctx.idea(idea_id)

@@ -172,6 +172,8 @@ class CompileOutcome:
     problems: list[LatexProblem] = field(default_factory=list)
     fix_rounds: int = 0
     compiles: int = 0
+    compiled_any: bool = False
+    """At least one compile of this loop produced a draft."""
 
 
 def format_problems(problems: list[LatexProblem], limit: int = 40) -> str:
@@ -203,11 +205,13 @@ async def compile_with_fixes(ctx: Any, idea_id: int, *, stage: str = "write",
     compiler.check_toolchain()
     w = ctx.settings.writeup
     fix_round = style_rounds = compiles = 0
+    compiled_any = False
     while True:
         problems = lint_source(latex_dir)
         problems += await compiler.chktex(latex_dir)
         result = await compiler.compile(latex_dir)
         compiles += 1
+        compiled_any = compiled_any or result.ok
         problems = result.problems + problems
         blocking = [p for p in problems if p.blocking]
         ctx.publish(StageProgress(
@@ -233,7 +237,8 @@ async def compile_with_fixes(ctx: Any, idea_id: int, *, stage: str = "write",
         if not loop.changed:
             break  # the model changed nothing: compiling again would give the same result
     ok = result.ok and not any(p.blocking for p in problems)
-    return CompileOutcome(ok, latest_draft(latex_dir), problems, fix_round, compiles)
+    return CompileOutcome(ok, latest_draft(latex_dir), problems, fix_round, compiles,
+                          compiled_any)
 
 
 def _read(path: Path) -> str:

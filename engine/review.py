@@ -88,6 +88,12 @@ class ReviewResult:
     pdf: str = ""
     integrity: dict[str, Any] | None = None
 
+    @property
+    def summary(self) -> str:
+        r = self.review
+        return (f"Overall {r.Overall}/10, {r.Decision} ({len(self.reviewers)} reviewer(s)"
+                + (f", {len(self.failed)} failed" if self.failed else "") + ")")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "review": self.review.to_json(),

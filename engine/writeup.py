@@ -66,11 +66,26 @@ RELATED = SectionSpec("related-work", "Related Work", ("RELATED WORK HERE",))
 @dataclass
 class WriteupOutcome:
     ok: bool
+    """A draft PDF was compiled by this stage (problems may remain, see ``problems``)."""
     draft: Path | None
     problems: list[LatexProblem] = field(default_factory=list)
     steps_done: list[str] = field(default_factory=list)
     citations_added: list[str] = field(default_factory=list)
     compile: CompileOutcome | None = None
+
+    @property
+    def summary(self) -> str:
+        left = [p for p in self.problems if p.blocking]
+        tail = f"; {len(left)} problem(s) left, first: {left[0].format()}" if left else ""
+        name = self.draft.name if self.draft else "no PDF"
+        return (f"{name}, {len(self.citations_added)} citation(s) added" + tail)[:300]
+
+    @property
+    def reason(self) -> str:
+        first = next((p for p in self.problems if p.blocking), None)
+        kept = f"; earlier draft kept: {self.draft.name}" if self.draft else ""
+        return ("the paper did not compile within the fix rounds"
+                + (f": {first.format()}" if first else "") + kept)[:300]
 
 
 class WriteupProgress:
@@ -233,7 +248,7 @@ class PaperWriter:
                                            step_prefix=self.name)
         _commit(self.idea_dir, "write: compiled paper"
                 + (f" ({outcome.draft.name})" if outcome.draft else " (compile failed)"))
-        return WriteupOutcome(outcome.ok, outcome.draft, outcome.problems,
+        return WriteupOutcome(outcome.compiled_any, outcome.draft, outcome.problems,
                               list(self.progress.done), added, outcome)
 
 
