@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import shutil
 import sys
@@ -49,6 +50,7 @@ from aisci.engine.workspace import (
 DONE_TAG = "experiments_done"
 COMPLETION_WORD = "ALL_COMPLETED"
 MAX_PLAN_ITEM_CHARS = 120
+PREPARE_LIMIT_S = 3600.0
 _PLAN_LINE = re.compile(r"^\s*(?:[-*]\s*)?\**run[ _]?(\d+)\**\s*[:.)\-\u2013]\s*(.+?)\s*$",
                         re.IGNORECASE | re.MULTILINE)
 _FIGURE_SKIP = ("run_", "latex", ".git", "logs")
@@ -201,6 +203,11 @@ async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path
         if (run0 / "final_info.json").is_file():
             return run0
         root = run0.parent
+        log = root / "logs" / "run_0.log"
+        for row in ctx.store.runs(kind="baseline"):
+            if row.status == "running" and row.log_path == str(log):  # from a dead engine
+                ctx.store.update_run(row.id, status="interrupted", finished_at=time.time(),
+                                     reason="the engine stopped while this baseline ran")
         if root.exists():
             shutil.rmtree(root)
         shutil.copytree(Path(template.path), root, symlinks=True, ignore=shutil.ignore_patterns(
@@ -208,11 +215,12 @@ async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path
         env = dict(getattr(template, "smoke_env", None) or {"AISCI_SMOKE": "1"}) if smoke else {}
         _progress(ctx, None, "experiment", f"producing the {template.name} baseline (run_0)")
         run0.mkdir()
+        if getattr(template, "prepare_command", None):
+            await _prepare_data(ctx, template, root)
         async with _slot(ctx, None) as slot:
             result = await _run_process(
                 ctx, argv=[sys.executable, "experiment.py", f"--out_dir={run0.name}"],
-                cwd=root, log=root / "logs" / "run_0.log",
-                limit_s=ctx.settings.experiment.run_timeout_s, kind="baseline",
+                cwd=root, log=log, limit_s=ctx.settings.experiment.run_timeout_s, kind="baseline",
                 run="baseline", attempt=1, idea_id=None, env=env,
                 gpu=slot.cuda_visible_devices)
             cvd = slot.cuda_visible_devices
@@ -220,7 +228,7 @@ async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path
         if result.status != "ok":
             reason, _ = _describe_failure(result, ctx.settings.experiment.run_timeout_s, 300)
             raise ExperimentError(f"baseline of template {template.name} failed ({reason}); "
-                                  f"see {root / 'logs' / 'run_0.log'}")
+                                  f"see {log}")
         try:
             info = read_final_info(run0)
         except ValueError as exc:
@@ -229,8 +237,49 @@ async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path
         return run0
 
 
+async def _prepare_data(ctx: StageContext, template: Any, folder: Path) -> None:
+    """The template's data preparation, in a fresh copy of the template (the pristine
+    code, so it may use the network to download datasets). A failure is reported, not
+    fatal: the experiment says itself what data it misses."""
+    argv = [sys.executable if a in ("python", "python3") else a
+            for a in template.prepare_command]
+    _progress(ctx, None, "experiment", f"preparing the data of template {template.name}")
+    from aisci.engine.executor import RunSpec
+    spec = RunSpec(argv=argv, cwd=folder, log_path=folder / "logs" / "prepare.log",
+                   limit_s=PREPARE_LIMIT_S, kind="prepare", run="prepare", idea_id=None,
+                   writable=[folder], network=True)
+    res = await _executor(ctx).run(spec)
+    _check_interrupted(res, f"data preparation of {template.name}")
+    if res.status != "ok":
+        reason, _ = _describe_failure(res, PREPARE_LIMIT_S, 300)
+        ctx.publish(ev.Notice(level="warning", message=(
+            f"template {template.name}: data preparation failed ({reason}); see "
+            f"{spec.log_path}")))
+
+
+def _copy_prepared(src_root: Path, dst_root: Path) -> int:
+    """Copy files the prepare step made in the baseline folder (absent from the idea's
+    copy of the template) into the idea folder; hard links when possible."""
+    n = 0
+    for p in sorted(src_root.rglob("*")):
+        rel = p.relative_to(src_root)
+        if not p.is_file() or rel.parts[0].startswith(("run_", "logs", "__pycache__", ".git")):
+            continue
+        dst = dst_root / rel
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(p, dst)
+        except OSError:
+            shutil.copy2(p, dst)
+        n += 1
+    return n
+
+
 async def prepare_workspace(ctx: StageContext, idea_id: int) -> tuple[IdeaWorkspace, Any]:
-    """The idea's workspace with its baseline, created on first use (idempotent)."""
+    """The idea's workspace with its baseline (and prepared data), created on first use
+    (idempotent)."""
     idea = ctx.idea(idea_id)
     template = _template(ctx, idea)
     smoke = ctx.settings.general.smoke
@@ -242,6 +291,9 @@ async def prepare_workspace(ctx: StageContext, idea_id: int) -> tuple[IdeaWorksp
     run0 = await ensure_baseline(ctx, template, smoke)
     ws = IdeaWorkspace.create(ctx, idea, template, smoke, baseline=run0)
     ws.add_baseline(run0, idea, template)
+    if template.prepare_command and _copy_prepared(run0.parent, ws.path):
+        ws.commit("prepare: data made by the template's prepare step")
+        ws.tag("base", force=True)
     return ws, template
 
 

@@ -37,6 +37,7 @@ __pycache__/
 *.pth
 *.ckpt
 *.safetensors
+*.bin
 """
 _COPY_IGNORE = shutil.ignore_patterns("run_*", "logs", "__pycache__", "*.pyc", ".git",
                                       "latex/draft-*.pdf")

@@ -318,3 +318,39 @@ async def test_check_command_runs_the_pristine_checker_and_fails_a_leaking_attem
     assert "LEAK" not in (ws.path / "experiment.py").read_text()
     assert (ws.path / "leak_check.py").read_text() == "import sys; sys.exit(0)\n"
     ctx.store.close()
+
+
+PREP = '''
+import os
+os.makedirs("data", exist_ok=True)
+open("data/vocab.json", "w").write("{}")
+open("data/train.bin", "wb").write(bytes(1000))
+print("prepared")
+'''
+
+
+async def test_prepare_step_runs_once_in_the_baseline_and_feeds_every_idea(lab, monkeypatch):
+    import dataclasses
+
+    from aisci.engine import experiments
+    (lab / "templates" / "tiny" / "prep.py").write_text(PREP)
+    real = experiments._template
+    monkeypatch.setattr(experiments, "_template", lambda ctx, idea: dataclasses.replace(
+        real(ctx, idea), prepare_command=["python", "prep.py"]))
+    ctx = make_ctx(lab, FlakyProvider(TINY_CASSETTE))
+    first = add_idea(ctx)
+    second = ctx.store.add_idea("other_idea", "tiny", {**IDEA, "Name": "other_idea"})
+    ws1, _ = await experiments.prepare_workspace(ctx, first)
+    ws2, _ = await experiments.prepare_workspace(ctx, second)
+    root = lab / "baselines" / "tiny-smoke"
+    assert (root / "data" / "train.bin").is_file()
+    assert [r.kind for r in ctx.store.runs()] == ["prepare", "baseline"]  # once for the lab
+    for ws in (ws1, ws2):
+        assert (ws.path / "data" / "train.bin").is_file()
+        tracked = ws.repo.git.ls_files().split()
+        assert "data/vocab.json" in tracked and "data/train.bin" not in tracked
+        assert ws.repo.commit("base").hexsha == ws.head_sha() and not ws.dirty()
+        assert json.loads((ws.path / "run_0" / "run_env.json").read_text())["python"]
+    again, _ = await experiments.prepare_workspace(ctx, first)
+    assert again.head_sha() == ws1.head_sha()
+    ctx.store.close()
