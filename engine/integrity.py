@@ -78,16 +78,6 @@ def _line_key(location: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def metric_directions(ctx: Any, template_name: str) -> tuple[list[str], list[str]]:
-    """lower_is_better / higher_is_better declared by the template (empty when unknown)."""
-    try:
-        from aisci.engine.templates import find_template
-        info = find_template(template_name, ctx.lab)
-        return list(info.lower_is_better), list(info.higher_is_better)
-    except Exception:  # a missing template falls back to name heuristics
-        return [], []
-
-
 def load_findings(idea_dir: Path) -> list[Finding]:
     p = Path(idea_dir) / INTEGRITY_FILE
     try:
@@ -106,42 +96,80 @@ def read_causality(idea_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-async def run_causality_check(ctx: Any, idea_id: int, template_path: Path | None) -> \
-        dict[str, Any] | None:
-    """Run the pristine template's causality_check.py on the idea (nanogpt), under the
-    executor, once; the result is kept in causality.json."""
+def _last_json(log: Path, max_bytes: int = 65536) -> dict[str, Any] | None:
+    """The last JSON object a checker printed (log lines are ``<time> <stream> <text>``)."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - max_bytes))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        start = line.find("{")
+        if start == -1:
+            continue
+        try:
+            data = json.loads(line[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def _check_argv(check: list[str], template_path: Path, idea_dir: Path) -> list[str]:
+    """The template's checker, from the pristine template copy (never the idea's)."""
+    out = []
+    for part in check:
+        if part in ("python", "python3"):
+            out.append(sys.executable)
+        elif "{project}" in part or "{template}" in part:
+            out.append(part.replace("{project}", str(idea_dir))
+                       .replace("{template}", str(template_path)))
+        elif part.endswith(".py") and not Path(part).is_absolute():
+            out.append(str(template_path / part))
+        else:
+            out.append(part)
+    return out
+
+
+async def run_causality_check(ctx: Any, idea_id: int, template: Any) -> dict[str, Any] | None:
+    """The template checker's verdict on the idea's final code (nanogpt's causality
+    check), kept in causality.json. The check the experiment stage ran before the last
+    run (``logs/check_<i>.log``) is reused; otherwise it is run once under the executor."""
     idea_dir = ctx.idea_dir(idea_id)
     cached = read_causality(idea_dir)
     if cached is not None:
         return cached
-    if template_path is None or ctx.executor is None:
+    check = getattr(template, "check_command", None) if template is not None else None
+    logs = sorted((idea_dir / "logs").glob("check_*.log"),
+                  key=lambda p: int(m.group(1)) if (m := re.search(r"(\d+)$", p.stem)) else -1)
+    verdict = _last_json(logs[-1]) if logs else None
+    source = f"logs/{logs[-1].name}" if verdict is not None else ""
+    if verdict is None and check and ctx.executor is not None:
+        from aisci.engine.executor import RunSpec
+        log = idea_dir / "logs" / "check_integrity.log"
+        res = await ctx.executor.run(RunSpec(
+            argv=_check_argv(list(check), Path(template.path), idea_dir), cwd=idea_dir,
+            log_path=log, limit_s=CAUSALITY_TIMEOUT_S, kind="check", run="integrity-check",
+            idea_id=idea_id))
+        verdict = _last_json(log) or {"causal": None,
+                                      "error": f"checker {res.status}: {res.reason}"}
+        if res.status == "ok" and verdict.get("causal") is None and res.exit_code == 0:
+            verdict["causal"] = True
+        source = f"logs/{log.name}"
+    if verdict is None:
         return None
-    script = Path(template_path) / "causality_check.py"
-    if not script.is_file():
-        return None
-    from aisci.engine.executor import RunSpec
-    log = idea_dir / "logs" / "causality.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    res = await ctx.executor.run(RunSpec(
-        argv=[sys.executable, str(script), "--project", str(idea_dir)], cwd=idea_dir,
-        log_path=log, limit_s=CAUSALITY_TIMEOUT_S, kind="check", run="causality",
-        idea_id=idea_id))
-    result: dict[str, Any] = {"status": res.status, "exit_code": res.exit_code}
-    try:
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("{")]
-        if lines:
-            result["result"] = json.loads(lines[-1])
-    except (OSError, json.JSONDecodeError):
-        pass
-    result["causal"] = res.status == "ok" and res.exit_code == 0
+    result = {"causal": verdict.get("causal"), "verdict": verdict, "source": source}
     (idea_dir / CAUSALITY_FILE).write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
 
 
 def _causality_finding(causality: dict[str, Any] | None) -> list[Finding]:
-    if not causality or causality.get("causal", True):
+    if not causality or causality.get("causal") is not False:
         return []
-    detail = json.dumps(causality.get("result", {}))[:300]
+    detail = json.dumps(causality.get("verdict", {}))[:300]
     return [Finding("causality", "the model leaks future tokens (causality check failed): "
                     "its reported losses are not valid", CAUSALITY_FILE, detail)]
 
@@ -169,9 +197,10 @@ async def check_integrity(ctx: Any, idea_id: int) -> list[Finding]:
     stored = _read_report(idea_dir)
     if stored and stored.get("tex_sha256") == sha and stored.get("final"):
         return load_findings(idea_dir)
-    lower, higher = metric_directions(ctx, row.template)
-    template_path = _template_path(ctx, row.template)
-    causality = await run_causality_check(ctx, idea_id, template_path)
+    template = _template(ctx, row.template)
+    lower = list(getattr(template, "lower_is_better", []) or [])
+    higher = list(getattr(template, "higher_is_better", []) or [])
+    causality = await run_causality_check(ctx, idea_id, template)
     report = scan_paper(tex_path, idea_dir, lower_is_better=lower, higher_is_better=higher)
     rounds = ctx.settings.writeup.integrity_correction_rounds
     for r in range(1, rounds + 1):
@@ -196,11 +225,12 @@ def _read_report(idea_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def _template_path(ctx: Any, template_name: str) -> Path | None:
+def _template(ctx: Any, template_name: str) -> Any:
+    """The idea's TemplateInfo, or None (then: name heuristics, no checker)."""
     try:
         from aisci.engine.templates import find_template
-        return Path(find_template(template_name, ctx.lab).path)
-    except Exception:  # no template: no causality check
+        return find_template(template_name, ctx.lab)
+    except Exception:  # a deleted or renamed template must not block the paper
         return None
 
 

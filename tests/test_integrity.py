@@ -112,3 +112,22 @@ def test_jargon_variants(tmp_path):
     found = [f for f in scan_paper(paper(idea, body), idea).findings
              if f.kind == "process_jargon"]
     assert len(found) == 3
+
+
+async def test_causality_verdict_from_the_experiment_checks_is_attached(tmp_path):
+    from types import SimpleNamespace
+
+    from aisci.engine.integrity import _causality_finding, run_causality_check
+
+    idea = make_idea(tmp_path)
+    logs = idea / "logs"
+    logs.mkdir()
+    (logs / "check_2.log").write_text('12:00:00.000 out {"causal": true}\n')
+    (logs / "check_10.log").write_text('12:00:01.000 out {"causal": false, "leak": 0.4}\n'
+                                       "12:00:01.100 --- failed: exit code 1\n")
+    ctx = SimpleNamespace(idea_dir=lambda _id: idea, executor=None)
+    result = await run_causality_check(ctx, 1, None)
+    assert result["causal"] is False and result["source"] == "logs/check_10.log"
+    assert json.loads((idea / "causality.json").read_text())["verdict"]["leak"] == 0.4
+    [finding] = _causality_finding(result)
+    assert finding.kind == "causality" and "future tokens" in finding.message
