@@ -46,6 +46,7 @@ _NUMBER_RE = re.compile(
     r"(?P<pct>\s*\\?%)?"
     r"(?P<mult>\s*[kKM](?![A-Za-z]))?")
 _POWER_OF_TEN_RE = re.compile(r"^\s*\^\s*\{?\s*([-+−]?\d+)\s*\}?")
+_TABULAR_RE = re.compile(r"\\begin\{tabular\*?\}.*?\\end\{tabular\*?\}", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,14 @@ class NumberClaim:
     raw: str
     start: int
     end: int
+    in_table: bool = False
+    """Inside a tabular: columns often hold percentages without a % sign."""
 
 
 def extract_numbers(tex: TexText) -> list[NumberClaim]:
     """Numbers stated in the prose and tables; counts <= 10 and years are not claims."""
     text = tex.masked
+    tables = [(t.start(), t.end()) for t in _TABULAR_RE.finditer(tex.original)]
     out: list[NumberClaim] = []
     for m in _NUMBER_RE.finditer(text):
         raw_num = m.group("num")
@@ -88,15 +92,18 @@ def extract_numbers(tex: TexText) -> list[NumberClaim]:
         if plain_int and (value <= 10 or 1900 <= value <= 2100):
             continue
         tol = 0.5 * 10.0 ** (-decimals) * scale * (1 + 1e-9) + 1e-12
+        in_table = any(a <= m.start() < b for a, b in tables)
         out.append(NumberClaim(value * scale, tol, pct, text[m.start():m.end()].strip(),
-                               m.start(), m.end()))
+                               m.start(), m.end(), in_table))
     return out
 
 
 def _derived(facts: RunFacts) -> list[float]:
-    """Changes between two runs of one (dataset, metric): relative (%), absolute, ratio."""
+    """Changes between two runs of one (dataset, metric), or two datasets of one (run,
+    metric): relative (%), absolute, ratio."""
     out: list[float] = []
-    for group in facts.groups().values():
+    groups = [*facts.groups().values(), *facts.dataset_groups().values()]
+    for group in groups:
         for fa, fb in combinations(group, 2):
             a, b = fa.value, fb.value
             out.append(abs(b - a))
@@ -116,7 +123,7 @@ def _matches_value(claim: NumberClaim, values: list[float]) -> bool:
         v = abs(v)
         if abs(v - x) <= tol:
             return True
-        if claim.percent and abs(v * 100 - x) <= tol:
+        if (claim.percent or claim.in_table) and abs(v * 100 - x) <= tol:
             return True
     return False
 

@@ -58,6 +58,14 @@ class RunFacts:
             v.sort(key=lambda f: f.run or 0)
         return out
 
+    def dataset_groups(self) -> dict[tuple[int, str], list[Fact]]:
+        """Per (run, metric) the ``means`` of every dataset: papers compare tasks too."""
+        out: dict[tuple[int, str], list[Fact]] = {}
+        for f in self.facts:
+            if f.metric and f.run is not None and "/means/" in f.source:
+                out.setdefault((f.run, f.metric), []).append(f)
+        return out
+
 
 def _read_json(path: Path) -> Any:
     try:
