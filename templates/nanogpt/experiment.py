@@ -22,11 +22,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+import prepare
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-import prepare
 
 SMOKE = os.environ.get("AISCI_SMOKE", "") not in ("", "0")
 
