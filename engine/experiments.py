@@ -93,6 +93,9 @@ class _Attempt:
     details: str = ""
     final_info: dict[str, Any] | None = None
     duration_s: float = 0.0
+    process_status: str = "ok"
+    """The executor's verdict (timeout/killed/failed kept in the row; "ok" with a bad
+    result becomes "failed")."""
 
 
 # -- small helpers ----------------------------------------------------------------------
@@ -396,7 +399,7 @@ async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, temp
                 reason = ("the causality check failed: the model sees future tokens"
                           if res.exit_code == 1 else
                           f"the check could not run ({_describe_failure(res, 900, 600)[0]})")
-                return _Attempt(False, reason, detail), res.row_id, cvd
+                return _Attempt(False, reason, detail, process_status=res.status), res.row_id, cvd
         _progress(ctx, idea.id, "experiment", f"run {i} attempt {a}: running ({plan_item})")
         # Templates written for the reference create --out_dir themselves; not all do.
         (ws.path / f"run_{i}").mkdir(exist_ok=True)
@@ -407,7 +410,8 @@ async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, temp
     _check_interrupted(result, f"run_{i}")
     if result.status != "ok":
         reason, details = _describe_failure(result, cfg.run_timeout_s, cfg.stderr_tail_chars)
-        return _Attempt(False, reason, details, duration_s=result.duration_s), result.row_id, cvd
+        return (_Attempt(False, reason, details, duration_s=result.duration_s,
+                         process_status=result.status), result.row_id, cvd)
     try:
         info = read_final_info(ws.path / f"run_{i}")
     except ValueError as exc:
@@ -477,10 +481,10 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
     llm = ctx.stage_llm("experiment", idea_id)
     finished = ws.finished_runs()
     i = (finished[-1] + 1) if finished else 1
+    feedback = ""  # the previous run's results, then the failures of this run's attempts
     while i <= cfg.max_runs:
         plan_item = plan.get(i, f"run {i}")
         _restart_point(ws, f"run_{i - 1}" if i > 1 else "plan", f"run_{i}")
-        feedback = ""
         last_reason = ""
         for a in range(1, cfg.max_attempts + 1):
             _progress(ctx, idea_id, "experiment", f"run {i}/{cfg.max_runs} attempt {a}: editing")
@@ -512,12 +516,17 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
                 _update_row(ctx, row_id, metrics=metrics, commit_sha=sha, plan=plan_item)
                 _progress(ctx, idea_id, "experiment",
                           f"run {i} finished in {_fmt_s(outcome.duration_s)}")
+                feedback = ctx.prompts.render(
+                    "experiment_results", run=i, plan_item=plan_item,
+                    duration=_fmt_s(outcome.duration_s), results=format_results(
+                        outcome.final_info, read_final_info(ws.path / "run_0"),
+                        template.lower_is_better, template.higher_is_better))
                 break
             last_reason = outcome.reason
             sha = ws.commit(f"run_{i} attempt {a} (failed: {_one_line(outcome.reason, 200)})",
                             amend=True)
-            _update_row(ctx, row_id, status="failed", reason=outcome.reason, commit_sha=sha,
-                        plan=plan_item)
+            _update_row(ctx, row_id, reason=outcome.reason, commit_sha=sha, plan=plan_item,
+                        **({"status": "failed"} if outcome.process_status == "ok" else {}))
             _progress(ctx, idea_id, "experiment", f"run {i} attempt {a} failed: {outcome.reason}")
             feedback = ctx.prompts.render("experiment_run_feedback", attempt=a, run=i,
                                           reason=outcome.reason, details=outcome.details,
@@ -599,7 +608,8 @@ async def run_plots(ctx: StageContext, idea_id: int) -> PlotOutcome:
                 reason, details = _describe_failure(result, cfg.timeout_s,
                                                     ctx.settings.experiment.stderr_tail_chars)
             sha = ws.commit(f"plot attempt {a} (failed: {_one_line(reason, 200)})", amend=True)
-            _update_row(ctx, result.row_id, status="failed", reason=reason, commit_sha=sha)
+            _update_row(ctx, result.row_id, reason=reason, commit_sha=sha,
+                        **({"status": "failed"} if result.status == "ok" else {}))
             _progress(ctx, idea_id, "plot", f"plot attempt {a} failed: {reason}")
             feedback = ctx.prompts.render("plot_feedback", attempt=a, reason=reason,
                                           details=details, max_attempts=cfg.max_attempts)

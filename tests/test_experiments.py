@@ -354,3 +354,31 @@ async def test_prepare_step_runs_once_in_the_baseline_and_feeds_every_idea(lab, 
     again, _ = await experiments.prepare_workspace(ctx, first)
     assert again.head_sha() == ws1.head_sha()
     ctx.store.close()
+
+
+HANG = {"responses": [
+    {"match": "experiment/faster_lr/plan/turn-1", "text": "Run 1: wait for a long time"},
+    {"match": "experiment/faster_lr/run-1/attempt-1/turn-1", "text": "Editing.",
+     "tool_calls": [{"name": "replace_text", "arguments": {
+         "path": "experiment.py", "old_text": "def main() -> None:\n",
+         "new_text": "def main() -> None:\n    import time\n    time.sleep(3600)\n"}}]},
+    {"match": "experiment/faster_lr/run-1/attempt-1/turn-2", "text": "Ready."},
+]}
+
+
+async def test_a_run_that_outlives_its_limit_fails_with_timed_out(lab, tmp_path):
+    cassette = tmp_path / "hang.json"
+    cassette.write_text(json.dumps(HANG))
+    ctx = make_ctx(lab, FlakyProvider(cassette), **{
+        "experiment.max_attempts": 1, "experiment.run_timeout_s": 2})
+    idea_id = add_idea(ctx)
+    # the baseline is produced with the same (short) limit: install it beforehand
+    run0 = lab / "baselines" / "tiny-smoke" / "run_0"
+    run0.mkdir(parents=True)
+    (run0 / "final_info.json").write_text(json.dumps({"toy": {"means": {"final_loss": 1.0}}}))
+    out = await run_experiments(ctx, idea_id)
+    assert not out.ok and out.reason == "run_1 failed after 1 attempt(s): timed out after 2 s"
+    row = next(r for r in ctx.store.runs(idea_id) if r.kind == "experiment")
+    assert row.status == "timeout" and row.reason == "timed out after 2 s"
+    assert 2 <= row.duration_s < 10
+    ctx.store.close()
