@@ -175,15 +175,21 @@ def entries() -> list[dict]:
     return out
 
 
-def _search_index(query: str, title_start: str, limit: int = 5) -> int:
-    """Where the offline literature ranks a paper for a query (the demo searches it)."""
+def _search_index(query: str, title_start: str, limit: int = 5) -> tuple[int, str]:
+    """Where the offline literature ranks a paper for a query (the demo searches it), and
+    the citation key the bibliography code will give it."""
     import asyncio
 
-    from aisci.engine.literature.offline import OfflineSource
-    papers = asyncio.run(OfflineSource().search(query, limit, 10.0))
+    from aisci.engine.config import Settings
+    from aisci.engine.literature import Literature
+    from aisci.engine.literature.bibtex import make_key
+
+    settings = Settings()
+    settings.literature.sources = ["offline"]  # as in the demo lab's aisci.toml
+    papers = asyncio.run(Literature(settings, None, None).search(query, limit=limit))
     for i, p in enumerate(papers):
         if p.title.startswith(title_start):
-            return i
+            return i, p.cite_key or make_key(p)
     raise SystemExit(f"offline literature: {title_start!r} not in the results for {query!r}")
 
 
@@ -193,9 +199,12 @@ def paper_entries(idea: dict) -> list[dict]:
     edits = {
         "title-abstract": [("TITLE HERE", title), ("ABSTRACT HERE\n", p["abstract"] + "\n")],
         "introduction": [("INTRO HERE\n", p["intro"] + "\n")],
-        "background": [("\\section{Method}\n",
+        # Every anchor is consumed by its edit, so a step re-run after a crash finds
+        # nothing to replace instead of inserting the text twice.
+        "background": [("the Transformer and AdamW.\n",
+                        "the Transformer and AdamW (see the background below).\n\n"
                         "\\section{Background}\n\\label{sec:background}\n"
-                        + p["background"] + "\n\n\\section{Method}\n")],
+                        + p["background"] + "\n")],
         "method": [("METHOD HERE\n", p["method"] + "\n")],
         "experimental-setup": [("EXPERIMENTAL SETUP HERE\n", SETUP + "\n")],
         "results": [("RESULTS HERE\n", p["results"] + "\n" + FIGURE + "\n")],
@@ -210,8 +219,8 @@ def paper_entries(idea: dict) -> list[dict]:
                                         old_text=o, new_text=n) for o, n in pairs]})
         out.append({"match": f"write/{name}/section-{slug}/draft/turn-2",
                     "text": "Done with this section."})
-    query, title_start, key, anchor = p["cite"]
-    idx = _search_index(query, title_start)
+    query, title_start, anchor = p["cite"]
+    idx, key = _search_index(query, title_start)
     out.append({"match": f"write/{name}/cite-1",
                 "text": "```json\n" + json.dumps({"done": False, "query": query,
                                                    "reason": "support the related work"})
@@ -337,7 +346,7 @@ PAPERS = {
                    "to weight norm has been studied directly. An effective theory explains "
                    "grokking as the slow formation of structured representations.",
         "cite": ("grokking effective theory representation learning",
-                 "Towards Understanding Grokking", "liu2022towards",
+                 "Towards Understanding Grokking",
                  "An effective theory explains grokking as the slow formation of structured "
                  "representations."),
     },
@@ -372,7 +381,7 @@ PAPERS = {
         "related": "Classical weight decay improves generalisation in small networks. Work "
                    "on grokking relates it to the weight norm and to representation learning.",
         "cite": ("simple weight decay improve generalization",
-                 "A Simple Weight Decay", "krogh1991simple",
+                 "A Simple Weight Decay",
                  "Classical weight decay improves generalisation in small networks."),
     },
 }
