@@ -126,6 +126,20 @@ def demo_options(settings: Settings, *, headless: bool) -> PipelineOptions:
                            auto_approve=True if headless else None)
 
 
+def make_demo_engine(path: Path | str, *, headless: bool = False) -> Any:
+    """An Engine on a (new or continued) demo lab, ready for ``await engine.start()``: the
+    scripted model, the demo's options, and the demo's batch of ideas requested. The TUI
+    demo uses this (the human approves or vetoes each idea)."""
+    from aisci.engine.engine import Engine
+
+    cfg = prepare_demo_lab(path)
+    engine = Engine(Path(path).expanduser().resolve(), cfg.settings, headless=headless,
+                    provider_factory=demo_provider_factory(cfg.settings),
+                    options=demo_options(cfg.settings, headless=headless))
+    engine.ensure_ideas(cfg.settings.ideation.num_ideas)
+    return engine
+
+
 def run_demo_headless(lab: Path | str, *, stream: Any = None) -> int:
     """Prepare the demo lab and run it to the end headless; returns the exit code."""
     from aisci.engine.batch import run_batch, summary_lines
