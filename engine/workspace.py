@@ -40,7 +40,7 @@ __pycache__/
 *.bin
 """
 _COPY_IGNORE = shutil.ignore_patterns("run_*", "logs", "__pycache__", "*.pyc", ".git",
-                                      "latex/draft-*.pdf")
+                                      "draft-*.pdf")
 
 
 class WorkspaceError(RuntimeError):

@@ -382,3 +382,43 @@ async def test_a_run_that_outlives_its_limit_fails_with_timed_out(lab, tmp_path)
     assert row.status == "timeout" and row.reason == "timed out after 2 s"
     assert 2 <= row.duration_s < 10
     ctx.store.close()
+
+
+def rt(path: str, old: str, new: str) -> dict:
+    return {"name": "replace_text", "arguments": {"path": path, "old_text": old, "new_text": new}}
+
+
+PLOT_RETRIES = {"responses": [
+    {"match": "plot/faster_lr/plot/attempt-1/turn-1", "text": "Editing.",
+     "tool_calls": [rt("plot.py", "import json\n", "raise SystemExit('boom: no data')\nimport json\n")]},
+    {"match": "plot/faster_lr/plot/attempt-2/turn-1", "text": "Fixing.",
+     "tool_calls": [rt("plot.py", "raise SystemExit('boom: no data')\n", "import sys\nsys.exit(0)\n")]},
+    {"match": "plot/faster_lr/plot/attempt-3/turn-1", "text": "Fixing again.",
+     "tool_calls": [rt("plot.py", "import sys\nsys.exit(0)\n", "")]},
+    {"match": "plot/faster_lr/plot/attempt-*/turn-2", "text": "Ready."},
+    {"match": "plot/faster_lr/plot-notes/turn-1", "text": "Done, nothing to add."},
+]}
+
+
+async def test_plot_failures_are_fed_back_until_figures_exist(lab, tmp_path):
+    ctx = make_ctx(lab, FlakyProvider(TINY_CASSETTE))
+    idea_id = add_idea(ctx)
+    assert (await run_experiments(ctx, idea_id)).ok
+    ctx.store.close()
+    cassette = tmp_path / "plot.json"
+    cassette.write_text(json.dumps(PLOT_RETRIES))
+    provider = FlakyProvider(cassette)
+    ctx = make_ctx(lab, provider)
+    out = await run_plots(ctx, idea_id)
+    assert out.ok and out.attempts == 3 and out.figures == ["final_loss.png"]
+    ws = IdeaWorkspace.open(ctx.idea_dir(idea_id))
+    assert subjects(ws)[-4:] == ["plot attempt 1 (failed: exit code 1)",
+                                 "plot attempt 2 (failed: exit code 0 but plot.py wrote no PNG "
+                                 "figure)", "plot: 1 figure(s)", "notes: figure descriptions"]
+    rows = [r for r in ctx.store.runs(idea_id) if r.kind == "plot"]
+    assert [r.status for r in rows] == ["failed", "failed", "ok"]
+    second = next(r for k, r in provider.inner.requests if k.endswith("attempt-2/turn-1"))
+    assert "exit code 1" in second.messages[0].text and "boom: no data" in second.messages[0].text
+    third = next(r for k, r in provider.inner.requests if k.endswith("attempt-3/turn-1"))
+    assert "wrote no PNG figure" in third.messages[0].text
+    ctx.store.close()
