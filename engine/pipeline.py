@@ -226,6 +226,8 @@ class Pipeline:
         # cannot starve the writing and reviewing of ideas that are further along.
         self._slot_stage_sem = asyncio.Semaphore(max(n, 2))
         self._runners: dict[int, asyncio.Task[None]] = {}
+        self._waiting_human: set[int] = set()
+        self._idle_changed = asyncio.Event()
         self._controls: dict[int, _IdeaControl] = {}
         self._ideation: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -269,11 +271,18 @@ class Pipeline:
         """Until no idea is running and no ideation batch is in progress (ideas waiting
         for a human decision count as idle)."""
         while True:
-            tasks = [t for t in (self._ideation, *self._runners.values())
-                     if t is not None and not t.done()]
+            self._idle_changed.clear()
+            tasks = [t for i, t in self._runners.items()
+                     if not t.done() and i not in self._waiting_human]
+            if self._ideation is not None and not self._ideation.done():
+                tasks.append(self._ideation)
             if not tasks:
                 return
-            await asyncio.wait(tasks)
+            changed = asyncio.create_task(self._idle_changed.wait())
+            try:
+                await asyncio.wait([*tasks, changed], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
 
     # -- ideation -------------------------------------------------------------------------
     def _generated_count(self) -> int:
@@ -375,6 +384,8 @@ class Pipeline:
     def wake(self, idea_id: int) -> None:
         """Nudge an idea's runner (a command changed its state); restart it if stopped."""
         self.control(idea_id).wake.set()
+        self._waiting_human.discard(idea_id)  # busy again from now on, for wait_idle
+        self._idle_changed.set()
         task = self._runners.get(idea_id)
         if self._started and (task is None or task.done()) and self.eligible(idea_id):
             self._spawn(idea_id)
@@ -383,8 +394,16 @@ class Pipeline:
         return self.control(idea_id).current_stage
 
     async def _wait(self, idea_id: int) -> None:
+        """Wait for a human command about this idea (interactive mode only); the idea
+        counts as idle meanwhile."""
         c = self.control(idea_id)
-        await c.wake.wait()
+        self._waiting_human.add(idea_id)
+        self._idle_changed.set()
+        try:
+            await c.wake.wait()
+        finally:
+            self._waiting_human.discard(idea_id)
+            self._idle_changed.set()
         c.wake.clear()
 
     def paused(self, idea_id: int) -> bool:
@@ -432,7 +451,7 @@ class Pipeline:
                 outcome = await self._run_stage(idea_id, stage)
                 if outcome is not None:
                     self.outcomes[idea_id] = outcome
-                    if self.headless or outcome.state in ("failed", "done"):
+                    if self.headless or outcome.state in ("failed", "done", "vetoed"):
                         return
                     # Interactive: wait for a human command, then look again.
                     await self._wait(idea_id)

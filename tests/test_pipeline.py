@@ -4,6 +4,7 @@ stop, budget pauses, literature decisions, human commands, LLM concurrency bound
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -325,4 +326,24 @@ async def test_unknown_stage_is_a_clear_error(tmp_path, bad):
         eng.retry_stage(a, bad)
     with pytest.raises(EngineError, match="no idea with id 999"):
         eng.pause_idea(999)
+    await eng.stop()
+
+
+async def test_interactive_approval_waits_and_wait_idle_returns(tmp_path):
+    rec = Recorder()
+    eng = make_engine(tmp_path, rec, headless=False, skip_novelty=True)
+    a = add_idea(eng.store, "idea_a", status="checked")
+    b = add_idea(eng.store, "idea_b", status="checked")
+    await eng.start()
+    # Both ideas wait for a human: the engine is idle, not stuck.
+    await asyncio.wait_for(eng.wait_idle(), 10)
+    assert eng.outcomes[a].state == "waiting"
+    assert eng.store.stages(a)["approval"]["state"] == "waiting"
+    eng.approve(a)
+    eng.veto(b, "too close to Omnigrok")
+    await asyncio.wait_for(eng.wait_idle(), 10)
+    assert eng.outcomes[a].state == "done" and eng.outcomes[b].state == "vetoed"
+    assert [s for s, i in rec.calls if i == b] == []
+    hist = eng.store.idea_history(b)
+    assert hist[-1]["source"] == "human" and "Omnigrok" in json.dumps(hist[-1]["detail"])
     await eng.stop()
