@@ -205,15 +205,19 @@ class IdeaWorkspace:
         return str(self.repo.head.commit.message).strip() if sha else ""
 
     def _exclude_large_files(self) -> list[str]:
-        """Append untracked files above the size cap to .gitignore (by exact path)."""
+        """Append files above the size cap to .gitignore (by exact path); a tracked file
+        that grew past it (a log over many attempts) stops being tracked from now on."""
         big = []
-        for rel in self.repo.untracked_files:
+        modified = self.repo.git.diff("--name-only").splitlines() if self.head_sha() else []
+        for rel in [*self.repo.untracked_files, *modified]:
             p = self.path / rel
             try:
                 if p.is_file() and p.stat().st_size > MAX_COMMIT_BYTES:
                     big.append(rel)
             except OSError:
                 continue
+        for rel in set(big) & set(modified):
+            self.repo.git.rm("--cached", "-q", "--", rel)
         if big:
             with (self.path / ".gitignore").open("a", encoding="utf-8") as fh:
                 for rel in big:

@@ -154,6 +154,17 @@ def test_large_files_are_ignored_not_committed(tmp_path, template, baseline):
     assert "run_1/final_info.json" in tracked and "run_1/weights.npy" not in tracked
     assert "/run_1/weights.npy" in (ws.path / ".gitignore").read_text()
     assert big.exists() and not ws.dirty()
+    # a tracked log that grows past the cap stops being tracked (it stays on disk)
+    log = ws.path / "logs" / "run_1.log"
+    log.parent.mkdir()
+    log.write_text("small\n")
+    ws.commit("run_1: small log")
+    assert "logs/run_1.log" in git(ws.path, "ls-files").split()
+    with log.open("ab") as fh:
+        fh.truncate(MAX_COMMIT_BYTES + 10)
+    ws.commit("run_1 attempt 2")
+    assert "logs/run_1.log" not in git(ws.path, "ls-files").split()
+    assert log.stat().st_size > MAX_COMMIT_BYTES and not ws.dirty()
 
 
 def test_restore_to_and_commit_notes(tmp_path, template, baseline):
