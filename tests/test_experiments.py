@@ -3,6 +3,7 @@ processes (executor), real git repositories and a real store."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -340,8 +341,9 @@ async def test_prepare_step_runs_once_in_the_baseline_and_feeds_every_idea(lab, 
     ctx = make_ctx(lab, FlakyProvider(TINY_CASSETTE))
     first = add_idea(ctx)
     second = ctx.store.add_idea("other_idea", "tiny", {**IDEA, "Name": "other_idea"})
-    ws1, _ = await experiments.prepare_workspace(ctx, first)
-    ws2, _ = await experiments.prepare_workspace(ctx, second)
+    # two ideas at once: the baseline (and the data preparation) is produced once
+    (ws1, _), (ws2, _) = await asyncio.gather(experiments.prepare_workspace(ctx, first),
+                                              experiments.prepare_workspace(ctx, second))
     root = lab / "baselines" / "tiny-smoke"
     assert (root / "data" / "train.bin").is_file()
     assert [r.kind for r in ctx.store.runs()] == ["prepare", "baseline"]  # once for the lab
