@@ -50,6 +50,7 @@ class AisciApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "aisci"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
+    AUTO_FOCUS = "#idea-table"
     COMMANDS = App.COMMANDS | {AisciCommands}
     PANES = (("ideas", "Ideas"), ("runs", "Runs & diffs"), ("review", "Review"),
              ("log", "Training log"), ("plots", "Plots & paper"), ("processes", "Processes"),
@@ -103,6 +104,13 @@ class AisciApp(App[None]):
                     yield ActivityPane(self.store, self.settings.budget, id="activity-pane")
         yield Footer()
 
+    def pane(self, selector: Any, expect_type: Any = None) -> Any:
+        """A widget of the main screen (``query_one`` on the app would search the modal
+        on top of the stack)."""
+        if expect_type is not None:
+            return self.screen_stack[0].query_one(selector, expect_type)
+        return self.screen_stack[0].query_one(selector)
+
     def _status_text(self) -> str:
         parts = [f"aisci · lab {self.lab.name}", f"model {self.model_label}",
                  f"images {self.images.protocol}"]
@@ -119,7 +127,7 @@ class AisciApp(App[None]):
         self.bridge.start()
         self.reload_ideas()
         self._load_running()
-        self.query_one(IdeaTable).focus()
+        self.call_after_refresh(self.pane(IdeaTable).focus)
         self.set_interval(1.0, self._tick)
         if self.start_engine:
             self.run_worker(self._start_engine(), name="engine-start", exit_on_error=False)
@@ -139,20 +147,15 @@ class AisciApp(App[None]):
     # -- panes and selection ---------------------------------------------------------------
     def action_pane(self, key: str) -> None:
         group = "left-tabs" if key in LEFT else "right-tabs"
-        self.query_one(f"#{group}", TabbedContent).active = key
-        self.query_one("#panes").set_class(group == "right-tabs", "-right")
+        self.pane(f"#{group}", TabbedContent).active = key
+        self.pane("#panes").set_class(group == "right-tabs", "-right")
         focus = {"ideas": IdeaTable, "runs": RunTable, "log": "#log-view",
                  "processes": ProcessTable}.get(key)
         if focus is not None:
-            self.query_one(focus).focus()  # type: ignore[arg-type]
-
-    @on(TabbedContent.TabActivated)
-    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        group = event.tabbed_content.id
-        self.query_one("#panes").set_class(group == "right-tabs", "-right")
+            self.pane(focus).focus()  # type: ignore[arg-type]
 
     def reload_ideas(self, ids: frozenset[int] | None = None) -> None:
-        table = self.query_one(IdeaTable)
+        table = self.pane(IdeaTable)
         spend = self.store.spend_by("idea_id")
         ideas = self.store.list_ideas() if ids is None else [
             i for i in (self.store.get_idea(n) for n in sorted(ids)) if i is not None]
@@ -167,7 +170,7 @@ class AisciApp(App[None]):
             self._refresh_selected_detail()
 
     def _load_running(self) -> None:
-        procs = self.query_one(ProcessTable)
+        procs = self.pane(ProcessTable)
         for row in self.store.running_runs():
             procs.add_existing(row.idea_id, row.run, row.limit_s or 0.0, row.isolation or "?",
                                row.started_at or clock())
@@ -182,37 +185,37 @@ class AisciApp(App[None]):
         self._refresh_selected_detail()
         idea = self.store.get_idea(idea_id)
         directory = idea_dir(self.lab, idea) if idea else None
-        self.query_one(RunsPane).show_idea(idea_id)
-        self.query_one(MediaPane).show_idea(directory)
-        self.query_one(ActivityPane).set_focus_idea(idea_id)
+        self.pane(RunsPane).show_idea(idea_id)
+        self.pane(MediaPane).show_idea(directory)
+        self.pane(ActivityPane).set_focus_idea(idea_id)
         self._show_default_run(idea_id)
 
     def _refresh_selected_detail(self) -> None:
         if self.selected_idea is None:
             return
         idea = self.store.get_idea(self.selected_idea)
-        self.query_one(IdeaDetail).show(idea, self.store.idea_history(self.selected_idea)
+        self.pane(IdeaDetail).show(idea, self.store.idea_history(self.selected_idea)
                                         if idea else [])
-        self.query_one(Scorecard).show_dir(idea_dir(self.lab, idea) if idea else None)
+        self.pane(Scorecard).show_dir(idea_dir(self.lab, idea) if idea else None)
 
     def _show_default_run(self, idea_id: int) -> None:
         """With no runs there is no log; otherwise the run table's cursor picks the run
         (the running one, else the newest) and its RunSelected message shows it."""
-        if not self.query_one(RunTable).runs:
-            self.query_one(LogPane).show_run(idea_id, None, None)
+        if not self.pane(RunTable).runs:
+            self.pane(LogPane).show_run(idea_id, None, None)
 
     @on(RunTable.RunSelected)
     def _run_selected(self, event: RunTable.RunSelected) -> None:
-        self.query_one(LogPane).show_run(event.idea_id, event.run, event.log_path)
+        self.pane(LogPane).show_run(event.idea_id, event.run, event.log_path)
 
     def selected_idea_label(self) -> str | None:
         if self.selected_idea is None:
             return None
-        s = self.query_one(IdeaTable).summary(self.selected_idea)
+        s = self.pane(IdeaTable).summary(self.selected_idea)
         return f"#{self.selected_idea} {s.name}" if s else f"#{self.selected_idea}"
 
     def selected_process_label(self) -> str | None:
-        row = self.query_one(ProcessTable).selected()
+        row = self.pane(ProcessTable).selected()
         return None if row is None else f"{row.run} of idea {row.idea_id}"
 
     # -- bridge messages ---------------------------------------------------------------------
@@ -220,11 +223,11 @@ class AisciApp(App[None]):
     def _ideas_changed(self, msg: br.IdeasChanged) -> None:
         self.reload_ideas(msg.idea_ids)
         if self.selected_idea in msg.idea_ids:
-            self.query_one(RunsPane).reload()
+            self.pane(RunsPane).reload()
 
     @on(br.StageActivity)
     def _stage_activity(self, msg: br.StageActivity) -> None:
-        self.query_one(ActivityPane).stage_events(msg.events)
+        self.pane(ActivityPane).stage_events(msg.events)
         for e in msg.events:
             if isinstance(e, ev.StageFailed):
                 self.notify(f"idea {e.idea_id}: {e.stage} failed: {e.reason}",
@@ -237,17 +240,17 @@ class AisciApp(App[None]):
                             severity="warning", timeout=8)
             if (isinstance(e, ev.StageFinished) and e.idea_id == self.selected_idea
                     and e.stage in ("plot", "write", "improve", "review", "integrity")):
-                self.query_one(MediaPane).rescan()
+                self.pane(MediaPane).rescan()
                 self._refresh_selected_detail()
 
     @on(br.RunsChanged)
     def _runs_changed(self, msg: br.RunsChanged) -> None:
-        procs = self.query_one(ProcessTable)
+        procs = self.pane(ProcessTable)
         for e in msg.events:
             if isinstance(e, ev.RunStarted):
                 procs.started(e)
                 if e.idea_id == self.selected_idea:
-                    log = self.query_one(LogPane)
+                    log = self.pane(LogPane)
                     if log.view.follow or log.run is None:
                         path = Path(e.log_path) if e.log_path else None
                         log.show_run(e.idea_id, e.run, path)
@@ -256,17 +259,17 @@ class AisciApp(App[None]):
             elif isinstance(e, ev.RunControl):
                 procs.control(e)
         if self.selected_idea in msg.idea_ids:
-            self.query_one(RunsPane).reload()
+            self.pane(RunsPane).reload()
 
     @on(br.RunOutputBatch)
     def _run_output(self, msg: br.RunOutputBatch) -> None:
-        log = self.query_one(LogPane)
+        log = self.pane(LogPane)
         for idea_id, run in msg.lines:
             log.output_arrived(idea_id, run)
 
     @on(br.ProcessStatsBatch)
     def _process_stats(self, msg: br.ProcessStatsBatch) -> None:
-        procs = self.query_one(ProcessTable)
+        procs = self.pane(ProcessTable)
         for s in msg.stats:
             procs.stats(s)
         for st in msg.stalled:
@@ -276,11 +279,11 @@ class AisciApp(App[None]):
 
     @on(br.LLMText)
     def _llm_text(self, msg: br.LLMText) -> None:
-        self.query_one(ActivityPane).llm(msg.chunks, msg.calls)
+        self.pane(ActivityPane).llm(msg.chunks, msg.calls)
 
     @on(br.CostChanged)
     def _cost(self, msg: br.CostChanged) -> None:
-        self.query_one(ActivityPane).refresh_cost()
+        self.pane(ActivityPane).refresh_cost()
         if msg.event.idea_id is not None:
             self.reload_ideas(frozenset({msg.event.idea_id}))
 
@@ -300,7 +303,7 @@ class AisciApp(App[None]):
                             severity="warning")
 
     def _tick(self) -> None:
-        self.query_one(ProcessTable).tick()
+        self.pane(ProcessTable).tick()
 
     # -- idea commands -----------------------------------------------------------------------
     @on(IdeaTable.ApproveRequested)
@@ -341,13 +344,13 @@ class AisciApp(App[None]):
         self.push_screen(NumberDialog("How many more ideas?", 5, 1, 500), chosen)
 
     def action_approve_selected(self) -> None:
-        self.query_one(IdeaTable).action_approve()
+        self.pane(IdeaTable).action_approve()
 
     def action_veto_selected(self) -> None:
-        self.query_one(IdeaTable).action_veto()
+        self.pane(IdeaTable).action_veto()
 
     def action_edit_selected(self) -> None:
-        self.query_one(IdeaTable).action_edit()
+        self.pane(IdeaTable).action_edit()
 
     # -- process commands -------------------------------------------------------------------------
     @on(ProcessTable.KillRequested)
@@ -381,16 +384,16 @@ class AisciApp(App[None]):
                      done=f"{msg.run} of idea {msg.idea_id} {'resumed' if msg.resume else 'paused'}")
 
     def action_kill_selected(self) -> None:
-        self.query_one(ProcessTable).action_kill()
+        self.pane(ProcessTable).action_kill()
 
     def action_extend_selected(self) -> None:
-        self.query_one(ProcessTable).action_extend()
+        self.pane(ProcessTable).action_extend()
 
     def action_pause_selected(self) -> None:
-        self.query_one(ProcessTable).action_pause()
+        self.pane(ProcessTable).action_pause()
 
     def extend_selected(self, seconds: float) -> None:
-        row = self.query_one(ProcessTable).selected()
+        row = self.pane(ProcessTable).selected()
         if row is not None:
             self._extend_run(row.idea_id, row.run, seconds)
 
@@ -407,7 +410,7 @@ class AisciApp(App[None]):
         def chosen(usd: float | None) -> None:
             if usd is not None:
                 self.command("raise_budget", scope, usd, done=f"{scope} budget now ${usd:.2f}")
-                self.query_one(ActivityPane).refresh_cost()
+                self.pane(ActivityPane).refresh_cost()
 
         self.push_screen(NumberDialog(title, round(suggestion, 2), 0, 1e6, " dollars"), chosen)
 
@@ -433,15 +436,15 @@ class AisciApp(App[None]):
 
     # -- follow / split / help / quit --------------------------------------------------------------
     def action_toggle_follow(self) -> None:
-        self.query_one(LogPane).view.action_toggle_follow()
+        self.pane(LogPane).view.action_toggle_follow()
 
     def action_toggle_split(self) -> None:
-        self.query_one(RunsPane).action_toggle_split()
+        self.pane(RunsPane).action_toggle_split()
 
     def action_help(self) -> None:
         rows: list[tuple[str, str, str, str]] = []
         seen: set[str] = set()
-        for cls in (AisciApp, IdeaTable, RunsPane, LogPane, type(self.query_one(LogPane).view),
+        for cls in (AisciApp, IdeaTable, RunsPane, LogPane, type(self.pane(LogPane).view),
                     MediaPane, ProcessTable):
             for b in cls.BINDINGS:
                 if not isinstance(b, Binding) or b.id in seen:
@@ -452,7 +455,7 @@ class AisciApp(App[None]):
         self.push_screen(HelpScreen(rows))
 
     def running_processes(self) -> int:
-        procs = len(self.query_one(ProcessTable).rows_by_key)
+        procs = len(self.pane(ProcessTable).rows_by_key)
         if self._engine_started and hasattr(self.engine, "processes"):
             try:
                 procs = max(procs, len(self.engine.processes()))

@@ -25,6 +25,11 @@ class _Dialog(ModalScreen):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog-cancel")]
 
+    def on_mount(self) -> None:
+        inputs = self.query(Input)
+        if inputs:
+            self.call_after_refresh(inputs.first().focus)
+
     def action_cancel(self) -> None:
         self.dismiss(None)
 
@@ -47,7 +52,7 @@ class ConfirmDialog(_Dialog):
                 yield Button(self.yes, id="yes", variant="error")
 
     def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+        self.call_after_refresh(self.query_one("#no", Button).focus)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

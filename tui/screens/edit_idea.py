@@ -54,6 +54,9 @@ class EditIdeaScreen(ModalScreen[dict[str, Any] | None]):
                 yield Button("Cancel", id="cancel")
                 yield Button("Save (ctrl+s)", id="save", variant="primary")
 
+    def on_mount(self) -> None:
+        self.call_after_refresh(self.query_one("#f-Title", Input).focus)
+
     def collect(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "Title": self.query_one("#f-Title", Input).value.strip(),

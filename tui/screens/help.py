@@ -13,7 +13,7 @@ from textual.widgets import Static
 INTRO = """[b]aisci[/b] runs the AI Scientist loop: ideas → novelty → your approval →
 experiments → plots → paper → review. Keys work in the focused pane; ctrl+p opens the
 command palette with every action. Remap a key in aisci.toml:
-  [tui.keys]
+  \\[tui.keys]
   approve-idea = "A"
 """
 

@@ -59,7 +59,7 @@ def render_idea(idea: IdeaRow, history: list[dict[str, Any]]) -> Group:
     return Group(*parts)
 
 
-class IdeaDetail(VerticalScroll):
+class IdeaDetail(VerticalScroll, can_focus=False):
     """Scrollable detail of one idea."""
 
     def compose(self):  # type: ignore[override]

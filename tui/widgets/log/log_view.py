@@ -207,6 +207,9 @@ class LogView(ScrollView, can_focus=True):
     @work(thread=True, exclusive=True, group="log-find")
     def _find(self, index: LineIndex, needle: str, start: int, backwards: bool) -> None:
         line = index.find(needle, start, backwards=backwards)
+        if line is None:  # wrap around, like a pager
+            line = index.find(needle, index.line_count if backwards else 0,
+                              backwards=backwards)
         self.app.call_from_thread(self._found, index, line)
 
     def _found(self, index: LineIndex, line: int | None) -> None:

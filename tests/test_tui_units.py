@@ -1,0 +1,103 @@
+"""Unit tests of the TUI's headless parts: the log line index and the event bridge."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from aisci.engine import events as ev
+from aisci.tui import bridge as br
+from aisci.tui.widgets.log.line_index import MAX_LINE_BYTES, LineIndex
+
+
+def test_index_reads_any_line_with_bounded_checkpoints(tmp_path: Path) -> None:
+    log = tmp_path / "run_1.log"
+    with open(log, "w") as fh:
+        for i in range(50_000):
+            fh.write(f"step {i}\n")
+    ix = LineIndex(log, max_checkpoints=256, cache_lines=100)
+    assert ix.scan()
+    assert ix.line_count == 50_000
+    assert ix.checkpoints <= 257 and ix.stride >= 50_000 // 256
+    assert ix.get_lines(0, 2) == ["step 0", "step 1"]
+    assert ix.get_lines(31_337, 1) == ["step 31337"]
+    assert ix.get_lines(49_999, 5) == ["step 49999"]
+    assert len(ix._cache) <= 100
+    assert ix.find("step 4000", 0) == 4000
+    assert ix.find("step 4000", 4001) == 40000
+    assert ix.find("step 12", 100, backwards=True) == 12
+    assert ix.find("nope", 0) is None
+
+
+def test_index_follows_growth_partial_lines_and_truncation(tmp_path: Path) -> None:
+    log = tmp_path / "run_1.log"
+    log.write_bytes(b"a\nb")
+    ix = LineIndex(log)
+    ix.scan()
+    assert ix.line_count == 2 and ix.get_lines(0, 5) == ["a", "b"]
+    with open(log, "ab") as fh:
+        fh.write(b"c\nd\n")
+    assert ix.scan()
+    assert ix.get_lines(0, 5) == ["a", "bc", "d"]
+    log.write_bytes(b"new\n")  # truncated / rotated: start over
+    ix.scan()
+    assert ix.get_lines(0, 5) == ["new"]
+
+
+def test_index_survives_binary_huge_lines_and_progress_bars(tmp_path: Path) -> None:
+    log = tmp_path / "run_1.log"
+    log.write_bytes(b"\xff\xfe bad utf8\n" + b"x" * 200_000 + b"\nepoch 1\r50%\r100%\nok\x1b[2J\n")
+    ix = LineIndex(log)
+    ix.scan()
+    lines = ix.get_lines(0, 10)
+    assert len(lines) == 4
+    assert "bad utf8" in lines[0] and "\ufffd" in lines[0]
+    assert len(lines[1]) == MAX_LINE_BYTES
+    assert lines[2] == "100%"
+    assert "\x1b" not in lines[3] and lines[3].startswith("ok")
+
+
+def test_bridge_coalesces_a_flood_into_a_few_messages() -> None:
+    bus = ev.EventBus()
+
+    class Sink:
+        def __init__(self) -> None:
+            self.got: list[object] = []
+
+        def post_message(self, m: object) -> bool:
+            self.got.append(m)
+            return True
+
+    sink = Sink()
+    bridge = br.EngineBridge(bus, sink)  # type: ignore[arg-type]
+    for i in range(2000):
+        bus.publish(ev.RunOutput(idea_id=1, run="run_1", lines=(f"line {i}",)))
+    for i in range(50):
+        bus.publish(ev.ProcessStats(idea_id=1, run="run_1", elapsed_s=i, limit_s=100,
+                                    cpu_percent=50, rss_bytes=1, gpu_mem_bytes=None,
+                                    last_output_age_s=0, paused=False))
+    bus.publish(ev.LLMStreamed(call_id="c1", stage="write", idea_id=1, text="Hel"))
+    bus.publish(ev.LLMStreamed(call_id="c1", stage="write", idea_id=1, text="lo"))
+    bus.publish(ev.IdeaChanged(idea_id=1, status="approved"))
+    bus.publish(ev.IdeaChanged(idea_id=2, status="vetoed"))
+    bus.publish(ev.BudgetReached(scope="lab", idea_id=None, spent_usd=2, budget_usd=2))
+    assert bridge.flush() == 5
+    kinds = {type(m): m for m in sink.got}
+    out = kinds[br.RunOutputBatch]
+    assert out.total_lines == 2000
+    assert out.lines[(1, "run_1")][-1] == "line 1999"
+    assert len(out.lines[(1, "run_1")]) == br.MAX_LINES_PER_FLUSH
+    assert kinds[br.ProcessStatsBatch].stats[0].elapsed_s == 49
+    assert kinds[br.LLMText].chunks[0][1] == "Hello"
+    assert kinds[br.IdeasChanged].idea_ids == frozenset({1, 2})
+    assert kinds[br.BudgetHit].event.spent_usd == 2
+    assert bridge.flush() == 0
+
+
+def test_engine_never_imports_the_tui_or_textual() -> None:
+    code = ("import sys, aisci.engine.engine, aisci.engine.cli; "
+            "bad = [m for m in sys.modules if m.startswith(('textual', 'aisci.tui'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
