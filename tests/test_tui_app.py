@@ -140,7 +140,7 @@ async def test_extend_and_pause_a_run(tmp_path: Path) -> None:
         await pilot.pause(0.3)
         assert ("extend_run", (1, "run_2", 900.0)) in engine.calls
         engine.bus.publish(ev.RunControl(idea_id=1, run="run_2", action="extend",
-                                         detail="1500"))
+                                         detail="+900 s, limit now 1500 s"))
         await pilot.pause(0.3)
         procs = app.query_one(ProcessTable)
         assert procs.rows_by_key["1:run_2"].limit_s == 1500

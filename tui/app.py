@@ -64,7 +64,8 @@ class AisciApp(App[None]):
     ]
 
     def __init__(self, engine: Any, *, images: ImageSupport, demo_note: str | None = None,
-                 start_engine: bool = True, model_label: str | None = None) -> None:
+                 start_engine: bool = True, model_label: str | None = None,
+                 start_notice: str | None = None) -> None:
         super().__init__()
         self.engine = engine
         self.store = engine.store
@@ -72,6 +73,7 @@ class AisciApp(App[None]):
         self.lab: Path = lab_of(engine)
         self.images = images
         self.demo_note = demo_note
+        self.start_notice = start_notice
         self.start_engine = start_engine
         self.model_label = model_label or self.settings.models.default
         self.bridge = br.EngineBridge(engine.bus, self)
@@ -129,6 +131,8 @@ class AisciApp(App[None]):
         self._load_running()
         self.call_after_refresh(self.pane(IdeaTable).focus)
         self.set_interval(1.0, self._tick)
+        if self.start_notice:
+            self.notify(self.start_notice, title="Scripted model", timeout=20)
         if self.start_engine:
             self.run_worker(self._start_engine(), name="engine-start", exit_on_error=False)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aisci.tui.images import PROTOCOLS
 
-DEMO_NOTE = "DEMO — the model is scripted (recorded answers, no API calls)"
+DEMO_BANNER = "DEMO · model is SCRIPTED (recorded answers, no API calls)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,13 +54,15 @@ def open_engine(args: argparse.Namespace) -> tuple[Any, str | None]:
     if args.demo:
         from aisci.engine import demo
 
-        lab = args.lab or Path.cwd() / "aisci-demo-lab"
-        prepared = demo.prepare_demo_lab(lab)
-        engine = demo.demo_engine(prepared, overrides=overrides, headless=False) \
-            if hasattr(demo, "demo_engine") else Engine(
-                prepared[0], prepared[1], headless=False,
-                provider_factory=getattr(demo, "provider_factory", None))
-        return engine, DEMO_NOTE
+        lab = (args.lab or Path.cwd() / "aisci-demo-lab").expanduser().resolve()
+        if not overrides:
+            return demo.make_demo_engine(lab, headless=False), demo.SCRIPTED_NOTICE
+        cfg = demo.prepare_demo_lab(lab, overrides=overrides)
+        engine = Engine(lab, cfg.settings, headless=False,
+                        provider_factory=demo.demo_provider_factory(cfg.settings),
+                        options=demo.demo_options(cfg.settings, headless=False))
+        engine.ensure_ideas(cfg.settings.ideation.num_ideas)
+        return engine, demo.SCRIPTED_NOTICE
     lab = (args.lab or Path.cwd()).resolve()
     settings = load_config(lab, overrides).settings
     return Engine(lab, settings, headless=False), None
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     images = choose_protocol(engine.settings.tui.image_protocol)
     from aisci.tui.app import AisciApp
 
-    app = AisciApp(engine, images=images, demo_note=note)
+    app = AisciApp(engine, images=images, demo_note=DEMO_BANNER if note else None,
+                   start_notice=note)
     app.run(mouse=True)
     return 0
 

@@ -7,6 +7,7 @@ their time limit or silent for too long are highlighted.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ COLUMNS = (("idea", "Idea"), ("run", "Run"), ("elapsed", "Elapsed / limit"), ("c
            ("rss", "RSS"), ("gpu", "GPU mem"), ("quiet", "Quiet"), ("iso", "Isolation"),
            ("state", "State"))
 NEAR_LIMIT = 0.9
+_LIMIT_RE = re.compile(r"limit now ([0-9.]+)")
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -114,11 +116,11 @@ class ProcessTable(DataTable):
         row = self.rows_by_key.get(self.key(e.idea_id, e.run))
         if row is None:
             return
-        if e.action == "extend" and e.detail:
-            try:
-                row.limit_s = float(e.detail.split()[0])
-            except ValueError:
-                pass
+        if e.action == "extend":
+            # the executor says "+900 s, limit now 8100 s"; stats confirm it within 1 s
+            m = _LIMIT_RE.search(e.detail)
+            if m:
+                row.limit_s = float(m.group(1))
         if e.action in ("pause", "resume"):
             row.paused = e.action == "pause"
         self._update(row)
