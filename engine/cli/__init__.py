@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "ideas_cmd",
     "review_cmd",
     "run_cmd",
+    "template_cmd",
 ]
 
 

@@ -88,7 +88,7 @@ def main():
     try:
         model = build_model(load_project(args.project))
         result = check(model)
-    except Exception as exc:  # report any failure of the project's code as "cannot check"
+    except (Exception, SystemExit) as exc:  # any failure of the project's code: cannot check
         tail = traceback.format_exc().strip().splitlines()[-1]
         print(json.dumps({"causal": None, "error": f"{type(exc).__name__}: {exc}", "where": tail}))
         return 2

@@ -5,7 +5,8 @@ Builds data/<dataset>/{train.bin,val.bin,meta.json} (uint16 token ids, char-leve
 - enwik8 and text8, downloaded from mattmahoney.net when the network allows
   (90M/5M/5M characters for train/val/test, as in the usual benchmarks).
 
-Usage: python prepare.py [shakespeare_char] [enwik8] [text8]   (default: all three)
+Usage: python prepare.py [shakespeare_char] [enwik8] [text8]   (default: all three;
+only shakespeare_char when AISCI_SMOKE=1 or AISCI_OFFLINE=1)
 A download that is not possible prints one line saying so and is skipped.
 """
 
@@ -84,6 +85,11 @@ def main(argv):
     # With no arguments the larger datasets are optional: a failed download is reported
     # but is not an error. Naming a dataset explicitly makes its failure the exit code.
     names = argv or ["shakespeare_char", "enwik8", "text8"]
+    offline = any(os.environ.get(v, "") not in ("", "0") for v in ("AISCI_SMOKE", "AISCI_OFFLINE"))
+    if offline and not argv:
+        # Smoke runs and offline labs only use the bundled corpus: no download attempt.
+        print("prepare: AISCI_SMOKE/AISCI_OFFLINE set: enwik8 and text8 not downloaded")
+        names = ["shakespeare_char"]
     ok = True
     for name in names:
         if name == "shakespeare_char":
