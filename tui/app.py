@@ -239,7 +239,7 @@ class AisciApp(App[None]):
             elif isinstance(e, ev.StageFinished) and e.stage in ("write", "improve"):
                 self.notify(f"idea {e.idea_id}: paper ready {e.summary}".strip(),
                             title="Paper finished", timeout=8)
-            elif isinstance(e, ev.StagePaused):
+            elif isinstance(e, ev.StagePaused) and e.stage != "approval":
                 self.notify(f"idea {e.idea_id}: {e.stage} paused: {e.reason}",
                             severity="warning", timeout=8)
             if (isinstance(e, ev.StageFinished) and e.idea_id == self.selected_idea

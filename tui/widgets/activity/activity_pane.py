@@ -89,8 +89,8 @@ class ActivityPane(Vertical):
             key = str(idea)
             label = "lab" if idea is None else str(idea)
             if key in table.rows:
-                table.update_cell(key, "stage", stage)
-                table.update_cell(key, "now", now)
+                table.update_cell(key, "stage", stage, update_width=True)
+                table.update_cell(key, "now", now, update_width=True)
             else:
                 table.add_row(label, stage, now, key=key)
 

@@ -70,7 +70,7 @@ class IdeaTable(DataTable):
         key = str(s.id)
         if s.id in self._rows:
             for (col, _), value in zip(COLUMNS, cells, strict=True):
-                self.update_cell(key, col, value)
+                self.update_cell(key, col, value, update_width=True)
         else:
             self.add_row(*cells, key=key)
         self._rows[s.id] = s

@@ -152,7 +152,7 @@ class ProcessTable(DataTable):
     def _update(self, row: ProcessRow) -> None:
         key = self.key(row.idea_id, row.run)
         for (col, _), value in zip(COLUMNS, self._cells(row), strict=True):
-            self.update_cell(key, col, value)
+            self.update_cell(key, col, value, update_width=True)
 
     def _cells(self, r: ProcessRow) -> tuple[object, ...]:
         near = r.limit_s > 0 and r.elapsed_s >= NEAR_LIMIT * r.limit_s

@@ -36,37 +36,50 @@ class RunTable(DataTable):
         if not baseline:
             baseline = next((r.metrics for r in runs if r.metrics), {})
         keys = list(baseline)[:KEY_METRICS]
-        signature = (idea_id, tuple(keys), tuple(
-            (r.run, r.attempt, r.status, r.elapsed_s and int(r.elapsed_s), tuple(r.metrics.items()))
-            for r in runs))
-        if signature == self._signature:
-            return  # nothing visible changed: keep cursor and avoid a repaint
-        self._signature = signature
+        rows = {r.run: self._cells(r, keys, baseline) for r in runs}
+        layout = (idea_id, tuple(keys), tuple(rows))
+        if layout == self._signature:
+            # same runs and columns: update changed cells in place (no cursor jump)
+            self.runs = runs
+            for label, cells in rows.items():
+                for col, value in zip(self._columns(keys), cells, strict=True):
+                    self.update_cell(label, col, value, update_width=True)
+            return
+        before = {r.run for r in self.runs} if idea_id == self.idea_id else set()
         keep = self.selected_run if idea_id == self.idea_id else None
+        self._signature = layout
         self.idea_id, self.runs = idea_id, runs
         self.clear(columns=True)
-        self.add_column("Run", key="run")
-        self.add_column("Try", key="attempt")
-        self.add_column("Status", key="status")
-        for k in keys:
-            self.add_column(k, key=f"m:{k}")
-        self.add_column("Time / limit", key="time")
-        for r in runs:
-            cells: list[object] = [r.run, Text(str(r.attempt), justify="right"),
-                                   Text(r.status, style=_STATUS_STYLE.get(r.status, ""))]
-            for k in keys:
-                v = r.metrics.get(k)
-                cells.append("—" if v is None else metric_delta(
-                    k, v, {} if r.run == "run_0" else baseline, guess_lower_is_better(k)))
-            limit = f" / {fmt_duration(r.limit_s)}" if r.limit_s else ""
-            cells.append(f"{fmt_duration(r.elapsed_s)}{limit}")
-            self.add_row(*cells, key=r.run)
-        # keep the user's choice; otherwise show the running run, else the newest one
-        want = keep or next((r.run for r in runs if r.status == "running"),
-                            runs[-1].run if runs else None)
+        for col, label in zip(self._columns(keys), ["Run", "Try", "Status", *keys,
+                                                    "Time / limit"], strict=True):
+            self.add_column(label, key=col)
+        for label, cells in rows.items():
+            self.add_row(*cells, key=label)
+        # a run that just started wins (follow the experiment); else keep the user's
+        # choice; else the running run; else the newest
+        running = [r.run for r in runs if r.status == "running"]
+        fresh = [r for r in running if r not in before] if before else []
+        want = (fresh[0] if fresh else keep) or (running[0] if running else
+                                                  runs[-1].run if runs else None)
         for i, r in enumerate(runs):
             if r.run == want:
                 self.move_cursor(row=i)
+
+    @staticmethod
+    def _columns(keys: list[str]) -> list[str]:
+        return ["run", "attempt", "status", *[f"m:{k}" for k in keys], "time"]
+
+    @staticmethod
+    def _cells(r: RunSummary, keys: list[str], baseline: dict[str, float]) -> list[object]:
+        cells: list[object] = [r.run, Text(str(r.attempt), justify="right"),
+                               Text(r.status, style=_STATUS_STYLE.get(r.status, ""))]
+        for k in keys:
+            v = r.metrics.get(k)
+            cells.append("—" if v is None else metric_delta(
+                k, v, {} if r.run == "run_0" else baseline, guess_lower_is_better(k)))
+        limit = f" / {fmt_duration(r.limit_s)}" if r.limit_s else ""
+        cells.append(f"{fmt_duration(r.elapsed_s)}{limit}")
+        return cells
 
     @property
     def selected_run(self) -> str | None:
