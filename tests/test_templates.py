@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -245,3 +246,27 @@ def test_nanogpt_causality_check_passes_and_catches_a_leak(tmp_path):
     (project / "experiment.py").write_text("raise SystemExit('broken')\n")
     code, verdict = _run_causality(project)
     assert code == 2 and verdict["causal"] is None and "broken" in verdict["error"]
+
+
+def test_nanogpt_prepare_builds_the_bundled_corpus_without_network_in_smoke_mode(tmp_path):
+    tpl = tmp_path / "nanogpt"
+    shutil.copytree(templates_dir() / "nanogpt", tpl)
+    env = {**os.environ, "AISCI_SMOKE": "1"}
+    proc = subprocess.run([sys.executable, "prepare.py"], cwd=tpl, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "enwik8 and text8 not downloaded" in proc.stdout
+    meta = json.loads((tpl / "data" / "shakespeare_char" / "meta.json").read_text())
+    assert meta["vocab_size"] == 65
+    train = np.fromfile(tpl / "data" / "shakespeare_char" / "train.bin", dtype=np.uint16)
+    val = np.fromfile(tpl / "data" / "shakespeare_char" / "val.bin", dtype=np.uint16)
+    assert len(train) + len(val) == 1_115_394 and abs(len(train) / 1_115_394 - 0.9) < 1e-3
+    assert "".join(meta["itos"][i] for i in train[:14]) == "First Citizen:"
+
+
+def test_cli_template_list(capsys):
+    from aisci.engine.cli import main
+    assert main(["template", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in BUNDLED:
+        assert re.search(rf"^{name}\s+\S", out, re.M)
