@@ -31,8 +31,10 @@ class StageState:
     def duration_s(self) -> float | None:
         if self.started_at is None:
             return None
-        end = self.finished_at if self.finished_at is not None else time.time()
-        return max(0.0, end - self.started_at)
+        if self.finished_at is not None:
+            return max(0.0, self.finished_at - self.started_at)
+        # Still running: so far. Paused or failed without an end time: unknown.
+        return max(0.0, time.time() - self.started_at) if self.state == "running" else None
 
     @property
     def reason(self) -> str:
@@ -50,9 +52,10 @@ class IdeaSnapshot:
     origin: str
     stages: dict[str, StageState]
     current_stage: str | None
-    """The running stage, else the first stage not done/skipped (None when the idea went
-    through every stage)."""
+    """The running stage, else the first stage not done/skipped; "approval" for a vetoed
+    idea; None when the idea went through every stage or never started."""
     current_state: str
+    """The state of that stage, or "done" / "vetoed" / "not started"."""
     cost_usd: float
     runs: list[RunRow]
     paused: bool
@@ -61,7 +64,8 @@ class IdeaSnapshot:
 
     @property
     def finished(self) -> bool:
-        return self.current_stage is None
+        """Went through every stage (vetoed and not-started ideas are not finished)."""
+        return self.current_state == "done"
 
     def elapsed_s(self) -> float:
         return sum(s.duration_s or 0.0 for s in self.stages.values())
@@ -111,6 +115,10 @@ def build_snapshot(store: LabStore, *, budget_lab_usd: float | None = None,
                                    d["finished_at"], d["detail"] or {})
                   for name, d in store.stages(row.id).items()}
         cur, cur_state = _current(stages)
+        if row.status == "vetoed":
+            cur, cur_state = "approval", "vetoed"
+        elif not stages:
+            cur, cur_state = None, "not started"
         novel = (row.novelty or {}).get("novel") if row.novelty else None
         ideas.append(IdeaSnapshot(
             id=row.id, name=row.name, title=str(row.data.get("Title", "")),

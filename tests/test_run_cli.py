@@ -141,19 +141,20 @@ async def test_progress_lines_when_not_a_tty_and_table_on_a_tty(tmp_path):
 
 def test_cli_flags_are_saved_for_resume(tmp_path):
     _lab(tmp_path)
-    # The flags are stored before the batch starts; the batch itself fails fast here
-    # because the scripted model has no cassette named "nope".
+    # The flags are stored before the batch starts; the batch itself fails fast here:
+    # the novelty check's first model call finds no cassette named "nope".
     proc = subprocess.run(
         [sys.executable, "-c", "import sys; from aisci.engine.cli import main; "
          "sys.exit(main(sys.argv[1:]))", "run", "--lab", str(tmp_path),
-         "--skip-idea-generation", "--skip-novelty-check", "--model", "scripted:nope",
-         "--budget", "2.5", "--parallel", "2"],
+         "--skip-idea-generation", "--model", "scripted:nope", "--budget", "2.5",
+         "--parallel", "2", "--set", 'literature.sources=["offline"]'],
         capture_output=True, text=True, timeout=120)
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "novelty FAILED" in proc.stdout and "nope" in proc.stdout
     with LabStore(tmp_path, read_only=True) as ro:
         saved = ro.kv_get("pipeline.cli_overrides")
         opts = ro.kv_get("pipeline.options")
     assert saved == {"models.default": "scripted:nope", "budget.lab_usd": 2.5,
-                     "scheduler.parallel": 2}
-    assert opts["skip_novelty"] is True and opts["skip_idea_generation"] is True
+                     "scheduler.parallel": 2, "literature.sources": ["offline"]}
+    assert opts["skip_novelty"] is False and opts["skip_idea_generation"] is True
     assert json.dumps(opts)

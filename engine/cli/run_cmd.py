@@ -233,7 +233,8 @@ def status_lines(lab: Path) -> list[str]:
         st = idea.stages.get(idea.current_stage or "")
         if st is not None and st.reason and state in ("failed", "paused", "waiting"):
             state = f"{state}: {st.reason[:50]}"
-        rows.append((str(idea.id), idea.name[:36], idea.status, idea.current_stage or "finished",
+        stage = idea.current_stage or ("finished" if idea.finished else "-")
+        rows.append((str(idea.id), idea.name[:36], idea.status, stage,
                      state, f"{len(ok)}/{len({r.run for r in exp})}",
                      f"${idea.cost_usd:.4f}", _fmt_duration(idea.elapsed_s())))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

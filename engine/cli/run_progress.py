@@ -73,7 +73,7 @@ def render_table(snap: LabSnapshot) -> Any:
         title += "  (generating ideas...)"
     table = Table(title=title, expand=False)
     for col in ("id", "idea", "triage", "stage", "state", "runs", "cost", "time"):
-        table.add_column(col, no_wrap=col != "idea")
+        table.add_column(col, no_wrap=col != "idea", min_width=12 if col == "idea" else None)
     for idea in snap.ideas:
         if idea.origin == "seed" and not idea.stages:
             continue
@@ -87,7 +87,8 @@ def render_table(snap: LabSnapshot) -> Any:
         if reason and state in ("failed", "paused", "waiting"):
             state = f"{state}: {reason[:40]}"
         table.add_row(str(idea.id), idea.name[:32], idea.status,
-                      idea.current_stage or "finished", state, run_txt,
+                      idea.current_stage or ("finished" if idea.finished else "-"), state,
+                      run_txt,
                       f"${idea.cost_usd:.4f}", f"{idea.elapsed_s():.0f}s")
     return table
 
