@@ -158,3 +158,20 @@ def test_cli_flags_are_saved_for_resume(tmp_path):
                      "scheduler.parallel": 2, "literature.sources": ["offline"]}
     assert opts["skip_novelty"] is False and opts["skip_idea_generation"] is True
     assert json.dumps(opts)
+
+
+async def test_sigint_stops_cleanly_with_exit_130(tmp_path):
+    import signal
+
+    ids = _lab(tmp_path, names=("idea_a",))
+
+    async def interrupted(ctx, idea_id):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the stage runs
+        await asyncio.sleep(30)
+
+    res = await run_batch(tmp_path, Settings(), _opts(), stages=_stages(write=interrupted))
+    assert res.exit_code == 130 and res.interrupted
+    with LabStore(tmp_path, read_only=True) as ro:
+        st = ro.stages(ids[0])["write"]
+    assert st["state"] == "paused" and "interrupted" in st["detail"]["reason"]
+    assert "aisci resume" in "\n".join(summary_lines(res))
