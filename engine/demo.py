@@ -123,7 +123,7 @@ def demo_provider_factory(settings: Settings) -> Callable[[str], Any]:
 def demo_options(settings: Settings, *, headless: bool) -> PipelineOptions:
     """Headless demo runs auto-approve; the TUI demo leaves the decision to the human."""
     return PipelineOptions(template=settings.general.template,
-                           auto_approve=True if headless else None)
+                           auto_approve=True if headless else None, prefetch_baseline=True)
 
 
 def make_demo_engine(path: Path | str, *, headless: bool = False) -> Any:

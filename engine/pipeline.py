@@ -95,12 +95,20 @@ async def _improve(ctx: StageContext, idea_id: int) -> Any:
     return await improve_paper(ctx, idea_id)
 
 
+async def _baseline(ctx: StageContext, template: str) -> Any:
+    from aisci.engine.experiments import ensure_baseline
+    from aisci.engine.templates import find_template
+    return await ensure_baseline(ctx, find_template(template, ctx.lab),
+                                 ctx.settings.general.smoke)
+
+
 def default_stages() -> dict[str, Callable[..., Awaitable[Any]]]:
-    """Stage name -> function. ``ideate`` is lab-level: ``(ctx, template, n) -> ids``; the
-    others are ``(ctx, idea_id) -> outcome``."""
-    return {"ideate": _ideate, "novelty": _novelty, "experiment": _experiment,
-            "plot": _plot, "write": _write, "integrity": _integrity, "review": _review,
-            "improve": _improve}
+    """Stage name -> function. ``ideate`` is lab-level: ``(ctx, template, n) -> ids``;
+    ``baseline`` is lab-level too: ``(ctx, template)``, the template's run_0 (shared by
+    every idea); the others are ``(ctx, idea_id) -> outcome``."""
+    return {"ideate": _ideate, "baseline": _baseline, "novelty": _novelty,
+            "experiment": _experiment, "plot": _plot, "write": _write,
+            "integrity": _integrity, "review": _review, "improve": _improve}
 
 
 def _auto_approve_decision(ctx: StageContext, idea_id: int) -> tuple[bool, str]:
@@ -178,6 +186,9 @@ class PipelineOptions:
     """None: ``general.auto_approve`` from the settings."""
     include_seeds: bool = False
     """Also run the template's seed ideas (default when idea generation is skipped)."""
+    prefetch_baseline: bool = False
+    """Run the template's baseline (run_0) at batch start, while ideas are still being
+    generated and checked, instead of on the first idea's critical path."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -231,6 +242,7 @@ class Pipeline:
         self._controls: dict[int, _IdeaControl] = {}
         self._ideation: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._baseline: asyncio.Task[None] | None = None
         self.outcomes: dict[int, IdeaOutcome] = {}
         self.ideation_error: str | None = None
         self.budget_stopped = False
@@ -252,10 +264,24 @@ class Pipeline:
         self._watcher = asyncio.create_task(self._watch_new_ideas(sub), name="idea-watcher")
         if not self.options.skip_idea_generation and self._ideation_remaining() > 0:
             self._start_ideation()
+        if self.options.prefetch_baseline and "baseline" in self.stages:
+            self._baseline = asyncio.create_task(self._prefetch_baseline(), name="baseline")
         self.spawn_eligible()
 
+    async def _prefetch_baseline(self) -> None:
+        # Best effort: a failure here is reported again, with its log, by the first
+        # idea's experiment stage, which needs the baseline anyway.
+        try:
+            await self.stages["baseline"](self.ctx, self.options.template)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # reported as a notice; the experiment stage retries
+            self.bus.publish(ev.Notice(level="warning", message=(
+                f"baseline of {self.options.template} not ready: {one_line(exc)}")))
+
     async def stop(self) -> None:
-        tasks = [t for t in (self._ideation, self._watcher, *self._runners.values()) if t]
+        tasks = [t for t in (self._ideation, self._watcher, self._baseline,
+                             *self._runners.values()) if t]
         for t in tasks:
             t.cancel()
         for t in tasks:

@@ -131,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         template=s.general.template, skip_idea_generation=args.skip_idea_generation,
         skip_novelty=args.skip_novelty_check, improvement=args.improvement,
         auto_approve=True if args.auto_approve else None,
-        include_seeds=args.skip_idea_generation)
+        include_seeds=args.skip_idea_generation, prefetch_baseline=True)
     n = s.ideation.num_ideas if args.num_ideas is None else args.num_ideas
     return _execute(lab, cfg, options, n, overrides)
 
