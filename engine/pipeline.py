@@ -487,7 +487,9 @@ class Pipeline:
 
     # -- one stage ------------------------------------------------------------------------
     def _set(self, idea_id: int, stage: str, state: str, **detail: Any) -> None:
-        self.store.set_stage(idea_id, stage, state, detail or None)
+        # The detail always replaces the previous one: a stage running again must not
+        # keep the reason it was paused or failed for.
+        self.store.set_stage(idea_id, stage, state, detail)
 
     async def _run_stage(self, idea_id: int, stage: str) -> IdeaOutcome | None:
         """Run (or decide) one stage. None = go on to the next stage; an IdeaOutcome =
