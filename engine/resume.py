@@ -5,8 +5,9 @@ lock guarantees only one engine per lab). If its process still exists — same p
 same start time as recorded (``psutil`` create_time, 0.01 s tolerance), so a recycled
 pid is never touched — the process group/tree it leads is terminated (SIGTERM, a grace
 period, SIGKILL). Processes of its group or session that outlived the leader are found
-by process-group / session id and the same start-time rule. No other process is ever
-signalled. The attempt is then marked ``interrupted``; the run loop re-runs that run from
+by process-group / session id and the same start-time rule; descendants that left both
+(setsid) and were re-parented are found by the executor's run token in their environment
+together with a working directory inside this lab. No other process is ever signalled. The attempt is then marked ``interrupted``; the run loop re-runs that run from
 its start and keeps the partial log as a failed attempt.
 """
 
@@ -18,6 +19,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 from aisci.engine.store import LabStore, RunRow
@@ -124,6 +126,42 @@ def _finish_interrupted(store: LabStore, row: RunRow) -> None:
                      finished_at=now, duration_s=duration)
 
 
+RUN_TOKEN_VAR = b"AISCI_RUN_TOKEN="
+"""Set by the executor in every child's environment (inherited by its descendants)."""
+
+
+def _is_lab_orphan(proc: psutil.Process, lab: Path) -> bool:
+    """A process our executor started for this lab: it carries the run token in its
+    environment and works inside the lab. Only the engine holding the lab lock may call
+    this, so such a process is left over from a previous engine."""
+    try:
+        cwd = Path(proc.cwd()).resolve()
+        if not cwd.is_relative_to(lab):
+            return False
+        with open(f"/proc/{proc.pid}/environ", "rb") as fh:
+            return any(item.startswith(RUN_TOKEN_VAR) for item in fh.read().split(b"\0"))
+    except (psutil.Error, OSError, ValueError):
+        return False
+
+
+def sweep_lab_orphans(lab: Path, grace_s: float = 3.0) -> list[int]:
+    """Terminate leftovers the runs table cannot name: descendants that left their
+    process group and session (setsid) and were re-parented when the engine died."""
+    lab = Path(lab).resolve()
+    me = os.getpid()
+    procs = [p for p in psutil.process_iter() if p.pid != me and _is_lab_orphan(p, lab)]
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=2.0)
+    return sorted(p.pid for p in procs)
+
+
 def recover_lab(store: LabStore, grace_s: float = 3.0) -> RecoveryReport:
     """Clean up after a previous engine: terminate its orphans, mark its attempts
     interrupted, and list the stages it left running (the pipeline re-runs them)."""
@@ -137,6 +175,9 @@ def recover_lab(store: LabStore, grace_s: float = 3.0) -> RecoveryReport:
                 report.terminated_pids.extend(killed)
         _finish_interrupted(store, row)
         report.interrupted_runs.append(row.id)
+    if Path("/proc").is_dir():
+        swept = sweep_lab_orphans(store.lab_dir, grace_s)
+        report.terminated_pids.extend(p for p in swept if p not in report.terminated_pids)
     for idea in store.list_ideas():
         for stage, st in store.stages(idea.id).items():
             if st["state"] == "running":

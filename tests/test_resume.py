@@ -3,6 +3,7 @@ recorded pid AND start time match, whole tree included; they are marked interrup
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -81,3 +82,28 @@ def test_dead_pid_only_marks_interrupted_and_lists_stale_stages(tmp_path):
     assert report.stale_stages == [(idea, "experiment")]
     assert "1 interrupted run attempt(s)" in report.summary()
     store.close()
+
+
+def test_reparented_setsid_leftover_found_by_run_token_and_lab_cwd(tmp_path):
+    lab = tmp_path / "lab"
+    idea_dir = lab / "ideas" / "1-x"
+    idea_dir.mkdir(parents=True)
+    store = LabStore(lab)
+    env = {**os.environ, "AISCI_RUN_TOKEN": "abc123"}
+    code = "import time; time.sleep(300)"
+    ours = subprocess.Popen([sys.executable, "-c", code], cwd=idea_dir, env=env,
+                            start_new_session=True)
+    elsewhere = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                                 start_new_session=True)
+    no_token = subprocess.Popen([sys.executable, "-c", code], cwd=idea_dir,
+                                start_new_session=True)
+    try:
+        time.sleep(0.3)
+        report = recover_lab(store, grace_s=1.0)
+        assert ours.wait(timeout=10) is not None and ours.pid in report.terminated_pids
+        assert elsewhere.poll() is None and no_token.poll() is None
+    finally:
+        for p in (ours, elsewhere, no_token):
+            p.kill()
+            p.wait()
+        store.close()
