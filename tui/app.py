@@ -43,6 +43,8 @@ clock = time.time
 """Wall clock; tests freeze it for deterministic snapshots."""
 
 LEFT = ("ideas", "runs", "review")
+#: Pane names short enough for an 80-column pane bar.
+SHORT_TITLES = ("Ideas", "Runs", "Review", "Log", "Plots", "Processes", "Cost")
 RIGHT = ("log", "plots", "processes", "activity")
 
 
@@ -83,7 +85,7 @@ class AisciApp(App[None]):
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(self._status_text(), id="status-bar", markup=False)
-        yield Static(" · ".join(f"{i + 1} {t}" for i, (_, t) in enumerate(self.PANES)),
+        yield Static("  ".join(f"{i + 1} {t}" for i, t in enumerate(SHORT_TITLES)),
                      id="pane-bar", markup=False)
         with Horizontal(id="panes"):
             with TabbedContent(id="left-tabs"):

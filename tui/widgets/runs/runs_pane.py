@@ -58,7 +58,12 @@ class RunsPane(Vertical):
     def _load_diff(self, repo: Path, run: str) -> None:
         diff = git_diff(repo, run)
         prev = previous_ref(run)
-        title = f"{run} vs {prev}" if prev else f"{run} (baseline)"
+        if prev:
+            title = f"{run} vs {prev}"
+        elif run == "run_0":
+            title = "run_0 (the unmodified template)"
+        else:
+            title = f"{run} (not an experiment run: no code diff)"
         self.app.call_from_thread(self.query_one(DiffView).show, title, diff)
 
     def action_toggle_split(self) -> None:
