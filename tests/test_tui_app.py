@@ -252,3 +252,21 @@ async def test_palette_offers_context_commands_and_themes(tmp_path: Path) -> Non
 @pytest.mark.parametrize("frozen", [FROZEN_NOW])
 def test_frozen_clock_constant(frozen: float) -> None:
     assert frozen > 0
+
+
+async def test_a_newly_started_run_of_the_selected_idea_is_shown(tmp_path: Path) -> None:
+    app, engine, _ = make_app(tmp_path, running=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        pane = app.query_one(LogPane)
+        assert pane.run == "run_1"
+        log = tmp_path / "lab" / "ideas" / "1-adaptive_weight_decay" / "logs" / "run_2.log"
+        engine.store.add_run(1, "run_2", 1, "experiment", status="running",
+                             started_at=FROZEN_NOW, limit_s=600.0, log_path=str(log))
+        engine.bus.publish(ev.RunStarted(idea_id=1, run="run_2", attempt=1, pid=1, limit_s=600,
+                                         isolation="bwrap", log_path=str(log)))
+        engine.bus.publish(ev.StageProgress(idea_id=1, stage="experiment", message="run 2"))
+        engine.bus.publish(ev.IdeaChanged(idea_id=1, status="approved"))
+        await pilot.pause(0.5)
+        assert pane.run == "run_2"
+        assert app.query_one("RunTable").selected_run == "run_2"

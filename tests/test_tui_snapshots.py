@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_tui_support import StoreEngine, build_lab, frozen_clock
-
 from aisci.tui.app import AisciApp
 from aisci.tui.images import choose_protocol
+from test_tui_support import StoreEngine, build_lab, frozen_clock
 
 PANES = ["1", "2", "3", "4", "5", "6", "7"]
 

@@ -1,0 +1,90 @@
+"""A real-terminal test: ``aisci-tui --demo`` inside tmux (private socket, 120x40), keys
+via send-keys, the screen via capture-pane. The demo runs the pipeline for real on the
+CPU with the scripted model, so this test takes about a minute."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
+
+TUI = Path(sys.executable).with_name("aisci-tui")
+
+
+class Tmux:
+    def __init__(self, socket: str) -> None:
+        self.socket = socket
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
+                              text=True, check=True, timeout=20).stdout
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            self.run("send-keys", "-t", "tui", key)
+            time.sleep(0.15)
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "tui")
+
+    def wait_for(self, check: Callable[[str], bool], timeout: float, what: str) -> str:
+        end = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < end:
+            text = self.screen()
+            if check(text):
+                return text
+            time.sleep(0.25)
+        raise AssertionError(f"timed out waiting for {what}; screen was:\n{text}")
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    t = Tmux(f"aisci-test-{os.getpid()}")
+    env = {"AISCI_USER_CONFIG": str(tmp_path / "no-user-config.toml"), "TERM": "xterm-256color"}
+    exports = " ".join(f"{k}={v}" for k, v in env.items())
+    # COLUMNS/LINES from the calling environment would override the pane size
+    cmd = (f"cd {tmp_path} && env -u COLUMNS -u LINES {exports} {TUI} --demo "
+           f"--lab {tmp_path / 'demo'}")
+    t.run("-f", "/dev/null", "new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", cmd)
+    try:
+        yield t
+    finally:
+        subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
+
+
+def idea_rows(screen: str) -> list[str]:
+    return [line for line in screen.splitlines() if re.match(r"^\s+\d+\s+[a-z][a-z0-9_]+\s", line)]
+
+
+def test_demo_in_a_real_terminal(tmux: Tmux) -> None:
+    screen = tmux.wait_for(lambda s: "Ideas" in s and "Review" in s and "SCRIPTED" in s,
+                           30, "the pane titles and the scripted-model banner")
+    for title in ("1 Ideas", "2 Runs", "3 Review", "4 Log", "5 Plots", "6 Processes",
+                  "7 Cost"):
+        assert title in screen
+    screen = tmux.wait_for(lambda s: any("approval waiting" in r for r in idea_rows(s)), 120,
+                           "an idea waiting for approval")
+    rows = idea_rows(screen)
+    target = next(i for i, r in enumerate(rows) if "approval waiting" in r)
+    name = rows[target].split()[1]
+    tmux.keys("1", *["Down"] * target, "a")
+    tmux.wait_for(lambda s: any(name in r and "approved" in r for r in idea_rows(s)), 20,
+                  f"{name} shown as approved")
+    tmux.keys("4")
+    tmux.wait_for(lambda s: re.search(r"step \d+/\d+ train_loss=", s) is not None, 180,
+                  "experiment output in the log pane")
+    tmux.keys("q")
+    time.sleep(0.5)
+    if "Quit anyway" in tmux.screen():
+        tmux.keys("y")
