@@ -315,6 +315,9 @@ class OutputPump:
     def flush(self) -> None:
         with self._lock:
             self._last_flush = time.monotonic()
+            # the log file is the TUI's source for the visible run: keep it current
+            with contextlib.suppress(OSError, ValueError):
+                self._log.flush()
             if not self._pending and not self._omitted_now:
                 return
             batch = self._pending
