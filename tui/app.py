@@ -42,14 +42,16 @@ from textual.worker import Worker, WorkerState
 clock = time.time
 """Wall clock; tests freeze it for deterministic snapshots."""
 
-LEFT = ("ideas", "runs", "review")
+# In a wide terminal the two groups sit side by side: the log (left) next to the plots
+# (right) is the view to watch a run in.
+LEFT = ("ideas", "runs", "review", "log")
+RIGHT = ("plots", "processes", "activity")
 #: Pane names short enough for an 80-column pane bar.
 SHORT_TITLES = ("Ideas", "Runs", "Review", "Log", "Plots", "Processes", "Cost")
-RIGHT = ("log", "plots", "processes", "activity")
 
 
 class AisciApp(App[None]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "aisci"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
     AUTO_FOCUS = "#idea-table"
@@ -96,9 +98,9 @@ class AisciApp(App[None]):
                     yield RunsPane(self.lab, self.store, id="runs-pane")
                 with TabPane("3 Review", id="review"):
                     yield Scorecard(id="scorecard")
-            with TabbedContent(id="right-tabs"):
                 with TabPane("4 Log", id="log"):
                     yield LogPane(id="log-pane")
+            with TabbedContent(id="right-tabs"):
                 with TabPane("5 Plots & paper", id="plots"):
                     yield MediaPane(self.images, id="media-pane")
                 with TabPane("6 Processes", id="processes"):
