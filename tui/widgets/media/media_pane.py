@@ -21,6 +21,24 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 
+def fit_cells(png: Path, box_w: int, box_h: int) -> tuple[int, int]:
+    """The largest (columns, rows) inside the box that keep the picture's aspect ratio,
+    using the terminal's cell size in pixels."""
+    from PIL import Image
+    from textual_image._terminal import get_cell_size
+
+    try:
+        with Image.open(png) as img:
+            px_w, px_h = img.size
+    except OSError:
+        return box_w, box_h
+    cell = get_cell_size()
+    cell_w, cell_h = (cell.width or 10), (cell.height or 20)
+    scale = min(box_w * cell_w / px_w, box_h * cell_h / px_h)
+    return (max(1, min(box_w, int(px_w * scale / cell_w))),
+            max(1, min(box_h, int(px_h * scale / cell_h))))
+
+
 @dataclass(frozen=True)
 class MediaItem:
     label: str
@@ -28,13 +46,14 @@ class MediaItem:
     page: int | None = None  # PDF page (0-based) or None for a PNG
 
 
-class MediaPane(Vertical):
+class MediaPane(Vertical, can_focus=True):
     BINDINGS = [
         Binding("right_square_bracket,right", "next", "Next figure", id="media-next"),
         Binding("left_square_bracket,left", "previous", "Prev figure", id="media-previous"),
     ]
     DEFAULT_CSS = """
     MediaPane #media-image { width: 1fr; height: 1fr; }
+    MediaPane { align-horizontal: center; }
     """
 
     def __init__(self, images: ImageSupport, **kwargs: object) -> None:
@@ -140,7 +159,16 @@ class MediaPane(Vertical):
         if self.images.widget_class is None:
             widget.update("" if png is None else f"(images off) {png.name}")  # type: ignore[attr-defined]
             return
+        if png is not None:
+            # size the widget in cells ourselves: a picture that overflows its area would
+            # make a sixel terminal scroll the whole screen
+            w, h = fit_cells(png, self.size.width, max(1, self.size.height - 1))
+            widget.styles.width, widget.styles.height = w, h
         widget.image = png  # type: ignore[attr-defined]
+
+    def on_resize(self) -> None:
+        self._shown = None
+        self._show()
 
     def action_next(self) -> None:
         if self.items:
