@@ -68,6 +68,7 @@ async def test_approve_from_the_table_updates_store_and_row(tmp_path: Path) -> N
 async def test_veto_asks_for_a_reason(tmp_path: Path) -> None:
     app, engine, seen = make_app(tmp_path)
     async with app.run_test(size=(120, 40), message_hook=hook(seen)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         await pilot.press("down", "v")
         assert isinstance(app.screen, ReasonDialog)
         await pilot.press("enter")  # empty reason is refused
@@ -84,6 +85,7 @@ async def test_veto_asks_for_a_reason(tmp_path: Path) -> None:
 async def test_edit_form_validates_with_the_idea_schema(tmp_path: Path) -> None:
     app, engine, _ = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         await pilot.press("e")
         screen = app.screen
         assert isinstance(screen, EditIdeaScreen)
@@ -111,6 +113,7 @@ def _start_run(engine: StoreEngine, run: str = "run_2") -> None:
 async def test_kill_a_run_from_the_process_pane_after_confirmation(tmp_path: Path) -> None:
     app, engine, seen = make_app(tmp_path, running=False)
     async with app.run_test(size=(120, 40), message_hook=hook(seen)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         _start_run(engine)
         await pilot.pause(0.3)
         await pilot.press("6")
@@ -132,6 +135,7 @@ async def test_kill_a_run_from_the_process_pane_after_confirmation(tmp_path: Pat
 async def test_extend_and_pause_a_run(tmp_path: Path) -> None:
     app, engine, _ = make_app(tmp_path, running=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         _start_run(engine)
         await pilot.pause(0.3)
         await pilot.press("6", "x")
@@ -155,6 +159,7 @@ async def test_budget_reached_asks_to_raise_it(tmp_path: Path) -> None:
     settings.budget.lab_usd = 0.25
     app, engine, _ = make_app(tmp_path, settings)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         engine.bus.publish(ev.BudgetReached(scope="lab", idea_id=None, spent_usd=0.256,
                                             budget_usd=0.25, stage="experiment"))
         await pilot.pause(0.3)
@@ -168,6 +173,7 @@ async def test_budget_reached_asks_to_raise_it(tmp_path: Path) -> None:
 async def test_log_pane_follows_new_output_of_the_visible_run(tmp_path: Path) -> None:
     app, engine, seen = make_app(tmp_path, log_lines=50)
     async with app.run_test(size=(120, 40), message_hook=hook(seen)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         await pilot.press("4")
         await pilot.pause(0.5)
         pane = app.query_one(LogPane)
@@ -200,6 +206,7 @@ async def test_keys_can_be_remapped_from_settings(tmp_path: Path) -> None:
     settings.tui.keys = {"approve-idea": "A"}
     app, engine, _ = make_app(tmp_path, settings)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         await pilot.press("down", "a")
         await pilot.pause(0.2)
         assert not any(c[0] == "approve" for c in engine.calls)
@@ -211,6 +218,7 @@ async def test_keys_can_be_remapped_from_settings(tmp_path: Path) -> None:
 async def test_quit_asks_when_experiments_run(tmp_path: Path) -> None:
     app, engine, _ = make_app(tmp_path)  # run_2 is running in the store
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("n")
@@ -223,6 +231,7 @@ async def test_quit_asks_when_experiments_run(tmp_path: Path) -> None:
 async def test_narrow_terminal_shows_one_pane_group_at_a_time(tmp_path: Path) -> None:
     app, _, _ = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         assert app.screen.has_class("-narrow")
         assert app.query_one("#left-tabs").display and not app.query_one("#right-tabs").display
         await pilot.press("6")
@@ -238,6 +247,7 @@ async def test_narrow_terminal_shows_one_pane_group_at_a_time(tmp_path: Path) ->
 async def test_palette_offers_context_commands_and_themes(tmp_path: Path) -> None:
     app, engine, _ = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         from aisci.tui.commands import AisciCommands
 
         provider = AisciCommands(app.screen)
@@ -262,6 +272,7 @@ def test_frozen_clock_constant(frozen: float) -> None:
 async def test_a_newly_started_run_of_the_selected_idea_is_shown(tmp_path: Path) -> None:
     app, engine, _ = make_app(tmp_path, running=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table
         await pilot.pause(0.3)
         pane = app.query_one(LogPane)
         assert pane.run == "run_1"

@@ -133,12 +133,18 @@ class AisciApp(App[None]):
         self.bridge.start()
         self.reload_ideas()
         self._load_running()
-        self.call_after_refresh(self.pane(IdeaTable).focus)
+        self.call_after_refresh(self._initial_focus)
         self.set_interval(1.0, self._tick)
         if self.start_notice:
             self.notify(self.start_notice, title="Scripted model", timeout=20)
         if self.start_engine:
             self.run_worker(self._start_engine(), name="engine-start", exit_on_error=False)
+
+    def _initial_focus(self) -> None:
+        # only when the user has not already moved (focusing a widget in a hidden tab
+        # would switch the tab back)
+        if self.focused is None:
+            self.pane(IdeaTable).focus()
 
     async def _start_engine(self) -> None:
         await self.engine.start()
