@@ -286,3 +286,19 @@ async def test_a_newly_started_run_of_the_selected_idea_is_shown(tmp_path: Path)
         await pilot.pause(0.5)
         assert pane.run == "run_2"
         assert app.query_one("RunTable").selected_run == "run_2"
+
+
+async def test_palette_commands_reach_the_engine_for_the_selected_idea(tmp_path: Path) -> None:
+    app, engine, _ = make_app(tmp_path)
+    calls: list[tuple[str, tuple[Any, ...]]] = []
+    engine.pause_idea = lambda i: calls.append(("pause_idea", (i,)))  # type: ignore[attr-defined]
+    engine.retry_stage = lambda i, s: calls.append(("retry_stage", (i, s)))  # type: ignore[attr-defined]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        from aisci.tui.commands import AisciCommands
+
+        commands = {t: cb for t, cb, _ in AisciCommands(app.screen)._commands()}
+        commands["Pause idea #1 adaptive_weight_decay"]()
+        commands["Retry stage experiment of idea #1 adaptive_weight_decay"]()
+        await pilot.pause(0.3)
+    assert calls == [("pause_idea", (1,)), ("retry_stage", (1, "experiment"))]

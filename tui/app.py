@@ -228,6 +228,19 @@ class AisciApp(App[None]):
         s = self.pane(IdeaTable).summary(self.selected_idea)
         return f"#{self.selected_idea} {s.name}" if s else f"#{self.selected_idea}"
 
+    def selected_stage(self) -> str | None:
+        """The selected idea's current stage (for retry / skip)."""
+        if self.selected_idea is None:
+            return None
+        s = self.pane(IdeaTable).summary(self.selected_idea)
+        return s.stage if s and s.stage else None
+
+    def idea_command(self, name: str, *args: Any) -> None:
+        """Run an engine command on the selected idea (pause, resume, retry, skip, ...)."""
+        if self.selected_idea is not None:
+            self.command(name, self.selected_idea, *args,
+                         done=f"idea {self.selected_idea}: {name.replace('_', ' ')} {' '.join(map(str, args))}".strip())
+
     def selected_process_label(self) -> str | None:
         row = self.pane(ProcessTable).selected()
         return None if row is None else f"{row.run} of idea {row.idea_id}"

@@ -24,6 +24,23 @@ class AisciCommands(Provider):
                 (f"Approve idea {idea}", app.action_approve_selected, "start its experiments"),
                 (f"Veto idea {idea}", app.action_veto_selected, "asks for a reason"),
                 (f"Edit idea {idea}", app.action_edit_selected, "title, plan and scores"),
+                (f"Pause idea {idea}", partial(app.idea_command, "pause_idea"),
+                 "at its next safe point"),
+                (f"Resume idea {idea}", partial(app.idea_command, "resume_idea"), ""),
+            ]
+            stage = app.selected_stage()
+            if stage:
+                out += [
+                    (f"Retry stage {stage} of idea {idea}",
+                     partial(app.idea_command, "retry_stage", stage), ""),
+                    (f"Skip stage {stage} of idea {idea}",
+                     partial(app.idea_command, "skip_stage", stage), ""),
+                ]
+            out += [
+                (f"Literature down for {idea}: skip the novelty check",
+                 partial(app.idea_command, "literature_decision", "skip"), ""),
+                (f"Literature down for {idea}: retry the search",
+                 partial(app.idea_command, "literature_decision", "retry"), ""),
             ]
         out.append(("Generate more ideas", app.action_generate, "ask for N new ideas"))
         proc = app.selected_process_label()
