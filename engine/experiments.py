@@ -250,7 +250,9 @@ async def _prepare_data(ctx: StageContext, template: Any, folder: Path) -> None:
     from aisci.engine.executor import RunSpec
     spec = RunSpec(argv=argv, cwd=folder, log_path=folder / "logs" / "prepare.log",
                    limit_s=PREPARE_LIMIT_S, kind="prepare", run="prepare", idea_id=None,
-                   writable=[folder], network=True)
+                   writable=[folder], network=True,
+                   # In smoke mode templates skip their downloads (tiny data suffices).
+                   env=dict(template.smoke_env) if ctx.settings.general.smoke else {})
     res = await _executor(ctx).run(spec)
     _check_interrupted(res, f"data preparation of {template.name}")
     if res.status != "ok":

@@ -67,6 +67,9 @@ def read_final_info(run_dir: Path) -> dict[str, Any]:
                          "keyed by dataset")
     for key, value in data.items():
         means = value.get("means") if isinstance(value, dict) else None
+        if isinstance(means, int | float) and not isinstance(means, bool):
+            # Some reference-system templates write one bare number per dataset.
+            value["means"] = means = {"value": means}
         if not isinstance(means, dict) or not means:
             raise ValueError(f"{path.parent.name}/final_info.json: {key!r} has no 'means' "
                              "object of metrics")

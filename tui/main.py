@@ -51,6 +51,8 @@ def open_engine(args: argparse.Namespace) -> tuple[Any, str | None]:
     from aisci.engine.engine import Engine
 
     overrides = _overrides(args)
+    if not args.demo and _wants_demo(args, overrides):
+        args.demo = True
     if args.demo:
         from aisci.engine import demo
 
@@ -66,6 +68,35 @@ def open_engine(args: argparse.Namespace) -> tuple[Any, str | None]:
     lab = (args.lab or Path.cwd()).resolve()
     settings = load_config(lab, overrides).settings
     return Engine(lab, settings, headless=False), None
+
+
+def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:
+    """Without --demo, the demo still runs when the lab is a demo lab, or when the lab is
+    new and the configured model's API key is not set (so a first run on a machine
+    without keys shows the whole pipeline instead of failing on the first LLM call)."""
+    import os
+
+    from aisci.engine.config import LAB_CONFIG_NAME, load_config
+    from aisci.engine.demo import DEMO_MARKER
+    from aisci.engine.doctor import PROVIDER_KEYS
+
+    lab = (args.lab or Path.cwd()).expanduser().resolve()
+    cfg_file = lab / LAB_CONFIG_NAME
+    if cfg_file.is_file() and cfg_file.read_text(encoding="utf-8").startswith(DEMO_MARKER):
+        return True
+    if (lab / "aisci.db").exists():
+        return False
+    settings = load_config(lab, overrides).settings
+    provider = settings.models.default.split(":", 1)[0]
+    if provider == "scripted":
+        return False
+    endpoint = settings.llm.endpoints.get(provider)
+    var = endpoint.api_key_env if endpoint is not None else PROVIDER_KEYS.get(provider)
+    if var is None or os.environ.get(var):
+        return False
+    print(f"aisci-tui: {var} is not set: starting the offline demo (scripted model) in {lab}",
+          file=sys.stderr)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
