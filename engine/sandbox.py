@@ -265,22 +265,22 @@ def bwrap_argv(bwrap: str, layout: BwrapLayout, argv: list[str],
     """The full bubblewrap command line running ``argv`` inside the sandbox."""
     args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--dir", _SANDBOX_HOME]
-    # Mask the engine user's real home (keys, configs, shell history), then re-expose
-    # read-only only what the interpreter needs; the child's HOME is a private tmpfs dir.
+    # Mask the engine user's real home (keys, configs, shell history); the child's HOME is
+    # a private tmpfs dir. The private /tmp and the masked home would also hide what the
+    # child needs (a venv or a lab under /tmp, pyenv under ~), so the interpreter's
+    # directories and the files named on the command line are re-exposed read-only.
+    masked = [Path("/tmp")]
     real_home = Path(home or os.path.expanduser("~")).resolve()
     if real_home != Path("/") and real_home.is_dir():
         args += ["--tmpfs", str(real_home)]
-        seen: set[Path] = set()
-        for p in [*interpreter_paths(), *layout.visible]:
-            rp = p.resolve()
-            if _inside(rp, real_home) and rp != real_home and rp not in seen:
-                seen.add(rp)
-                args += ["--ro-bind-try", str(rp), str(rp)]
-    # argv files under /tmp (e.g. a lab in a temp dir) would be hidden by the private /tmp.
-    for p in layout.visible:
+        masked.append(real_home)
+    seen: set[Path] = set()
+    for p in [*interpreter_paths(), *layout.visible]:
         rp = p.resolve()
-        if _inside(rp, Path("/tmp")) and rp != Path("/tmp"):
-            args += ["--ro-bind-try", str(rp), str(rp)]
+        if rp in seen or rp in masked or not any(_inside(rp, m) for m in masked):
+            continue
+        seen.add(rp)
+        args += ["--ro-bind-try", str(rp), str(rp)]
     for dev in sorted(glob.glob("/dev/nvidia*")):
         args += ["--dev-bind-try", dev, dev]
     args += ["--dev-bind-try", "/dev/dri", "/dev/dri"]

@@ -103,3 +103,21 @@ def test_no_secret_reaches_the_engine_children_via_extra_env(monkeypatch):
     env = child_environment(SandboxSettings(extra_env=["OPENAI_API_KEY"]), home="/h",
                             tmpdir="/t")
     assert "OPENAI_API_KEY" not in env and os.environ["OPENAI_API_KEY"] == "sk-x"
+
+
+def test_a_venv_under_tmp_stays_visible_after_the_private_tmp(tmp_path, monkeypatch):
+    """CI clones into a temp dir: the interpreter's venv under /tmp must be re-exposed
+    read-only after bubblewrap mounts the private /tmp, or the child cannot start."""
+    from aisci.engine import sandbox
+
+    venv = Path("/tmp") / f"aisci-venv-{os.getpid()}"
+    venv.mkdir(exist_ok=True)
+    try:
+        monkeypatch.setattr(sandbox, "interpreter_paths", lambda: [venv])
+        args = sandbox.bwrap_argv("bwrap", sandbox.BwrapLayout(cwd=tmp_path), ["python"],
+                                  home=str(tmp_path / "home"))
+        tmpfs_at = args.index("/tmp", args.index("--tmpfs"))
+        bind_at = args.index(str(venv))
+        assert args[bind_at - 1] == "--ro-bind-try" and bind_at > tmpfs_at
+    finally:
+        venv.rmdir()
