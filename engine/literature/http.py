@@ -7,15 +7,14 @@ thread and the caller also bounds its wait, so a stuck server never stalls the e
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
 from aisci import __version__
+from aisci.engine.retry_after import parse_retry_after
 
 USER_AGENT = f"aisci/{__version__} (+literature search for novelty checks and citations)"
 
@@ -29,22 +28,6 @@ class SourceError(RuntimeError):
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _get(url: str, headers: dict[str, str], timeout: float) -> Any:

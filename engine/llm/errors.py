@@ -3,11 +3,11 @@ server asks for, and whether a 429 means "slow down" or "out of money"."""
 
 from __future__ import annotations
 
-import email.utils
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
+
+from aisci.engine.retry_after import parse_retry_after
 
 # Wording providers use when the account, not the request rate, is the problem. A 429
 # carrying one of these is a spend limit: waiting does not help, so it is not retried.
@@ -31,15 +31,4 @@ def retry_after_seconds(headers: Mapping[str, str] | Any | None) -> float | None
             return max(0.0, float(ms) / 1000.0)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return parse_retry_after(headers.get("retry-after"))
