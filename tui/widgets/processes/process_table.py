@@ -95,6 +95,9 @@ class ProcessTable(DataTable):
     def started(self, e: ev.RunStarted) -> None:
         key = self.key(e.idea_id, e.run)
         row = ProcessRow(e.idea_id, e.run, e.limit_s, e.isolation, e.ts)
+        # A run already under way (TUI attached late) shows its age at once, not 0:00
+        # until the first tick or stats sample.
+        row.elapsed_s = max(0.0, clock() - e.ts)
         if key in self.rows_by_key:
             self.remove_row(key)
         self.rows_by_key[key] = row
