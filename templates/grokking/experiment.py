@@ -93,6 +93,12 @@ class DecoderBlock(nn.Module):
         self.ln1 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
         self.ln2 = nn.LayerNorm(dim)
+        # Initialised like torch.nn.MultiheadAttention, which the reference model uses:
+        # Xavier-uniform on the stacked q/k/v projection, zero biases. The init scale
+        # matters for grokking (larger weights delay generalisation).
+        nn.init.xavier_uniform_(self.qkv.weight)
+        nn.init.zeros_(self.qkv.bias)
+        nn.init.zeros_(self.proj.bias)
 
     def forward(self, x, last_only=False):
         """Causal self-attention + MLP (post-norm). With last_only, only the last
