@@ -43,7 +43,7 @@ class GeneralSettings(_Section):
 class ModelSettings(_Section):
     """Model per stage, as ``provider:model``; a stage left empty uses ``default``."""
 
-    default: str = "anthropic:claude-sonnet-4-5"
+    default: str = "anthropic:claude-sonnet-5-5"
     ideate: str | None = None
     novelty: str | None = None
     experiment: str | None = None
@@ -72,7 +72,12 @@ class LLMSettings(_Section):
     retry_after_cap_s: float = Field(120.0, gt=0)
     call_deadline_s: float = Field(900.0, gt=0)
     stream_restarts: int = Field(2, ge=0, le=10)
-    max_tokens: int = Field(8192, ge=16)
+    max_tokens: int = Field(16000, ge=16)
+    """Output cap per call; on models that think before answering (Claude Sonnet 5.x)
+    the thinking counts against it, so keep it generous (only used tokens are billed)."""
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    """Anthropic ``output_config.effort`` (how much the model thinks); unset = the
+    model's own default. Lower effort is cheaper and faster."""
     temperature: float = Field(0.75, ge=0, le=2)
     json_repairs: int = Field(1, ge=0, le=5)
     request_timeout_s: float = Field(300.0, gt=0)

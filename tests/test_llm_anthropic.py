@@ -11,6 +11,7 @@ from aisci.engine.config import Settings
 from aisci.engine.events import EventBus
 from aisci.engine.llm.base import (
     AuthError,
+    BadRequest,
     LLMRequest,
     Message,
     Overloaded,
@@ -255,3 +256,74 @@ async def test_unreachable_server_is_a_connection_error(env, monkeypatch):
 
 async def _no_sleep() -> None:
     return None
+
+
+# -- adaptive-thinking models (Claude 5 generation) ---------------------------------------
+
+THINKER = "claude-sonnet-5-5"
+
+
+def _tool_loop_turn(first, result: str = "print(1)") -> LLMRequest:
+    req = _req(step="t/2", tools=[VIEW])
+    call = first.tool_calls[0]
+    req.messages = [*req.messages, first.as_message(),
+                    Message(role="user", tool_results=(ToolResult(call.id, result),))]
+    return req
+
+
+async def test_thinking_blocks_go_back_verbatim_in_a_tool_loop(env):
+    server, client = env["server"], env["client"]
+    env["settings"].models.default = f"anthropic:{THINKER}"
+    server.script(ANTHROPIC,
+                  Reply(thinking="The bug is probably in the loss; read it first.",
+                        tool_calls=[("view_file", {"path": "experiment.py"})]),
+                  Reply(text="Done."))
+    first = await client.chat("experiment", _req(tools=[VIEW]), idea_id=None)
+    assert first.text == "" and first.tool_calls[0].name == "view_file"
+    second = await client.chat("experiment", _tool_loop_turn(first), idea_id=None)
+    assert second.text == "Done."
+    body = server.requests_for(ANTHROPIC)[-1].body
+    assistant = body["messages"][2]
+    assert assistant["role"] == "assistant"
+    assert assistant["content"][0]["type"] == "thinking"
+    assert assistant["content"][0]["thinking"] == "The bug is probably in the loss; read it first."
+    assert assistant["content"][0]["signature"].startswith("sig")
+    assert assistant["content"][1]["type"] == "tool_use"
+    # Nothing these models reject: no sampling parameters, no forced tool choice.
+    for key in ("temperature", "top_p", "top_k", "tool_choice"):
+        assert key not in body
+
+
+async def test_dropping_the_thinking_block_is_what_the_api_rejects(env):
+    """The fake enforces the rule; a turn rebuilt without its thinking block fails."""
+    server, client = env["server"], env["client"]
+    env["settings"].models.default = f"anthropic:{THINKER}"
+    server.script(ANTHROPIC, Reply(thinking="plan", tool_calls=[("view_file", {"path": "a"})]))
+    first = await client.chat("experiment", _req(tools=[VIEW]), idea_id=None)
+    req = _tool_loop_turn(first)
+    stripped = req.messages[2]
+    req.messages[2] = Message(role="assistant", text=stripped.text,
+                              tool_calls=stripped.tool_calls)
+    with pytest.raises(BadRequest, match="Expected `thinking`"):
+        await client.chat("experiment", req, idea_id=None)
+
+
+async def test_another_model_gets_the_turn_without_foreign_thinking(env):
+    server, client = env["server"], env["client"]
+    env["settings"].models.default = f"anthropic:{THINKER}"
+    server.script(ANTHROPIC, Reply(thinking="plan", tool_calls=[("view_file", {"path": "a"})]),
+                  Reply(text="ok"))
+    first = await client.chat("experiment", _req(tools=[VIEW]), idea_id=None)
+    env["settings"].models.default = MODEL
+    await client.chat("experiment", _tool_loop_turn(first), idea_id=None)
+    assistant = server.requests_for(ANTHROPIC)[-1].body["messages"][2]
+    assert [b["type"] for b in assistant["content"]] == ["tool_use"]
+
+
+async def test_effort_setting_is_sent_as_output_config(env):
+    server, client = env["server"], env["client"]
+    env["settings"].models.default = f"anthropic:{THINKER}"
+    env["settings"].llm.effort = "low"
+    server.script(ANTHROPIC, Reply(text="ok"))
+    await client.chat("ideate", _req(), idea_id=None)
+    assert server.requests_for(ANTHROPIC)[-1].body["output_config"] == {"effort": "low"}

@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lab directory (default: the current directory)")
     p.add_argument("--template", default=None, help="research template (e.g. grokking)")
     p.add_argument("--model", default=None,
-                   help="default model as provider:model (e.g. anthropic:claude-sonnet-4-5)")
+                   help="default model as provider:model (e.g. anthropic:claude-sonnet-5-5)")
     p.add_argument("--demo", action="store_true",
                    help="run the offline demo lab with a scripted model")
     p.add_argument("--image-protocol", choices=PROTOCOLS, default=None,

@@ -61,7 +61,7 @@ class AnthropicProvider:
     async def complete(self, request: LLMRequest, stage: str,
                        on_text: TextCallback | None) -> LLMResponse:
         client = self._sdk()
-        kwargs = build_params(self.model, request)
+        kwargs = build_params(self.model, request, effort=self.settings.effort)
         started = False
         try:
             async with client.messages.stream(**kwargs) as stream:
@@ -101,7 +101,15 @@ class AnthropicProvider:
 
 # -- request building ---------------------------------------------------------------------
 
-def _content(m: Message) -> list[dict[str, Any]]:
+# Blocks that may carry cache_control (thinking blocks may not).
+_CACHEABLE = {"text", "tool_use", "tool_result", "image"}
+
+
+def _content(m: Message, model: str) -> list[dict[str, Any]]:
+    if m.role == "assistant" and m.raw and m.raw_from == f"anthropic:{model}":
+        # Same model, same conversation: the turn goes back exactly as received, thinking
+        # blocks and their signatures included (a tool loop fails with 400 otherwise).
+        return [dict(b) for b in m.raw]
     blocks: list[dict[str, Any]] = []
     for r in m.tool_results:
         blocks.append({"type": "tool_result", "tool_use_id": r.tool_call_id,
@@ -120,11 +128,13 @@ def _content(m: Message) -> list[dict[str, Any]]:
     return blocks
 
 
-def build_params(model: str, request: LLMRequest) -> dict[str, Any]:
-    messages = [{"role": m.role, "content": _content(m)} for m in request.messages]
+def build_params(model: str, request: LLMRequest, *, effort: str | None = None) -> dict[str, Any]:
+    messages = [{"role": m.role, "content": _content(m, model)} for m in request.messages]
     prefix = min(request.cache_prefix_messages, len(messages))
     if prefix > 0:
-        messages[prefix - 1]["content"][-1]["cache_control"] = dict(_CACHE)
+        cacheable = [b for b in messages[prefix - 1]["content"] if b.get("type") in _CACHEABLE]
+        if cacheable:
+            cacheable[-1]["cache_control"] = dict(_CACHE)
     params: dict[str, Any] = {
         "model": model,
         "max_tokens": request.max_tokens or 4096,
@@ -133,8 +143,10 @@ def build_params(model: str, request: LLMRequest) -> dict[str, Any]:
     if request.system:
         params["system"] = [{"type": "text", "text": request.system,
                              "cache_control": dict(_CACHE)}]
-    # No `temperature`: the installed SDK's Messages API (anthropic 2.x) has no such
-    # parameter any more, so sampling settings are left to the model's defaults.
+    # Nothing the current models reject with a 400: no `temperature`/`top_p` (sampling
+    # parameters), no forced `tool_choice`, no assistant prefill, no thinking budget.
+    if effort:
+        params["output_config"] = {"effort": effort}
     if request.tools:
         params["tools"] = [{"name": t.name, "description": t.description,
                             "input_schema": t.input_schema} for t in request.tools]
@@ -144,18 +156,33 @@ def build_params(model: str, request: LLMRequest) -> dict[str, Any]:
 def to_response(model: str, msg: Any) -> LLMResponse:
     texts: list[str] = []
     calls: list[ToolCall] = []
+    raw: list[dict[str, Any]] = []
     for block in msg.content:
         if block.type == "text":
             texts.append(block.text)
+            raw.append({"type": "text", "text": block.text})
         elif block.type == "tool_use":
             args = block.input if isinstance(block.input, dict) else {}
             calls.append(ToolCall(id=block.id, name=block.name, arguments=dict(args)))
+            raw.append({"type": "tool_use", "id": block.id, "name": block.name,
+                        "input": dict(args)})
+        elif block.type == "thinking":
+            raw.append({"type": "thinking", "thinking": block.thinking,
+                        "signature": block.signature})
+        elif block.type == "redacted_thinking":
+            raw.append({"type": "redacted_thinking", "data": block.data})
+        else:  # server-tool blocks and future types: pass back what was received
+            raw.append(block.model_dump(mode="json", exclude_none=True))
     u = msg.usage
     usage = Usage(input_tokens=u.input_tokens or 0, output_tokens=u.output_tokens or 0,
                   cache_read_tokens=getattr(u, "cache_read_input_tokens", None) or 0,
                   cache_write_tokens=getattr(u, "cache_creation_input_tokens", None) or 0)
+    # The verbatim blocks matter only when the model thought; otherwise the turn is
+    # rebuilt from text and tool calls exactly as before.
+    keep = any(b["type"] not in ("text", "tool_use") for b in raw)
     return LLMResponse(text="".join(texts), tool_calls=calls, usage=usage,
-                       stop_reason=msg.stop_reason, provider="anthropic", model=model)
+                       stop_reason=msg.stop_reason, provider="anthropic", model=model,
+                       raw=raw if keep else [])
 
 
 # -- error mapping ------------------------------------------------------------------------

@@ -39,6 +39,12 @@ class Message:
     tool_results: tuple[ToolResult, ...] = ()
     images: tuple[bytes, ...] = ()
     """PNG images attached to a user turn (multimodal review)."""
+    raw: tuple[Any, ...] = field(default=(), compare=False)
+    """An assistant turn's content blocks exactly as the provider sent them (Anthropic
+    thinking blocks carry a signature and must go back unchanged in a tool loop)."""
+    raw_from: str = ""
+    """``provider:model`` that produced ``raw``; another model gets the plain rebuild
+    (thinking blocks are tied to the model that wrote them)."""
 
 
 @dataclass
@@ -79,9 +85,13 @@ class LLMResponse:
     stop_reason: str | None
     provider: str
     model: str
+    raw: list[Any] = field(default_factory=list)
+    """The provider's content blocks, verbatim (see :attr:`Message.raw`)."""
 
     def as_message(self) -> Message:
-        return Message(role="assistant", text=self.text, tool_calls=tuple(self.tool_calls))
+        return Message(role="assistant", text=self.text, tool_calls=tuple(self.tool_calls),
+                       raw=tuple(self.raw),
+                       raw_from=f"{self.provider}:{self.model}" if self.raw else "")
 
 
 TextCallback = Callable[[str], None]

@@ -5,11 +5,15 @@ Unknown models cost ``None`` ("unknown"), never a guess.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from aisci.engine.resources import data_dir
+
+# A dated snapshot suffix: -20250929, -2024-08-06, @20250929 (Vertex).
+_SNAPSHOT = re.compile(r"[-@](\d{8}|\d{4}-\d{2}-\d{2})")
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,16 @@ class PriceTable:
         for key in (f"{provider}:{model}", model):
             if key in self.prices:
                 return self.prices[key]
-        # Dated snapshots ("claude-sonnet-4-5-20250929") price like their family.
-        best = None
+        # Dated snapshots ("claude-sonnet-4-5-20250929", "gpt-4o-2024-08-06") price like
+        # their family; nothing else does ("claude-sonnet-5-5" is not "claude-sonnet-5",
+        # "gpt-5-nano" is not "gpt-5").
         for key, price in self.prices.items():
+            if ":" in key and not key.startswith(f"{provider}:"):
+                continue
             name = key.split(":", 1)[-1]
-            if model.startswith(name) and (best is None or len(name) > len(best[0])):
-                best = (name, price)
-        return best[1] if best else None
+            if model.startswith(name) and _SNAPSHOT.fullmatch(model[len(name):]):
+                return price
+        return None
 
     def cost(self, provider: str, model: str, *, input_tokens: int = 0, output_tokens: int = 0,
              cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> float | None:

@@ -8,7 +8,7 @@ from aisci.engine.llm.base import BadRequest, Provider
 
 def make_provider(spec: str, settings: Settings) -> Provider:
     if ":" not in spec:
-        raise BadRequest(f"model {spec!r}: expected 'provider:model', e.g. anthropic:claude-sonnet-4-5")
+        raise BadRequest(f"model {spec!r}: expected 'provider:model', e.g. anthropic:claude-sonnet-5-5")
     kind, model = spec.split(":", 1)
     if kind == "scripted":
         from aisci.engine.llm.scripted import ScriptedProvider

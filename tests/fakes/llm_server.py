@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from typing import Any
 
 ANTHROPIC = "anthropic"
 OPENAI = "openai"
+
+# Claude 5-generation models think adaptively and reject sampling parameters, forced tool
+# choice and prefill (documented behaviour the fake reproduces).
+_THINKING_ONLY = re.compile(r"^claude-(sonnet|opus|haiku|fable|mythos)-5\b")
 
 
 @dataclass
@@ -34,6 +39,10 @@ class Reply:
     cache_write_tokens: int = 0
     chunk_chars: int = 4
     """Text and tool arguments are streamed in pieces of this many characters."""
+    thinking: str = ""
+    """Anthropic: a signed thinking block before the text, as adaptive-thinking models
+    send. The server then insists, as the API does, that the turn comes back with the
+    block and its signature unchanged whenever it is replayed to the same model."""
 
 
 @dataclass
@@ -85,6 +94,9 @@ class FakeLLMServer:
         self.requests: list[RecordedRequest] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._tool_seq = 0
+        self._signed: dict[str, tuple[str, str, str]] = {}
+        """tool_use id -> (model, thinking, signature) of the turn that issued it."""
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> FakeLLMServer:
@@ -131,6 +143,53 @@ class FakeLLMServer:
         with self._lock:
             return [r for r in self.requests if r.api == api]
 
+    # -- Anthropic turn bookkeeping ------------------------------------------------------
+    def _issue(self, r: Reply, model: str) -> tuple[list[str], str]:
+        """Unique tool_use ids for this reply, and the signature of its thinking block."""
+        with self._lock:
+            ids = []
+            for _ in r.tool_calls:
+                self._tool_seq += 1
+                ids.append(f"toolu_{self._tool_seq:04d}")
+            signature = ""
+            if r.thinking:
+                signature = f"sig{self._tool_seq:04d}-{abs(hash((model, r.thinking))) % 10**8}"
+                for i in ids:
+                    self._signed[i] = (model, r.thinking, signature)
+        return ids, signature
+
+    def _invalid(self, body: dict[str, Any]) -> str | None:
+        """What the real Messages API would reject in this body with a 400, or None."""
+        model = str(body.get("model", ""))
+        if _THINKING_ONLY.match(model):
+            for key in ("temperature", "top_p", "top_k"):
+                if body.get(key) is not None:
+                    return f"{key}: sampling parameters are not supported by {model}"
+            if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+                return f"tool_choice: forced tool use is not supported by {model}"
+        messages = body.get("messages") or []
+        if messages and messages[-1].get("role") == "assistant" and _THINKING_ONLY.match(model):
+            return "assistant prefill is not supported with adaptive thinking"
+        for n, m in enumerate(messages):
+            content = m.get("content")
+            if m.get("role") != "assistant" or not isinstance(content, list):
+                continue
+            for block in content:
+                if block.get("type") != "tool_use":
+                    continue
+                with self._lock:
+                    issued = self._signed.get(str(block.get("id")))
+                if issued is None or issued[0] != model:
+                    continue
+                first = content[0]
+                if (first.get("type") != "thinking" or first.get("signature") != issued[2]
+                        or first.get("thinking") != issued[1]):
+                    return (f"messages.{n}.content.0.type: Expected `thinking` or "
+                            f"`redacted_thinking`, but found `{first.get('type')}`. When "
+                            "thinking is enabled, a final assistant message must start with "
+                            "a thinking block (pass it back unchanged)")
+        return None
+
     def _next(self, req: RecordedRequest) -> Action | None:
         with self._lock:
             self.requests.append(req)
@@ -168,6 +227,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         req = RecordedRequest(api, self.path, {k.lower(): v for k, v in self.headers.items()},
                               body, time.time())
+        if api == ANTHROPIC:
+            problem = self.fake._invalid(body)
+            if problem is not None:
+                with self.fake._lock:
+                    self.fake.requests.append(req)
+                self._fail(api, Fail(400, "invalid_request_error", problem))
+                return
         action = self.fake._next(req)
         if action is None:
             self._fail(api, Fail(500, "api_error", f"fake server: no scripted action left for "
@@ -185,10 +251,12 @@ class _Handler(BaseHTTPRequestHandler):
         if api == ANTHROPIC:
             if isinstance(action, BreakStream):
                 self._sse(_anthropic_broken(action, model), action.abrupt)
-            elif stream:
-                self._sse(_anthropic_events(action, model))
             else:
-                self._json(200, _anthropic_message(action, model))
+                ids, signature = self.fake._issue(action, model)
+                if stream:
+                    self._sse(_anthropic_events(action, model, ids, signature))
+                else:
+                    self._json(200, _anthropic_message(action, model, ids, signature))
         else:
             if isinstance(action, BreakStream):
                 self._sse(_openai_broken(action, model), action.abrupt)
@@ -248,12 +316,15 @@ def _anthropic_usage(r: Reply) -> dict[str, Any]:
             "cache_read_input_tokens": r.cache_read_tokens}
 
 
-def _anthropic_message(r: Reply, model: str) -> dict[str, Any]:
+def _anthropic_message(r: Reply, model: str, ids: list[str],
+                       signature: str) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
+    if r.thinking:
+        content.append({"type": "thinking", "thinking": r.thinking, "signature": signature})
     if r.text:
         content.append({"type": "text", "text": r.text})
-    for i, (name, args) in enumerate(r.tool_calls):
-        content.append({"type": "tool_use", "id": f"toolu_{i:04d}", "name": name, "input": args})
+    for tid, (name, args) in zip(ids, r.tool_calls, strict=True):
+        content.append({"type": "tool_use", "id": tid, "name": name, "input": args})
     return {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": "tool_use" if r.tool_calls else "end_turn",
             "stop_sequence": None, "usage": _anthropic_usage(r)}
@@ -271,9 +342,20 @@ def _anthropic_start(model: str, usage: dict[str, Any]) -> list[tuple[str | None
         _ev("ping", {})]
 
 
-def _anthropic_events(r: Reply, model: str) -> list[tuple[str | None, str]]:
+def _anthropic_events(r: Reply, model: str, ids: list[str],
+                      signature: str) -> list[tuple[str | None, str]]:
     out = _anthropic_start(model, _anthropic_usage(r))
     idx = 0
+    if r.thinking:
+        out.append(_ev("content_block_start", {"index": idx, "content_block": {
+            "type": "thinking", "thinking": "", "signature": ""}}))
+        for piece in _chunks(r.thinking, r.chunk_chars):
+            out.append(_ev("content_block_delta", {
+                "index": idx, "delta": {"type": "thinking_delta", "thinking": piece}}))
+        out.append(_ev("content_block_delta", {
+            "index": idx, "delta": {"type": "signature_delta", "signature": signature}}))
+        out.append(_ev("content_block_stop", {"index": idx}))
+        idx += 1
     if r.text:
         out.append(_ev("content_block_start", {"index": idx,
                                                "content_block": {"type": "text", "text": ""}}))
@@ -282,9 +364,9 @@ def _anthropic_events(r: Reply, model: str) -> list[tuple[str | None, str]]:
                 "index": idx, "delta": {"type": "text_delta", "text": piece}}))
         out.append(_ev("content_block_stop", {"index": idx}))
         idx += 1
-    for i, (name, args) in enumerate(r.tool_calls):
+    for tid, (name, args) in zip(ids, r.tool_calls, strict=True):
         out.append(_ev("content_block_start", {"index": idx, "content_block": {
-            "type": "tool_use", "id": f"toolu_{i:04d}", "name": name, "input": {}}}))
+            "type": "tool_use", "id": tid, "name": name, "input": {}}}))
         for piece in _chunks(json.dumps(args), r.chunk_chars * 3):
             out.append(_ev("content_block_delta", {
                 "index": idx, "delta": {"type": "input_json_delta", "partial_json": piece}}))
