@@ -528,26 +528,6 @@ class Executor:
                 break
             await asyncio.sleep(_TICK_S)
 
-    def recover(self) -> list[int]:
-        """After a crash: every runs row still "running" belongs to a dead engine. Kill
-        what survives of its tree (only if pid AND start time match the row, so a
-        recycled pid is never touched) and mark the row "interrupted". Returns row ids."""
-        if self.store is None:
-            return []
-        fixed = []
-        for row in self.store.running_runs():
-            if row.pid and row.pid_start_time:
-                tree = ProcessTree(row.pid)
-                same = (tree.root_start_time is not None and
-                        abs(tree.root_start_time - row.pid_start_time) < 0.5)
-                if same:
-                    for sig in (signal.SIGKILL, signal.SIGKILL):
-                        tree.signal(sig)
-            self.store.update_run(row.id, status="interrupted", finished_at=time.time(),
-                                  reason="the engine stopped while this was running")
-            fixed.append(row.id)
-        return fixed
-
     # -- watchdog --------------------------------------------------------------------------
     async def _watch(self, live: _LiveRun, cgroup: sandbox.PidsCgroup | None
                      ) -> tuple[Status, str]:
