@@ -96,3 +96,15 @@ def test_doctor_fails_when_a_needed_key_is_missing(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 1
     assert "[FAIL] ANTHROPIC_API_KEY" in r.stdout and "needed by the configured models" in r.stdout
+
+
+@pytest.mark.parametrize("module,args,expect", [
+    ("aisci", ["--version"], "aisci "),
+    ("aisci.engine.cli", ["--help"], "usage: aisci"),
+    ("aisci.tui", ["--help"], "usage: aisci-tui"),
+])
+def test_python_dash_m_entry_points(tmp_path, module, args, expect):
+    r = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert expect in r.stdout
