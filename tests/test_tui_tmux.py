@@ -64,7 +64,8 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
 
 
 def idea_rows(screen: str) -> list[str]:
-    return [line for line in screen.splitlines() if re.match(r"^\s+\d+\s+[a-z][a-z0-9_]+\s", line)]
+    return [line for line in screen.splitlines()
+            if re.match(r"^\s+\d+\s+[a-z][a-z0-9_]+…?\s", line)]
 
 
 def test_demo_in_a_real_terminal(tmux: Tmux) -> None:
@@ -73,10 +74,10 @@ def test_demo_in_a_real_terminal(tmux: Tmux) -> None:
     for title in ("1 Ideas", "2 Runs", "3 Review", "4 Log", "5 Plots", "6 Processes",
                   "7 Cost"):
         assert title in screen
-    screen = tmux.wait_for(lambda s: any("approval waiting" in r for r in idea_rows(s)), 120,
+    screen = tmux.wait_for(lambda s: any("approval ?" in r for r in idea_rows(s)), 120,
                            "an idea waiting for approval")
     rows = idea_rows(screen)
-    target = next(i for i, r in enumerate(rows) if "approval waiting" in r)
+    target = next(i for i, r in enumerate(rows) if "approval ?" in r)
     name = rows[target].split()[1]
     tmux.keys("1", *["Down"] * target, "a")
     tmux.wait_for(lambda s: any(name in r and "approved" in r for r in idea_rows(s)), 20,

@@ -18,7 +18,7 @@ from aisci.tui import bridge as br
 from aisci.tui.commands import AisciCommands
 from aisci.tui.engine_port import invoke, lab_of
 from aisci.tui.images import ImageSupport
-from aisci.tui.lab_data import idea_dir, summarize
+from aisci.tui.lab_data import current_stage, idea_dir, summarize
 from aisci.tui.screens.dialogs import ConfirmDialog, NumberDialog, ReasonDialog
 from aisci.tui.screens.edit_idea import EditIdeaScreen
 from aisci.tui.screens.help import HelpScreen
@@ -208,8 +208,9 @@ class AisciApp(App[None]):
         if self.selected_idea is None:
             return
         idea = self.store.get_idea(self.selected_idea)
-        self.pane(IdeaDetail).show(idea, self.store.idea_history(self.selected_idea)
-                                        if idea else [])
+        self.pane(IdeaDetail).show(
+            idea, self.store.idea_history(self.selected_idea) if idea else [],
+            current_stage(self.store.stages(idea.id)) if idea else ("", ""))
         self.pane(Scorecard).show_dir(idea_dir(self.lab, idea) if idea else None)
 
     def _show_default_run(self, idea_id: int) -> None:

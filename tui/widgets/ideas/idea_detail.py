@@ -15,13 +15,16 @@ from textual.widgets import Static
 MAX_PAPERS = 10
 
 
-def render_idea(idea: IdeaRow, history: list[dict[str, Any]]) -> Group:
+def render_idea(idea: IdeaRow, history: list[dict[str, Any]],
+                stage: tuple[str, str] = ("", "")) -> Group:
     d = idea.data
+    where = (f" [dim]· stage[/dim] [b]{escape(stage[0])} {escape(stage[1])}[/b]"
+             if stage[0] else "")
     parts: list[Any] = [
         Text.from_markup(f"[b]#{idea.id} {escape(str(d.get('Title', idea.name)))}[/b]"),
         Text.from_markup(
             f"[dim]{idea.name} · template {idea.template} · status[/dim] [b]{idea.status}[/b]"
-            f" [dim]· I {d.get('Interestingness', '?')} F {d.get('Feasibility', '?')}"
+            f"{where} [dim]· I {d.get('Interestingness', '?')} F {d.get('Feasibility', '?')}"
             f" N {d.get('Novelty', '?')}[/dim]"),
         Text(""),
         Text.from_markup("[b u]Experiment plan[/b u]"),
@@ -65,6 +68,7 @@ class IdeaDetail(VerticalScroll, can_focus=False):
     def compose(self):  # type: ignore[override]
         yield Static("select an idea", id="idea-detail-body")
 
-    def show(self, idea: IdeaRow | None, history: list[dict[str, Any]]) -> None:
+    def show(self, idea: IdeaRow | None, history: list[dict[str, Any]],
+             stage: tuple[str, str] = ("", "")) -> None:
         body = self.query_one("#idea-detail-body", Static)
-        body.update(render_idea(idea, history) if idea else "select an idea")
+        body.update(render_idea(idea, history, stage) if idea else "select an idea")

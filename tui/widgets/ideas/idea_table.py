@@ -11,13 +11,18 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 COLUMNS = (("id", "ID"), ("name", "Name"), ("ifn", "I/F/N"), ("verdict", "Novelty"),
-           ("status", "Status"), ("stage", "Stage"), ("overall", "Overall"),
-           ("cost", "Cost $"))
+           ("status", "Status"), ("stage", "Stage"), ("overall", "Score"),
+           ("cost", "$"))
 
 _STATUS_STYLE = {"approved": "bold green", "vetoed": "red", "edited": "yellow",
                  "checked": "cyan", "proposed": ""}
 _STATE_STYLE = {"running": "bold cyan", "failed": "bold red", "paused": "yellow",
                 "done": "green", "waiting": "magenta"}
+# One glyph per stage state keeps every column visible in half of a 160-column screen;
+# the detail panel below spells the state out.
+_STATE_GLYPH = {"running": "▶", "failed": "✗", "paused": "‖", "done": "✓", "waiting": "?"}
+NAME_WIDTH = 18
+"""Longer names are cut with an ellipsis (the detail panel has the full name)."""
 
 
 class IdeaTable(DataTable):
@@ -80,9 +85,11 @@ class IdeaTable(DataTable):
 
     @staticmethod
     def _cells(s: IdeaSummary) -> tuple[object, ...]:
-        stage = Text(f"{s.stage} {s.stage_state}".strip() or "—",
+        state = _STATE_GLYPH.get(s.stage_state, s.stage_state)
+        stage = Text(f"{s.stage} {state}".strip() or "—",
                      style=_STATE_STYLE.get(s.stage_state, ""))
-        return (Text(str(s.id), justify="right"), s.name,
+        name = s.name if len(s.name) <= NAME_WIDTH else s.name[:NAME_WIDTH - 1] + "…"
+        return (Text(str(s.id), justify="right"), name,
                 f"{s.interestingness}/{s.feasibility}/{s.novelty_score}", s.verdict,
                 Text(s.status, style=_STATUS_STYLE.get(s.status, "")), stage,
                 Text(s.overall or "—", justify="right"),
