@@ -7,6 +7,7 @@ the panes send and how they react. tests/test_tui_engine.py drives the real Engi
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -302,3 +303,34 @@ async def test_palette_commands_reach_the_engine_for_the_selected_idea(tmp_path:
         commands["Retry stage experiment of idea #1 adaptive_weight_decay"]()
         await pilot.pause(0.3)
     assert calls == [("pause_idea", (1,)), ("retry_stage", (1, "experiment"))]
+
+
+async def test_review_pane_steps_through_each_reviewers_own_form(tmp_path: Path) -> None:
+    from aisci.tui.widgets.review.scorecard import Scorecard
+    from textual.widgets import Static
+
+    app, _engine, _seen = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("3")
+        await pilot.pause(0.3)
+        card = app.query_one(Scorecard)
+        card.focus()
+
+        def body() -> str:
+            from rich.console import Console
+
+            console = Console(width=118, record=True, file=io.StringIO())
+            console.print(card.query_one("#scorecard-body", Static).content)
+            return console.export_text()
+
+        assert "meta-review of 3 reviewers" in body()
+        assert "The paper studies scheduled weight decay." in body()
+        await pilot.press("r")
+        assert "reviewer 1 of 3" in body()
+        assert "A schedule is tried on one model size." in body()
+        assert "No learning-rate control run" in body()
+        assert "Overall 4 / 10" in body()
+        for _ in range(3):  # reviewers 2 and 3, then back to the meta-review
+            await pilot.press("r")
+        assert card.view == 0 and "meta-review of 3 reviewers" in body()

@@ -47,7 +47,9 @@ REVIEW = {
                "Limitations": ["Small models only"], "Ethical Concerns": False,
                "Soundness": 3, "Presentation": 3, "Contribution": 2, "Overall": 5,
                "Confidence": 4, "Decision": "Reject"},
-    "reviewers": [{"Overall": 4, "Originality": 2, "Soundness": 3, "Confidence": 4},
+    "reviewers": [{"Overall": 4, "Originality": 2, "Soundness": 3, "Confidence": 4,
+                   "Decision": "Reject", "Summary": "A schedule is tried on one model size.",
+                   "Weaknesses": ["No learning-rate control run"]},
                   {"Overall": 6, "Originality": 3, "Soundness": 3, "Confidence": 3},
                   {"Overall": 5, "Originality": 3, "Soundness": 2, "Confidence": 4}],
 }

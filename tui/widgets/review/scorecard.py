@@ -15,6 +15,7 @@ from aisci.tui.lab_data import read_json
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
@@ -55,18 +56,27 @@ def scorecard_of(data: Any) -> dict[str, Any] | None:
 
 
 def render_review(data: dict[str, Any] | None,
-                  findings: list[dict[str, Any]] | None) -> RenderableType:
+                  findings: list[dict[str, Any]] | None, view: int = 0) -> RenderableType:
+    """``view`` 0 is the meta-review with the ensemble's spread; ``i`` > 0 is reviewer
+    ``i``'s own form (scores and free text)."""
     review = scorecard_of(data)
+    reviews = ensemble(data) if isinstance(data, dict) else []
+    if review is not None and 0 < view <= len(reviews):
+        review, who = reviews[view - 1], f"reviewer {view} of {len(reviews)}"
+        reviews = []  # one reviewer: no spread
+    else:
+        who = (f"meta-review of {len(reviews)} reviewers" if len(reviews) > 1
+               else "1 reviewer")
     if review is None:
         parts: list[RenderableType] = [Text("no review yet", style="dim")]
     else:
-        reviews = ensemble(data) if isinstance(data, dict) else []
         decision = str(review.get("Decision", "—"))
         head = Text.assemble(
             ("Overall ", "bold"), (str(review.get("Overall", "—")), "bold"), " / 10   ",
             ("Decision ", "bold"),
             (decision, "bold green" if decision.lower().startswith("accept") else "bold red"),
-            f"   reviewers: {len(reviews) or 1}")
+            f"   {who}",
+            ("   r: next reviewer" if len(ensemble(data or {})) > 1 else "", "dim"))
         table = Table(box=None, padding=(0, 1), expand=False)
         table.add_column("Score")
         table.add_column("Value", justify="right")
@@ -108,9 +118,28 @@ def render_review(data: dict[str, Any] | None,
 
 
 class Scorecard(VerticalScroll):
+    BINDINGS = [Binding("r", "next_reviewer", "Next reviewer", id="next-reviewer")]
+
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._key: tuple[object, ...] | None = None
+        self._data: dict[str, Any] | None = None
+        self._findings: list[dict[str, Any]] | None = None
+        self.view = 0
+        """0: meta-review; i: reviewer i's own form."""
+        self._shown_dir: Path | None = None
+
+    def action_next_reviewer(self) -> None:
+        n = len(ensemble(self._data or {}))
+        if n < 2:
+            self.notify("this review has a single reviewer", severity="information")
+            return
+        self.view = (self.view + 1) % (n + 1)
+        self._show_view()
+
+    def _show_view(self) -> None:
+        self.query_one("#scorecard-body", Static).update(
+            render_review(self._data, self._findings, self.view))
 
     def compose(self):  # type: ignore[override]
         yield Static("select an idea", id="scorecard-body")
@@ -126,15 +155,22 @@ class Scorecard(VerticalScroll):
         self._key = key
         body = self.query_one("#scorecard-body", Static)
         if directory is None:
+            self._data = self._findings = None
             body.update("select an idea")
             return
+        if directory != self._shown_dir:
+            self.view = 0  # another idea: start from its meta-review
+        self._shown_dir = directory
         review = read_json(directory / "review.json")
         integrity = read_json(directory / "integrity.json")
         if isinstance(integrity, dict):
             integrity = integrity.get("findings", [])
-        findings = [f for f in integrity if isinstance(f, dict)] if isinstance(
+        self._findings = [f for f in integrity if isinstance(f, dict)] if isinstance(
             integrity, list) else None
-        body.update(render_review(review, findings))
+        self._data = review if isinstance(review, dict) else None
+        if self.view > len(ensemble(self._data or {})):
+            self.view = 0
+        self._show_view()
 
 
 def _mtime(path: Path) -> int | None:
