@@ -23,10 +23,9 @@ from aisci.engine.events import (
 from aisci.engine.executor import (
     Executor,
     IsolationUnavailable,
-    OutputPump,
     RunSpec,
-    _LineSplitter,
 )
+from aisci.engine.output_pump import OutputPump, _LineSplitter
 from aisci.engine.store import LabStore
 
 TICKER = ("import sys, time\ni = 0\nwhile True:\n    print('tick', i, flush=True)\n"

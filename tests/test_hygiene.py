@@ -45,6 +45,8 @@ import importlib, json, pkgutil, sys
 import aisci.engine
 names = []
 for info in pkgutil.walk_packages(aisci.engine.__path__, "aisci.engine."):
+    if info.name.endswith(".__main__"):  # runs the command line when imported
+        continue
     importlib.import_module(info.name)
     names.append(info.name)
 bad = sorted(m for m in sys.modules
