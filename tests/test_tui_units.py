@@ -101,3 +101,20 @@ def test_engine_never_imports_the_tui_or_textual() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_current_stage_prefers_what_needs_attention_then_the_last_stage_that_ran() -> None:
+    from aisci.tui.lab_data import current_stage
+
+    def st(**states: str) -> dict:
+        return {k: {"state": v} for k, v in states.items()}
+
+    assert current_stage({}) == ("", "")
+    assert current_stage(st(ideate="done", novelty="done", approval="waiting")) == (
+        "approval", "waiting")
+    assert current_stage(st(ideate="done", experiment="failed", plot="running")) == (
+        "plot", "running")
+    # a finished idea whose optional improve stage was skipped shows its review
+    assert current_stage(st(ideate="done", review="done", improve="skipped")) == (
+        "review", "done")
+    assert current_stage(st(novelty="skipped")) == ("novelty", "skipped")

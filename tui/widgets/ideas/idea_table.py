@@ -20,7 +20,8 @@ _STATE_STYLE = {"running": "bold cyan", "failed": "bold red", "paused": "yellow"
                 "done": "green", "waiting": "magenta"}
 # One glyph per stage state keeps every column visible in half of a 160-column screen;
 # the detail panel below spells the state out.
-_STATE_GLYPH = {"running": "▶", "failed": "✗", "paused": "‖", "done": "✓", "waiting": "?"}
+_STATE_GLYPH = {"running": "▶", "failed": "✗", "paused": "‖", "done": "✓", "waiting": "?",
+                "skipped": "–"}
 NAME_WIDTH = 18
 """Longer names are cut with an ellipsis (the detail panel has the full name)."""
 
