@@ -8,6 +8,7 @@ must run before ``App.run()``. Users can force a protocol with ``--image-protoco
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ def choose_protocol(requested: str = "auto") -> ImageSupport:
     import textual_image.widget as widgets
 
     if requested == "sixel":
+        install_sixel_register_fix()
         return ImageSupport("sixel", widgets.SixelImage)
     if requested == "kitty":
         return ImageSupport("kitty", widgets.TGPImage)
@@ -42,4 +44,56 @@ def choose_protocol(requested: str = "auto") -> ImageSupport:
              renderables.HalfcellImage: ("halfcell", widgets.HalfcellImage),
              renderables.UnicodeImage: ("unicode", widgets.UnicodeImage)}
     name, cls = names.get(detected, ("halfcell", widgets.HalfcellImage))
+    if name == "sixel":
+        install_sixel_register_fix()
     return ImageSupport(name, cls)
+
+
+# -- sixel colour registers ---------------------------------------------------------------
+
+_REGISTER_DEF = re.compile(r"#(\d+);2;\d+;\d+;\d+")
+_HEADER = re.compile(r'\x1bP[0-9;]*q(?:"[0-9;]*)?')
+
+
+def hoist_color_registers(sixel: str) -> str:
+    """Move every colour-register definition (``#N;2;R;G;B``) to just after the header.
+
+    textual-image defines each register at its first use, mid-image. xterm (seen with
+    XTerm 379 as a VT340) then paints the bands drawn before some definitions with the
+    registers' default colours: a grey band over the top of every plot and legend
+    swatches in the wrong colour. Defining the whole palette first, as ImageMagick and
+    libsixel do, renders correctly everywhere; pixels and their order are unchanged.
+    """
+    header = _HEADER.match(sixel)
+    if header is None:
+        return sixel
+    defs: dict[str, str] = {}
+    for m in _REGISTER_DEF.finditer(sixel, header.end()):
+        if defs.setdefault(m.group(1), m.group(0)) != m.group(0):
+            return sixel  # a register redefined mid-image: order matters, keep it
+    if not defs:
+        return sixel
+    body = _REGISTER_DEF.sub(lambda m: f"#{m.group(1)}", sixel[header.end():])
+    return sixel[:header.end()] + "".join(defs.values()) + body
+
+
+def install_sixel_register_fix() -> bool:
+    """Route textual-image's sixel widget through :func:`hoist_color_registers`.
+    Idempotent; returns False when this textual-image has no such hook (then its own
+    encoder is used unchanged)."""
+    try:
+        import textual_image.widget.sixel as sixel_widget
+    except ImportError:
+        return False
+    encode = getattr(sixel_widget, "image_to_sixels", None)
+    if encode is None:
+        return False
+    if getattr(encode, "_aisci_hoisted", False):
+        return True
+
+    def encode_hoisted(*args: Any, **kwargs: Any) -> str:
+        return hoist_color_registers(encode(*args, **kwargs))
+
+    encode_hoisted._aisci_hoisted = True  # type: ignore[attr-defined]
+    sixel_widget.image_to_sixels = encode_hoisted
+    return True
