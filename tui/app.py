@@ -163,8 +163,8 @@ class AisciApp(App[None]):
         group = "left-tabs" if key in LEFT else "right-tabs"
         self.pane(f"#{group}", TabbedContent).active = key
         self.pane("#panes").set_class(group == "right-tabs", "-right")
-        focus = {"ideas": IdeaTable, "runs": RunTable, "log": "#log-view", "plots": MediaPane,
-                 "processes": ProcessTable}.get(key)
+        focus = {"ideas": IdeaTable, "runs": RunTable, "review": Scorecard, "log": "#log-view",
+                 "plots": MediaPane, "processes": ProcessTable}.get(key)
         if focus is not None:
             self.pane(focus).focus()  # type: ignore[arg-type]
 
