@@ -81,7 +81,7 @@ def render_review(data: dict[str, Any] | None,
         table.add_column("Score")
         table.add_column("Value", justify="right")
         table.add_column("")
-        table.add_column("Spread", justify="right")
+        table.add_column("Spread" if len(reviews) > 1 else "", justify="right")
         for field, top in SCORES:
             val = review.get(field)
             if not isinstance(val, int | float) or isinstance(val, bool):
