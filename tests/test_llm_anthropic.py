@@ -327,3 +327,36 @@ async def test_effort_setting_is_sent_as_output_config(env):
     server.script(ANTHROPIC, Reply(text="ok"))
     await client.chat("ideate", _req(), idea_id=None)
     assert server.requests_for(ANTHROPIC)[-1].body["output_config"] == {"effort": "low"}
+
+
+async def test_edit_tool_loop_with_a_thinking_model_edits_the_file(env, tmp_path):
+    """The experiment stage's real loop (edit tools, three turns) against a model that
+    thinks before each tool call: every replayed turn keeps its signed thinking."""
+    from aisci.engine.edit_tools import EditTools
+    from aisci.engine.llm.client import StageLLM
+    from aisci.engine.toolloop import run_tool_loop
+
+    server, client = env["server"], env["client"]
+    env["settings"].models.default = f"anthropic:{THINKER}"
+    root = tmp_path / "idea"
+    root.mkdir()
+    (root / "experiment.py").write_text("WEIGHT_DECAY = 0.5\n")
+    server.script(ANTHROPIC,
+                  Reply(thinking="Look at the file first.",
+                        tool_calls=[("view_file", {"path": "experiment.py"})]),
+                  Reply(thinking="Raise the weight decay as planned.",
+                        tool_calls=[("replace_text", {"path": "experiment.py",
+                                                      "old_text": "WEIGHT_DECAY = 0.5",
+                                                      "new_text": "WEIGHT_DECAY = 1.0"})]),
+                  Reply(thinking="Done; summarise.", text="Weight decay is now 1.0."))
+    result = await run_tool_loop(StageLLM(client, "experiment", None), system="sys",
+                                 messages=[Message(role="user", text="Run 1: wd 1.0")],
+                                 tools=EditTools.for_stage(root, "experiment"), step="run-1",
+                                 max_turns=5)
+    assert not result.exhausted and result.turns == 3
+    assert result.text == "Weight decay is now 1.0."
+    assert (root / "experiment.py").read_text() == "WEIGHT_DECAY = 1.0\n"
+    last = server.requests_for(ANTHROPIC)[-1].body["messages"]
+    thoughts = [b["thinking"] for m in last if m["role"] == "assistant"
+                for b in m["content"] if b["type"] == "thinking"]
+    assert thoughts == ["Look at the file first.", "Raise the weight decay as planned."]
