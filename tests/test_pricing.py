@@ -28,7 +28,7 @@ def test_dated_snapshots_price_like_their_family(table, provider, model, family)
 
 @pytest.mark.parametrize("provider,model", [
     ("openai", "gpt-5-nano"),          # not gpt-5
-    ("anthropic", "claude-haiku-5-5"),  # two price bands: deliberately unknown
+    ("anthropic", "claude-haiku-5-9"),  # a model not in the table
     ("openai", "claude-sonnet-5-5"),    # another provider's key does not match
 ])
 def test_no_guessing_from_a_name_prefix(table, provider, model):
@@ -43,3 +43,12 @@ def test_sonnet_5_5_is_not_priced_as_sonnet_5(table):
                       output_tokens=100_000, cache_read_tokens=2_000_000,
                       cache_write_tokens=400_000)
     assert cost == pytest.approx(2.0 + 1.0 + 0.2 + 1.0)
+
+
+def test_two_band_model_prices_the_whole_call_by_prompt_length(table):
+    short = table.cost("anthropic", "claude-haiku-5-5", input_tokens=50_000,
+                       cache_read_tokens=50_000, output_tokens=10_000)
+    assert short == pytest.approx((50_000 * 0.1 + 50_000 * 0.01 + 10_000 * 0.5) / 1e6)
+    long = table.cost("anthropic", "claude-haiku-5-5", input_tokens=50_001,
+                      cache_read_tokens=50_000, output_tokens=10_000)
+    assert long == pytest.approx((50_001 * 0.5 + 50_000 * 0.05 + 10_000 * 2.5) / 1e6)

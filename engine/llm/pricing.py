@@ -23,6 +23,22 @@ class Price:
     cache_write: float
     cache_read: float
     """US dollars per million tokens."""
+    long_prompt: Price | None = None
+    """Rates for every token of a call whose prompt (input + cache reads + cache writes)
+    exceeds ``long_prompt_tokens`` (some models are priced in two bands)."""
+    long_prompt_tokens: int = 0
+
+    def for_prompt(self, prompt_tokens: int) -> Price:
+        if self.long_prompt is not None and prompt_tokens > self.long_prompt_tokens:
+            return self.long_prompt
+        return self
+
+
+def _price(p: dict) -> Price:
+    inp = float(p["input"])
+    return Price(input=inp, output=float(p["output"]),
+                 cache_write=float(p.get("cache_write", inp)),
+                 cache_read=float(p.get("cache_read", inp)))
 
 
 class PriceTable:
@@ -38,10 +54,13 @@ class PriceTable:
             raw = tomllib.load(fh)
         prices: dict[str, Price] = {}
         for key, p in raw.get("models", {}).items():
-            inp = float(p["input"])
-            prices[key] = Price(input=inp, output=float(p["output"]),
-                                cache_write=float(p.get("cache_write", inp)),
-                                cache_read=float(p.get("cache_read", inp)))
+            price = _price(p)
+            long = p.get("long_prompt")
+            if isinstance(long, dict):
+                price = Price(price.input, price.output, price.cache_write, price.cache_read,
+                              long_prompt=_price(long),
+                              long_prompt_tokens=int(long["threshold_tokens"]))
+            prices[key] = price
         return cls(prices, str(raw.get("as_of", "")), set(raw.get("free_providers", [])))
 
     def lookup(self, provider: str, model: str) -> Price | None:
@@ -66,6 +85,7 @@ class PriceTable:
         price = self.lookup(provider, model)
         if price is None:
             return None
+        price = price.for_prompt(input_tokens + cache_read_tokens + cache_write_tokens)
         return (input_tokens * price.input + output_tokens * price.output
                 + cache_read_tokens * price.cache_read
                 + cache_write_tokens * price.cache_write) / 1_000_000
