@@ -183,3 +183,17 @@ async def test_openai_compatible_endpoint_from_config(llm_server, monkeypatch, t
         [row] = store.llm_calls()
         # Not in the price table: recorded as unknown, never guessed.
         assert row["cost_usd"] is None and store.unknown_cost_calls() == 1
+
+
+@pytest.mark.parametrize("model,sends_temperature", [
+    ("gpt-4o-mini", True), ("gpt-4.1", True), ("o3", False), ("gpt-5", False),
+    ("gpt-6.1-sol", False)])
+async def test_reasoning_models_get_no_temperature(env, model, sends_temperature):
+    server, client = env["server"], env["client"]
+    client.settings.models.default = f"openai:{model}"
+    server.script(OPENAI, Reply(text="ok"))
+    await client.chat("ideate", LLMRequest(system="s", messages=[Message(role="user", text="q")],
+                                           temperature=0.75, max_tokens=50, step="t/r"))
+    body = server.requests_for(OPENAI)[-1].body
+    assert ("temperature" in body) == sends_temperature
+    assert body["max_completion_tokens"] == 50 and "max_tokens" not in body

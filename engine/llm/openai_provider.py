@@ -35,8 +35,9 @@ from aisci.engine.llm.base import (
 )
 from aisci.engine.llm.errors import is_quota_message, retry_after_seconds
 
-# OpenAI reasoning models reject `temperature` and the legacy `max_tokens`.
-_REASONING = re.compile(r"^(o\d|gpt-5)")
+# OpenAI reasoning models (o-series, GPT-5 and later) reject a non-default `temperature`
+# and the legacy `max_tokens`.
+_REASONING = re.compile(r"^(o\d|gpt-([5-9]|\d\d))")
 
 
 class OpenAIProvider:
