@@ -71,7 +71,7 @@ async def _experiment(ctx: StageContext, idea_id: int) -> Any:
 
 
 async def _plot(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.experiments import run_plots
+    from aisci.engine.plots import run_plots
     return await run_plots(ctx, idea_id)
 
 
@@ -96,7 +96,7 @@ async def _improve(ctx: StageContext, idea_id: int) -> Any:
 
 
 async def _baseline(ctx: StageContext, template: str) -> Any:
-    from aisci.engine.experiments import ensure_baseline
+    from aisci.engine.baseline import ensure_baseline
     from aisci.engine.templates import find_template
     return await ensure_baseline(ctx, find_template(template, ctx.lab),
                                  ctx.settings.general.smoke)

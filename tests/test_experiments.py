@@ -13,10 +13,11 @@ from aisci.engine.config import load_config
 from aisci.engine.context import StageContext
 from aisci.engine.events import EventBus
 from aisci.engine.executor import Executor
-from aisci.engine.experiments import DONE_TAG, run_experiments, run_plots
+from aisci.engine.experiments import DONE_TAG, run_experiments
 from aisci.engine.llm.base import LLMRequest, ScriptMissing
 from aisci.engine.llm.client import LLMClient
 from aisci.engine.llm.scripted import ScriptedProvider
+from aisci.engine.plots import run_plots
 from aisci.engine.prompts import PromptLibrary
 from aisci.engine.scheduler import Scheduler
 from aisci.engine.store import LabStore
@@ -292,17 +293,17 @@ async def test_check_command_runs_the_pristine_checker_and_fails_a_leaking_attem
         lab, tmp_path, monkeypatch):
     import dataclasses
 
-    from aisci.engine import experiments
+    from aisci.engine import baseline, stage_runtime
     (lab / "templates" / "tiny" / "leak_check.py").write_text(LEAK_CHECK)
-    real = experiments._template
-    monkeypatch.setattr(experiments, "_template", lambda ctx, idea: dataclasses.replace(
+    real = stage_runtime.template_of
+    monkeypatch.setattr(stage_runtime, "template_of", lambda ctx, idea: dataclasses.replace(
         real(ctx, idea), check_command=["python", "leak_check.py"]))
     cassette = tmp_path / "leak.json"
     cassette.write_text(json.dumps(LEAK_CASSETTE))
     provider = FlakyProvider(cassette)
     ctx = make_ctx(lab, provider)
     idea_id = add_idea(ctx)
-    ws, _ = await experiments.prepare_workspace(ctx, idea_id)
+    ws, _ = await baseline.prepare_workspace(ctx, idea_id)
     # the idea's own copy of the checker is irrelevant: the engine runs the template's
     (ws.path / "leak_check.py").write_text("import sys; sys.exit(0)\n")
     ws.commit("a tampered checker in the idea's copy")
@@ -333,17 +334,17 @@ print("prepared")
 async def test_prepare_step_runs_once_in_the_baseline_and_feeds_every_idea(lab, monkeypatch):
     import dataclasses
 
-    from aisci.engine import experiments
+    from aisci.engine import baseline, stage_runtime
     (lab / "templates" / "tiny" / "prep.py").write_text(PREP)
-    real = experiments._template
-    monkeypatch.setattr(experiments, "_template", lambda ctx, idea: dataclasses.replace(
+    real = stage_runtime.template_of
+    monkeypatch.setattr(stage_runtime, "template_of", lambda ctx, idea: dataclasses.replace(
         real(ctx, idea), prepare_command=["python", "prep.py"]))
     ctx = make_ctx(lab, FlakyProvider(TINY_CASSETTE))
     first = add_idea(ctx)
     second = ctx.store.add_idea("other_idea", "tiny", {**IDEA, "Name": "other_idea"})
     # two ideas at once: the baseline (and the data preparation) is produced once
-    (ws1, _), (ws2, _) = await asyncio.gather(experiments.prepare_workspace(ctx, first),
-                                              experiments.prepare_workspace(ctx, second))
+    (ws1, _), (ws2, _) = await asyncio.gather(baseline.prepare_workspace(ctx, first),
+                                              baseline.prepare_workspace(ctx, second))
     root = lab / "baselines" / "tiny-smoke"
     assert (root / "data" / "train.bin").is_file()
     assert [r.kind for r in ctx.store.runs()] == ["prepare", "baseline"]  # once for the lab
@@ -353,7 +354,7 @@ async def test_prepare_step_runs_once_in_the_baseline_and_feeds_every_idea(lab, 
         assert "data/vocab.json" in tracked and "data/train.bin" not in tracked
         assert ws.repo.commit("base").hexsha == ws.head_sha() and not ws.dirty()
         assert json.loads((ws.path / "run_0" / "run_env.json").read_text())["python"]
-    again, _ = await experiments.prepare_workspace(ctx, first)
+    again, _ = await baseline.prepare_workspace(ctx, first)
     assert again.head_sha() == ws1.head_sha()
     ctx.store.close()
 

@@ -127,13 +127,14 @@ def _baseline(args: argparse.Namespace) -> int:
 
 async def _produce(lab: Path, settings: Any, store: Any, template: Any, smoke: bool) -> Path:
     """Run the baseline through the pipeline's own code (executor, scheduler, prepare)."""
+    from aisci.engine.baseline import ensure_baseline
     from aisci.engine.context import StageContext
     from aisci.engine.events import EventBus, Notice, RunOutput, StageProgress
     from aisci.engine.executor import Executor
-    from aisci.engine.experiments import ExperimentError, ensure_baseline
     from aisci.engine.llm.client import LLMClient
     from aisci.engine.prompts import PromptLibrary
     from aisci.engine.scheduler import Scheduler
+    from aisci.engine.stage_runtime import ExperimentError
 
     bus = EventBus()
     bus.bind_loop()

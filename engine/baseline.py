@@ -1,0 +1,129 @@
+"""A template's baseline run_0 (produced once per lab through the executor, with the
+template's data preparation) and the idea workspace that starts from it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aisci.engine import events as ev
+from aisci.engine import stage_runtime as rt
+from aisci.engine.context import StageContext
+from aisci.engine.runenv import write_run_env
+from aisci.engine.stage_runtime import ExperimentError
+from aisci.engine.workspace import IdeaWorkspace, read_final_info
+
+PREPARE_LIMIT_S = 3600.0
+
+_baseline_locks: dict[Path, asyncio.Lock] = {}
+
+
+async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path:
+    """The template's baseline run_0 (``templates.baseline_dir``), produced through the
+    executor (kind ``baseline``) the first time and reused by every later idea."""
+    from aisci.engine.templates import baseline_dir
+    run0 = baseline_dir(ctx.lab, template.name, smoke)
+    lock = _baseline_locks.setdefault(run0, asyncio.Lock())
+    async with lock:
+        if (run0 / "final_info.json").is_file():
+            return run0
+        root = run0.parent
+        log = root / "logs" / "run_0.log"
+        for row in ctx.store.runs(kind="baseline"):
+            if row.status == "running" and row.log_path == str(log):  # from a dead engine
+                ctx.store.update_run(row.id, status="interrupted", finished_at=time.time(),
+                                     reason="the engine stopped while this baseline ran")
+        if root.exists():
+            shutil.rmtree(root)
+        shutil.copytree(Path(template.path), root, symlinks=True, ignore=shutil.ignore_patterns(
+            "run_*", "logs", "__pycache__", "*.pyc", ".git"))
+        env = dict(getattr(template, "smoke_env", None) or {"AISCI_SMOKE": "1"}) if smoke else {}
+        rt.progress(ctx, None, "experiment", f"producing the {template.name} baseline (run_0)")
+        run0.mkdir()
+        if getattr(template, "prepare_command", None):
+            await _prepare_data(ctx, template, root)
+        async with rt.stage_slot(ctx, None) as slot:
+            result = await rt.run_process(
+                ctx, argv=[sys.executable, "experiment.py", f"--out_dir={run0.name}"],
+                cwd=root, log=log, limit_s=ctx.settings.experiment.run_timeout_s, kind="baseline",
+                run="baseline", attempt=1, idea_id=None, env=env,
+                gpu=slot.cuda_visible_devices)
+            cvd = slot.cuda_visible_devices
+        rt.check_interrupted(result, f"the {template.name} baseline")
+        if result.status != "ok":
+            reason, _ = rt.describe_failure(result, ctx.settings.experiment.run_timeout_s, 300)
+            raise ExperimentError(f"baseline of template {template.name} failed ({reason}); "
+                                  f"see {log}")
+        try:
+            info = read_final_info(run0)
+        except ValueError as exc:
+            raise ExperimentError(f"baseline of template {template.name}: {exc}") from None
+        write_run_env(run0, cvd, info)
+        return run0
+
+
+async def _prepare_data(ctx: StageContext, template: Any, folder: Path) -> None:
+    """The template's data preparation, in a fresh copy of the template (the pristine
+    code, so it may use the network to download datasets). A failure is reported, not
+    fatal: the experiment says itself what data it misses."""
+    argv = [sys.executable if a in ("python", "python3") else a
+            for a in template.prepare_command]
+    rt.progress(ctx, None, "experiment", f"preparing the data of template {template.name}")
+    from aisci.engine.executor import RunSpec
+    spec = RunSpec(argv=argv, cwd=folder, log_path=folder / "logs" / "prepare.log",
+                   limit_s=PREPARE_LIMIT_S, kind="prepare", run="prepare", idea_id=None,
+                   writable=[folder], network=True,
+                   # In smoke mode templates skip their downloads (tiny data suffices).
+                   env=dict(template.smoke_env) if ctx.settings.general.smoke else {})
+    res = await rt.executor_of(ctx).run(spec)
+    rt.check_interrupted(res, f"data preparation of {template.name}")
+    if res.status != "ok":
+        reason, _ = rt.describe_failure(res, PREPARE_LIMIT_S, 300)
+        ctx.publish(ev.Notice(level="warning", message=(
+            f"template {template.name}: data preparation failed ({reason}); see "
+            f"{spec.log_path}")))
+
+
+def _copy_prepared(src_root: Path, dst_root: Path) -> int:
+    """Copy files the prepare step made in the baseline folder (absent from the idea's
+    copy of the template) into the idea folder; hard links when possible."""
+    n = 0
+    for p in sorted(src_root.rglob("*")):
+        rel = p.relative_to(src_root)
+        if not p.is_file() or rel.parts[0].startswith(("run_", "logs", "__pycache__", ".git")):
+            continue
+        dst = dst_root / rel
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(p, dst)
+        except OSError:
+            shutil.copy2(p, dst)
+        n += 1
+    return n
+
+
+async def prepare_workspace(ctx: StageContext, idea_id: int) -> tuple[IdeaWorkspace, Any]:
+    """The idea's workspace with its baseline (and prepared data), created on first use
+    (idempotent)."""
+    idea = ctx.idea(idea_id)
+    template = rt.template_of(ctx, idea)
+    smoke = ctx.settings.general.smoke
+    path = ctx.idea_dir(idea)
+    if (path / ".git").is_dir():
+        ws = IdeaWorkspace.open(path)
+        if "base" in ws.tags() and (path / "run_0" / "final_info.json").is_file():
+            return ws, template
+    run0 = await ensure_baseline(ctx, template, smoke)
+    ws = IdeaWorkspace.create(ctx, idea, template, smoke, baseline=run0)
+    ws.add_baseline(run0, idea, template)
+    if template.prepare_command and _copy_prepared(run0.parent, ws.path):
+        ws.commit("prepare: data made by the template's prepare step")
+        ws.tag("base", force=True)
+    return ws, template
