@@ -42,11 +42,11 @@ async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path
             shutil.rmtree(root)
         shutil.copytree(Path(template.path), root, symlinks=True, ignore=shutil.ignore_patterns(
             "run_*", "logs", "__pycache__", "*.pyc", ".git"))
-        env = dict(getattr(template, "smoke_env", None) or {"AISCI_SMOKE": "1"}) if smoke else {}
+        env = rt.smoke_env(template, smoke)
         rt.progress(ctx, None, "experiment", f"producing the {template.name} baseline (run_0)")
         run0.mkdir()
         if getattr(template, "prepare_command", None):
-            await _prepare_data(ctx, template, root)
+            await _prepare_data(ctx, template, root, smoke)
         async with rt.stage_slot(ctx, None) as slot:
             result = await rt.run_process(
                 ctx, argv=[sys.executable, "experiment.py", f"--out_dir={run0.name}"],
@@ -67,7 +67,7 @@ async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path
         return run0
 
 
-async def _prepare_data(ctx: StageContext, template: Any, folder: Path) -> None:
+async def _prepare_data(ctx: StageContext, template: Any, folder: Path, smoke: bool) -> None:
     """The template's data preparation, in a fresh copy of the template (the pristine
     code, so it may use the network to download datasets). A failure is reported, not
     fatal: the experiment says itself what data it misses."""
@@ -79,7 +79,7 @@ async def _prepare_data(ctx: StageContext, template: Any, folder: Path) -> None:
                    limit_s=PREPARE_LIMIT_S, kind="prepare", run="prepare", idea_id=None,
                    writable=[folder], network=True,
                    # In smoke mode templates skip their downloads (tiny data suffices).
-                   env=dict(template.smoke_env) if ctx.settings.general.smoke else {})
+                   env=rt.smoke_env(template, smoke))
     res = await rt.executor_of(ctx).run(spec)
     rt.check_interrupted(res, f"data preparation of {template.name}")
     if res.status != "ok":

@@ -156,7 +156,7 @@ async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, temp
     """Run the committed code of run i, attempt a: checker first (if any), then
     experiment.py. Returns the outcome, the store row id and the slot's GPUs."""
     cfg = ctx.settings.experiment
-    env = rt.smoke_env(ctx, template)
+    env = rt.smoke_env(template, ctx.settings.general.smoke)
     check = getattr(template, "check_command", None)
     async with rt.stage_slot(ctx, idea.id) as slot:
         cvd = slot.cuda_visible_devices

@@ -31,10 +31,12 @@ def template_of(ctx: StageContext, idea: IdeaRow) -> Any:
     return find_template(idea.template, ctx.lab)
 
 
-def smoke_env(ctx: StageContext, template: Any) -> dict[str, str]:
-    if not ctx.settings.general.smoke:
+def smoke_env(template: Any, smoke: bool) -> dict[str, str]:
+    """The environment that puts the template in smoke mode, or nothing for a full run."""
+    if not smoke:
         return {}
-    return dict(getattr(template, "smoke_env", None) or {"AISCI_SMOKE": "1"})
+    from aisci.engine.templates import DEFAULT_SMOKE_ENV
+    return dict(getattr(template, "smoke_env", None) or DEFAULT_SMOKE_ENV)
 
 
 def fmt_s(seconds: float) -> str:
