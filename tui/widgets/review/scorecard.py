@@ -61,12 +61,12 @@ def render_review(data: dict[str, Any] | None,
     ``i``'s own form (scores and free text)."""
     review = scorecard_of(data)
     reviews = ensemble(data) if isinstance(data, dict) else []
+    several = len(reviews) > 1
     if review is not None and 0 < view <= len(reviews):
         review, who = reviews[view - 1], f"reviewer {view} of {len(reviews)}"
         reviews = []  # one reviewer: no spread
     else:
-        who = (f"meta-review of {len(reviews)} reviewers" if len(reviews) > 1
-               else "1 reviewer")
+        who = f"meta-review of {len(reviews)} reviewers" if several else "1 reviewer"
     if review is None:
         parts: list[RenderableType] = [Text("no review yet", style="dim")]
     else:
@@ -76,7 +76,7 @@ def render_review(data: dict[str, Any] | None,
             ("Decision ", "bold"),
             (decision, "bold green" if decision.lower().startswith("accept") else "bold red"),
             f"   {who}",
-            ("   r: next reviewer" if len(ensemble(data or {})) > 1 else "", "dim"))
+            ("   r: next reviewer" if several else "", "dim"))
         table = Table(box=None, padding=(0, 1), expand=False)
         table.add_column("Score")
         table.add_column("Value", justify="right")
@@ -127,7 +127,6 @@ class Scorecard(VerticalScroll):
         self._findings: list[dict[str, Any]] | None = None
         self.view = 0
         """0: meta-review; i: reviewer i's own form."""
-        self._shown_dir: Path | None = None
 
     def action_next_reviewer(self) -> None:
         n = len(ensemble(self._data or {}))
@@ -152,15 +151,14 @@ class Scorecard(VerticalScroll):
             key = (directory, *(_mtime(directory / n) for n in ("review.json", "integrity.json")))
         if key == self._key:
             return
+        if self._key is None or key[0] != self._key[0]:
+            self.view = 0  # another idea: start from its meta-review
         self._key = key
         body = self.query_one("#scorecard-body", Static)
         if directory is None:
             self._data = self._findings = None
             body.update("select an idea")
             return
-        if directory != self._shown_dir:
-            self.view = 0  # another idea: start from its meta-review
-        self._shown_dir = directory
         review = read_json(directory / "review.json")
         integrity = read_json(directory / "integrity.json")
         if isinstance(integrity, dict):
