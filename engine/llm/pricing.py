@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aisci.engine.resources import data_dir
@@ -57,9 +57,8 @@ class PriceTable:
             price = _price(p)
             long = p.get("long_prompt")
             if isinstance(long, dict):
-                price = Price(price.input, price.output, price.cache_write, price.cache_read,
-                              long_prompt=_price(long),
-                              long_prompt_tokens=int(long["threshold_tokens"]))
+                price = replace(price, long_prompt=_price(long),
+                                long_prompt_tokens=int(long["threshold_tokens"]))
             prices[key] = price
         return cls(prices, str(raw.get("as_of", "")), set(raw.get("free_providers", [])))
 
