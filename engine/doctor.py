@@ -28,6 +28,13 @@ class Check:
 PROVIDER_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 
 
+def api_key_var(settings: Settings, provider: str) -> str | None:
+    """The environment variable holding ``provider``'s API key (a named endpoint's
+    ``api_key_env``, else the provider's standard one); None when it needs none."""
+    endpoint = settings.llm.endpoints.get(provider)
+    return endpoint.api_key_env if endpoint is not None else PROVIDER_KEYS.get(provider)
+
+
 def _version(cmd: list[str]) -> str | None:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
@@ -112,10 +119,11 @@ def check_keys(settings: Settings) -> list[Check]:
         status = "ok" if present else ("fail" if needed else "warn")
         out.append(Check(var, status, ("present" if present else "absent")
                          + (" (needed by the configured models)" if needed else "")))
-    for name, ep in settings.llm.endpoints.items():
-        if name in providers and ep.api_key_env:
-            present = bool(os.environ.get(ep.api_key_env))
-            out.append(Check(ep.api_key_env, "ok" if present else "fail",
+    for name in settings.llm.endpoints:
+        var = api_key_var(settings, name)
+        if name in providers and var:
+            present = bool(os.environ.get(var))
+            out.append(Check(var, "ok" if present else "fail",
                              f"{'present' if present else 'absent'} (endpoint {name})"))
     s2 = bool(os.environ.get("S2_API_KEY"))
     out.append(Check("S2_API_KEY", "ok" if s2 else "warn",

@@ -78,7 +78,7 @@ def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:
 
     from aisci.engine.config import LAB_CONFIG_NAME, load_config
     from aisci.engine.demo import DEMO_MARKER
-    from aisci.engine.doctor import PROVIDER_KEYS
+    from aisci.engine.doctor import api_key_var
 
     lab = (args.lab or Path.cwd()).expanduser().resolve()
     cfg_file = lab / LAB_CONFIG_NAME
@@ -90,8 +90,7 @@ def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:
     provider = settings.models.default.split(":", 1)[0]
     if provider == "scripted":
         return False
-    endpoint = settings.llm.endpoints.get(provider)
-    var = endpoint.api_key_env if endpoint is not None else PROVIDER_KEYS.get(provider)
+    var = api_key_var(settings, provider)
     if var is None or os.environ.get(var):
         return False
     print(f"aisci-tui: {var} is not set: starting the offline demo (scripted model) in {lab}",
