@@ -134,7 +134,6 @@ class AisciApp(App[None]):
         self.reload_ideas()
         self._load_running()
         self.call_after_refresh(self._initial_focus)
-        self.set_interval(1.0, self._tick)
         if self.start_notice:
             self.notify(self.start_notice, title="Scripted model", timeout=20)
         if self.start_engine:
@@ -329,9 +328,6 @@ class AisciApp(App[None]):
             elif isinstance(e, ev.LiteratureStatus) and e.breaker == "open":
                 self.notify(f"literature source {e.source} unavailable ({e.detail})",
                             severity="warning")
-
-    def _tick(self) -> None:
-        self.pane(ProcessTable).tick()
 
     # -- idea commands -----------------------------------------------------------------------
     @on(IdeaTable.ApproveRequested)

@@ -20,6 +20,8 @@ from textual.widgets import DataTable
 
 clock = time.time
 """Wall clock; tests freeze it for deterministic snapshots."""
+TICK_S = 1.0
+"""Elapsed times advance this often between the engine's stats samples."""
 
 COLUMNS = (("idea", "Idea"), ("run", "Run"), ("elapsed", "Elapsed / limit"), ("cpu", "CPU%"),
            ("rss", "RSS"), ("gpu", "GPU mem"), ("quiet", "Quiet"), ("iso", "Isolation"),
@@ -87,6 +89,9 @@ class ProcessTable(DataTable):
     def on_mount(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
+        # The table's own timer: it stops with the table, so a tick can never look for a
+        # table that app shutdown has already removed.
+        self.set_interval(TICK_S, self.tick)
 
     @staticmethod
     def key(idea_id: int | None, run: str) -> str:
