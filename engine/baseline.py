@@ -16,7 +16,7 @@ from aisci.engine import stage_runtime as rt
 from aisci.engine.context import StageContext
 from aisci.engine.runenv import write_run_env
 from aisci.engine.stage_runtime import ExperimentError
-from aisci.engine.workspace import IdeaWorkspace, read_final_info
+from aisci.engine.workspace import IdeaWorkspace, has_workspace, read_final_info
 
 PREPARE_LIMIT_S = 3600.0
 
@@ -116,7 +116,7 @@ async def prepare_workspace(ctx: StageContext, idea_id: int) -> tuple[IdeaWorksp
     template = rt.template_of(ctx, idea)
     smoke = ctx.settings.general.smoke
     path = ctx.idea_dir(idea)
-    if (path / ".git").is_dir():
+    if has_workspace(path):
         ws = IdeaWorkspace.open(path)
         if "base" in ws.tags() and (path / "run_0" / "final_info.json").is_file():
             return ws, template

@@ -60,8 +60,10 @@ INTEGRITY = {"findings": [{"kind": "hardware_claim", "message": "paper claims a 
 
 
 def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
-                   check=True, capture_output=True)
+    """git on an idea folder, its git directory under <lab>/repos/ (the engine's layout)."""
+    git_dir = repo.parent.parent / "repos" / f"{repo.name}.git"
+    subprocess.run(["git", f"--git-dir={git_dir}", f"--work-tree={repo}", "-c", "user.name=t",
+                    "-c", "user.email=t@t", *args], cwd=repo, check=True, capture_output=True)
 
 
 def final_info(loss: float, acc: float, step: int) -> dict[str, Any]:
@@ -98,7 +100,8 @@ def build_lab(lab: Path, *, log_lines: int = 200, running: bool = True) -> LabSt
     base = lab / "ideas" / f"{ids[0]}-{IDEAS[0]['Name']}"
     (base / "logs").mkdir(parents=True)
     (base / "experiment.py").write_text("WEIGHT_DECAY = 0.5\nLR = 1e-3\n")
-    git(base, "init", "-q")
+    subprocess.run(["git", "init", "-q", "--bare", str(lab / "repos" / f"{base.name}.git")],
+                   check=True, capture_output=True)
     git(base, "add", "experiment.py")
     git(base, "commit", "-qm", "template")
     git(base, "tag", "base")

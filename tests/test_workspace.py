@@ -15,6 +15,7 @@ from aisci.engine.workspace import (
     IdeaWorkspace,
     WorkspaceError,
     format_results,
+    git_dir_for,
     read_final_info,
 )
 
@@ -62,8 +63,10 @@ def baseline(tmp_path: Path) -> Path:
 
 
 def git(path: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
-                          check=True).stdout
+    """Plain git as a user runs it on an idea (README: the git dir is under repos/)."""
+    return subprocess.run(["git", f"--git-dir={git_dir_for(path)}", f"--work-tree={path}",
+                           *args], capture_output=True, text=True, check=True,
+                          cwd=path).stdout
 
 
 def test_create_copies_template_commits_base_and_starts_notes(tmp_path, template, baseline):
@@ -152,7 +155,7 @@ def test_large_files_are_ignored_not_committed(tmp_path, template, baseline):
     ws.commit("run_1: test")
     tracked = git(ws.path, "ls-files").split()
     assert "run_1/final_info.json" in tracked and "run_1/weights.npy" not in tracked
-    assert "/run_1/weights.npy" in (ws.path / ".gitignore").read_text()
+    assert "/run_1/weights.npy" in (ws.git_dir / "info" / "exclude").read_text()
     assert big.exists() and not ws.dirty()
     # a tracked log that grows past the cap stops being tracked (it stays on disk)
     log = ws.path / "logs" / "run_1.log"

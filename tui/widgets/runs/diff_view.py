@@ -29,24 +29,29 @@ def previous_ref(run: str) -> str | None:
     return "base" if i == 1 else f"run_{i - 1}"
 
 
-def git_diff(repo_dir: Path, run: str) -> str:
-    """``git diff <previous> <run>`` in the idea's repository ('' when not available)."""
-    import git  # gitpython is slow to import; only the worker thread pays for it
+def git_diff(idea_dir: Path, run: str) -> str:
+    """``git diff <previous> <run>`` in the idea's repository ('' when not available),
+    through the engine's workspace (its git directory and pinned git configuration)."""
+    # gitpython (under the workspace module) is slow to import; only the worker pays.
+    import git
+    from aisci.engine.workspace import IdeaWorkspace, WorkspaceError
 
     prev = previous_ref(run)
-    if prev is None or not (repo_dir / ".git").exists():
+    if prev is None:
         return ""
     try:
-        repo = git.Repo(repo_dir)
-        tags = {t.name for t in repo.tags}
+        ws = IdeaWorkspace.open(idea_dir)
+        tags = ws.tags()
         if run not in tags:
             return ""
         if prev not in tags:
             prev = "base" if "base" in tags else f"{run}~1"
-        return str(repo.git.diff(prev, run, "--", ".", ":(exclude)run_*",
-                                 ":(exclude)logs"))[:MAX_DIFF_CHARS]
+        return str(ws.git.diff("--no-ext-diff", "--no-textconv", prev, run, "--", ":/",
+                               ":(exclude)run_*", ":(exclude)logs"))[:MAX_DIFF_CHARS]
+    except WorkspaceError:
+        return ""
     except git.GitError as exc:
-        return f"# git diff failed: {exc}"
+        return f"# git diff failed: {str(exc).splitlines()[0] if str(exc) else exc}"
 
 
 def split_diff(diff: str) -> Table:
