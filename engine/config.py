@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -165,10 +165,14 @@ class BudgetSettings(_Section):
 class SandboxSettings(_Section):
     mode: Literal["auto", "bwrap", "landlock", "none"] = "auto"
     require_isolation: bool = False
-    grace_period_s: float = Field(5.0, ge=0)
+    grace_period_s: float = Field(3.0, ge=0, le=30)
+    """SIGTERM to SIGKILL; with the 0.1 s watchdog tick every process of a run is dead
+    within limit + 5 s at the default."""
     max_processes: int = Field(512, ge=8)
     max_file_size_mb: int = Field(4096, ge=1)
-    max_rss_mb: int | None = Field(None, ge=64)
+    max_rss_mb: Annotated[int, Field(ge=64)] | Literal["auto", "off"] = "auto"
+    """Memory limit of a run's whole process tree in MB; "auto" = 80 % of the RAM shared
+    among the execution slots; "off" = none (not recommended)."""
     allow_network: bool = False
     extra_env: list[str] = Field(default_factory=list)
     """Names of extra environment variables passed to experiments (never secrets)."""

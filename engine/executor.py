@@ -27,6 +27,7 @@ from typing import Literal
 
 from aisci.engine import gpu as gpu_mod
 from aisci.engine import sandbox
+from aisci.engine.cgroups import MemoryCgroup, default_memory_limit_mb
 from aisci.engine.config import Settings
 from aisci.engine.events import (
     EventBus,
@@ -41,10 +42,15 @@ from aisci.engine.procstats import ProcessTree
 from aisci.engine.store import LabStore
 
 Status = Literal["ok", "failed", "timeout", "killed", "interrupted"]
+#: The reason of a run a human killed (other kills name the limit that was hit).
+HUMAN_KILL = "killed by a human"
 _TICK_S = 0.1
 _SWEEP_S = 0.25  # process-tree sweep (a /proc scan); the pids cgroup is the hard cap
 _STATS_EVERY_S = 1.0
 _KILL_ROUNDS = 50  # bound on SIGKILL sweeps (each 50 ms) before giving up on a process
+#: What a process prints when an allocation is refused (RLIMIT_DATA, cgroup reclaim).
+_OOM_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory",
+                "DefaultCPUAllocator: can't allocate memory")
 
 
 class IsolationUnavailable(RuntimeError):
@@ -129,6 +135,8 @@ class _LiveRun:
         self.nprocs = 1
         self.gpu_mem: int | None = None
         self.resumed_at = 0.0
+        self.peak_rss = 0
+        self.memory: MemoryCgroup | None = None
 
     def elapsed(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
@@ -158,6 +166,16 @@ class Executor:
     def isolation(self) -> tuple[str, str]:
         return sandbox.probe_isolation(self.settings.sandbox)
 
+    def memory_limit_mb(self) -> int | None:
+        """The memory limit of one run's tree (None when switched off)."""
+        value = self.settings.sandbox.max_rss_mb
+        if value == "off":
+            return None
+        if value == "auto":
+            sched = self.settings.scheduler
+            return default_memory_limit_mb(max(sched.parallel, len(sched.gpus or [])))
+        return int(value)
+
     async def run(self, spec: RunSpec) -> RunResult:
         sb = self.settings.sandbox
         level, detail = self.isolation()
@@ -171,6 +189,8 @@ class Executor:
         log_path = Path(spec.log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         cgroup = sandbox.PidsCgroup.create(sb.max_processes) if sb.pids_cgroup else None
+        mem_mb = self.memory_limit_mb()
+        memory = MemoryCgroup.create(mem_mb) if mem_mb is not None else None
         private_dir = None if level == "bwrap" else Path(tempfile.mkdtemp(prefix="aisci-home-"))
         token = secrets.token_hex(8)
         extra = dict(spec.env)
@@ -192,8 +212,10 @@ class Executor:
                 network=spec.network or sb.allow_network,
                 visible=sandbox.existing_paths(argv))
             argv = sandbox.bwrap_argv(shutil.which("bwrap") or "bwrap", layout, argv)
-        preexec = sandbox.rlimit_preexec(sb, cgroup.procs_file if cgroup else None,
-                                         subreaper=level != "bwrap")
+        preexec = sandbox.rlimit_preexec(
+            sb, [cgroup.procs_file if cgroup else None, memory.procs_file if memory else None],
+            subreaper=level != "bwrap",
+            memory_bytes=mem_mb * 2**20 if mem_mb is not None else None)
         pump = OutputPump(log_path, spec.idea_id, spec.run, self.bus,
                           tail_chars=self.settings.experiment.stderr_tail_chars,
                           max_log_bytes=sb.max_log_mb * 1024 * 1024)
@@ -209,6 +231,8 @@ class Executor:
             pump.close(f"could not start: {exc}")
             if cgroup:
                 cgroup.remove()
+            if memory:
+                memory.remove()
             _rm_private(private_dir)
             reason = f"could not start {spec.argv[0]}: {exc.strerror or exc}"
             row = self._record_start(spec, None, None, level, log_path, wall_start)
@@ -216,6 +240,7 @@ class Executor:
             return RunResult("failed", None, 0.0, reason, "", level, log_path, row, -1)
         tree = ProcessTree(proc.pid, cgroup.pids if cgroup else None, token=token)
         live = _LiveRun(spec, proc, tree, level, pump)
+        live.memory = memory
         self._live[key] = live
         pump.start(proc.stdout, proc.stderr)
         live.row_id = self._record_start(spec, proc.pid, tree.root_start_time, level, log_path,
@@ -239,7 +264,7 @@ class Executor:
         live = self._live.get((idea_id, run))
         if live is None or live.stop_request is not None:
             return False
-        live.stop_request = ("killed", "killed by a human")
+        live.stop_request = ("killed", HUMAN_KILL)
         self._control(live, "kill", "")
         return True
 
@@ -289,7 +314,8 @@ class Executor:
                      ) -> tuple[Status, str]:
         sb = self.settings.sandbox
         stall_after = self.settings.experiment.stall_after_s
-        max_rss = sb.max_rss_mb * 1024 * 1024 if sb.max_rss_mb else None
+        mem_mb = self.memory_limit_mb()
+        max_rss = mem_mb * 2**20 if mem_mb is not None else None
         next_stats = next_sweep = time.monotonic()
         while True:
             await asyncio.sleep(_TICK_S)
@@ -298,6 +324,8 @@ class Executor:
                 # The main process is gone; nothing of the run may outlive it.
                 await self._terminate(live, grace=min(1.0, sb.grace_period_s))
                 reason = _exit_reason(rc)
+                if rc != 0 and mem_mb is not None and self._memory_exhausted(live):
+                    reason = _memory_reason(mem_mb, live)
                 if cgroup is not None and cgroup.limit_hit():
                     reason = (f"{reason}; " if reason else "") + (
                         f"a fork was refused at the process limit ({sb.max_processes})")
@@ -309,12 +337,14 @@ class Executor:
             if stop is None and live.paused_since is None and now >= next_sweep:
                 next_sweep = now + _SWEEP_S
                 live.cpu, live.rss, live.nprocs = live.tree.usage()
+                if live.memory is not None:
+                    live.rss = max(live.rss, live.memory.usage())
+                live.peak_rss = max(live.peak_rss, live.rss)
                 if live.nprocs > sb.max_processes or (cgroup is not None and cgroup.limit_hit()):
                     stop = ("killed", f"exceeded the process limit ({sb.max_processes}); "
                             "fork bomb or runaway relaunch?")
-                elif max_rss is not None and live.rss > max_rss:
-                    stop = ("killed", f"resident memory {live.rss / 2**20:.0f} MB exceeded "
-                            f"the limit of {sb.max_rss_mb} MB")
+                elif max_rss is not None and mem_mb is not None and live.rss > max_rss:
+                    stop = ("killed", _memory_reason(mem_mb, live))
             if stop is not None:
                 await self._terminate(live)
                 return stop[0], stop[1]
@@ -378,6 +408,8 @@ class Executor:
         live.pump.close(f"{summary} after {duration:.1f} s")
         if cgroup is not None:
             cgroup.remove()
+        if live.memory is not None:
+            live.memory.remove()
         _rm_private(private_dir)
         self._live.pop((spec.idea_id, spec.run), None)
         exit_code = live.proc.returncode
@@ -429,13 +461,37 @@ class Executor:
             self.bus.publish(event)  # type: ignore[arg-type]
 
 
+    def _memory_exhausted(self, live: _LiveRun) -> bool:
+        """Whether a failed run died of its memory limit: the kernel killed inside its
+        cgroup, or an allocation was refused (RLIMIT_DATA) and the process said so."""
+        if live.memory is not None:
+            live.peak_rss = max(live.peak_rss, live.memory.peak())
+            if live.memory.limit_hit():
+                return True
+        tail = live.pump.stderr_tail()
+        return any(marker in tail for marker in _OOM_MARKERS)
+
+
+def _memory_reason(limit_mb: int, live: _LiveRun) -> str:
+    peak = live.peak_rss / 2**20
+    if peak >= limit_mb * 0.95:
+        return f"memory limit {limit_mb} MB exceeded (peak {peak:.0f} MB)"
+    return (f"memory limit {limit_mb} MB exceeded (an allocation past it was refused; "
+            f"peak {peak:.0f} MB)")
+
+
 def _exit_reason(rc: int) -> str:
+    """How a process ended, in words: a death by signal reads as the signal's name, also
+    when a wrapper (bubblewrap, a shell) reports it as 128 + the signal number."""
     if rc == 0:
         return ""
     if rc < 0:
         with contextlib.suppress(ValueError):
-            return f"killed by signal {signal.Signals(-rc).name}"
+            return f"killed by {signal.Signals(-rc).name}"
         return f"killed by signal {-rc}"
+    if 128 < rc <= 128 + 64:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(rc - 128).name} (exit code {rc})"
     return f"exit code {rc}"
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from aisci.engine.cgroups import sweep_stale
 from aisci.engine.store import LabStore, RunRow
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class RecoveryReport:
     terminated_pids: list[int] = field(default_factory=list)
     stale_stages: list[tuple[int, str]] = field(default_factory=list)
     """(idea_id, stage) left ``running`` by the previous engine."""
+    removed_cgroups: list[str] = field(default_factory=list)
+    """Run cgroups of engines that died (``kill -9``) without removing them."""
 
     @property
     def anything(self) -> bool:
@@ -178,6 +181,7 @@ def recover_lab(store: LabStore, grace_s: float = 3.0) -> RecoveryReport:
     if Path("/proc").is_dir():
         swept = sweep_lab_orphans(store.lab_dir, grace_s)
         report.terminated_pids.extend(p for p in swept if p not in report.terminated_pids)
+    report.removed_cgroups = sweep_stale()
     for idea in store.list_ideas():
         for stage, st in store.stages(idea.id).items():
             if st["state"] == "running":

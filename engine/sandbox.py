@@ -132,12 +132,16 @@ def clear_probe_cache() -> None:
 
 # -- resource limits ---------------------------------------------------------------------
 
-def rlimit_preexec(settings: SandboxSettings, cgroup_procs: str | None, *,
-                   subreaper: bool = True) -> Callable[[], None]:
-    """A pre-exec hook for the child: joins the run's cgroup, then sets rlimits.
+def rlimit_preexec(settings: SandboxSettings, cgroup_procs: Iterable[str | None], *,
+                   subreaper: bool = True, memory_bytes: int | None = None
+                   ) -> Callable[[], None]:
+    """A pre-exec hook for the child: joins the run's cgroups (pids, memory), then sets
+    rlimits; ``memory_bytes`` caps each process's data segment (RLIMIT_DATA: heap and
+    private writable mappings), the backstop of the tree's memory limit.
     Only async-signal-safe-ish calls (no imports, no locks): it runs after fork."""
     nproc = settings.max_processes
     fsize = settings.max_file_size_mb * 1024 * 1024
+    procs_files = [p for p in cgroup_procs if p]
     prctl = _prctl() if subreaper else None  # bwrap's pid namespace already holds the tree
 
     def hook() -> None:
@@ -145,8 +149,8 @@ def rlimit_preexec(settings: SandboxSettings, cgroup_procs: str | None, *,
             # The child becomes the subreaper of its own tree: a double-forked, setsid'd
             # grandchild stays its descendant, where the engine's tree sweep finds it.
             prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        if cgroup_procs is not None:
-            fd = os.open(cgroup_procs, os.O_WRONLY)
+        for procs in procs_files:
+            fd = os.open(procs, os.O_WRONLY)
             try:
                 os.write(fd, str(os.getpid()).encode())
             finally:
@@ -156,6 +160,8 @@ def rlimit_preexec(settings: SandboxSettings, cgroup_procs: str | None, *,
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
 
     return hook
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from aisci.engine import events as ev
 from aisci.engine.context import StageContext
+from aisci.engine.executor import HUMAN_KILL
 from aisci.engine.store import IdeaRow
 from aisci.engine.workspace import IdeaWorkspace
 
@@ -82,10 +83,10 @@ def describe_failure(result: Any, limit_s: float, tail_chars: int) -> tuple[str,
     tail = (result.stderr_tail or "")[-tail_chars:]
     if result.status == "timeout":
         return f"timed out after {limit_s:.0f} s", (f"Last stderr:\n{tail}" if tail else "")
-    if result.status == "killed":
+    if result.status == "killed" and result.reason == HUMAN_KILL:
         return "killed by the operator", "A human stopped this run (too slow or misbehaving)."
     code = result.exit_code
-    reason = f"exit code {code}" if code is not None else (result.reason or result.status)
+    reason = result.reason or (f"exit code {code}" if code is not None else result.status)
     return reason, (f"stderr (last {tail_chars} chars):\n{tail}" if tail else "(no stderr)")
 
 
