@@ -164,7 +164,13 @@ class BudgetSettings(_Section):
 
 class SandboxSettings(_Section):
     mode: Literal["auto", "bwrap", "landlock", "none"] = "auto"
+    """Isolation of experiment, plot and LaTeX processes. "auto": bubblewrap if it works
+    here, else Landlock + no-new-privileges + seccomp, else nothing runs (the error says
+    why and how to fix it); "bwrap" / "landlock": that layer or nothing runs; "none":
+    run WITHOUT isolation (explicit opt-in, shown as a warning by doctor, status, TUI)."""
     require_isolation: bool = False
+    """Not needed any more: no mode falls back silently. Still accepted so older
+    aisci.toml files load; when true, sandbox.mode = "none" is refused as well."""
     grace_period_s: float = Field(3.0, ge=0, le=30)
     """SIGTERM to SIGKILL; with the 0.1 s watchdog tick every process of a run is dead
     within limit + 5 s at the default."""

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from aisci.engine import sandbox
 from aisci.engine.config import Settings
 
 
@@ -78,28 +79,16 @@ def check_tex() -> list[Check]:
 
 
 def check_isolation(settings: Settings) -> Check:
-    try:
-        from aisci.engine.sandbox import probe_isolation
-    except ImportError:
-        probe_isolation = None
-    if probe_isolation is not None:
-        level, detail = probe_isolation(settings.sandbox)
-    else:
-        level, detail = _probe_bwrap()
-    need = settings.sandbox.require_isolation
-    status = "ok" if level in ("bwrap",) else ("fail" if need else "warn")
-    return Check("isolation", status, f"{level}: {detail}")
-
-
-def _probe_bwrap() -> tuple[str, str]:
-    bwrap = shutil.which("bwrap")
-    if not bwrap:
-        return "process-group", "bubblewrap not installed (apt-get install bubblewrap)"
-    r = subprocess.run([bwrap, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent",
-                        "true"], capture_output=True, text=True, timeout=10)
-    if r.returncode == 0:
-        return "bwrap", "bubblewrap works (no network, read-only system)"
-    return "process-group", f"bubblewrap blocked: {r.stderr.strip()[:120]}"
+    """The isolation layer experiments run under and why no stronger one is used: ok for
+    bubblewrap or Landlock, a warning for sandbox.mode = "none" (a failure when
+    require_isolation is set too), a failure when nothing usable is left."""
+    level, detail = sandbox.probe_isolation(settings.sandbox)
+    if level == sandbox.UNAVAILABLE:
+        return Check("isolation", "fail", detail)
+    if level == "none":
+        status = "fail" if settings.sandbox.require_isolation else "warn"
+        return Check("isolation", status, f"none: {sandbox.NONE_WARNING}")
+    return Check("isolation", "ok", f"{level}: {detail}")
 
 
 def check_git() -> Check:

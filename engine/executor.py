@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 import signal
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from aisci.engine import confine, sandbox
 from aisci.engine import gpu as gpu_mod
-from aisci.engine import sandbox
 from aisci.engine.cgroups import MemoryCgroup, default_memory_limit_mb
 from aisci.engine.config import Settings
 from aisci.engine.events import (
@@ -37,7 +38,7 @@ from aisci.engine.events import (
     RunStalled,
     RunStarted,
 )
-from aisci.engine.output_pump import OutputPump
+from aisci.engine.output_pump import OutputPump, open_log_file
 from aisci.engine.procstats import ProcessTree
 from aisci.engine.store import LabStore
 
@@ -54,7 +55,7 @@ _OOM_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out 
 
 
 class IsolationUnavailable(RuntimeError):
-    """sandbox.require_isolation is set but bubblewrap cannot be used here."""
+    """No isolation layer of ``sandbox.mode`` works here (one line: why, and the fix)."""
 
 
 @dataclass
@@ -161,6 +162,9 @@ class Executor:
         self.store = store
         self._gpu_probe = gpu_probe if gpu_probe is not None else gpu_mod.default_probe()
         self._live: dict[tuple[int | None, str], _LiveRun] = {}
+        # Non-dumpable, secrets out of the initial environment block: the children cannot
+        # read the engine's /proc environ or memory, whatever layer isolates them.
+        confine.harden_engine(sandbox.is_secret_name)
 
     # -- public API ------------------------------------------------------------------------
     def isolation(self) -> tuple[str, str]:
@@ -179,15 +183,20 @@ class Executor:
     async def run(self, spec: RunSpec) -> RunResult:
         sb = self.settings.sandbox
         level, detail = self.isolation()
-        if sb.require_isolation and level != "bwrap":
-            raise IsolationUnavailable(
-                f"sandbox.require_isolation is true but bubblewrap is not usable: {detail}")
+        if level == sandbox.UNAVAILABLE:
+            raise IsolationUnavailable(detail)
+        if sb.require_isolation and level == "none":
+            raise IsolationUnavailable("sandbox.require_isolation is true but sandbox.mode = "
+                                       "none runs experiments without isolation")
         key = (spec.idea_id, spec.run)
         if key in self._live:
             raise RuntimeError(f"run {spec.run} of idea {spec.idea_id} is already running")
         cwd = Path(spec.cwd).resolve()
         log_path = Path(spec.log_path)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Opened now, before the child exists, relative to the folder the child can write:
+        # whatever an earlier run planted at the log's place is replaced, not followed.
+        log_file = open_log_file(log_path, [Path(spec.cwd), cwd, *(
+            Path(spec.cwd) / w for w in spec.writable), *(cwd / w for w in spec.writable)])
         cgroup = sandbox.PidsCgroup.create(sb.max_processes) if sb.pids_cgroup else None
         mem_mb = self.memory_limit_mb()
         memory = MemoryCgroup.create(mem_mb) if mem_mb is not None else None
@@ -206,27 +215,35 @@ class Executor:
         env = sandbox.child_environment(sb, home=home, tmpdir=tmp, extra=extra)
         env["AISCI_RUN_TOKEN"] = token  # lets the sweep recognise re-parented orphans
         argv = [str(a) for a in spec.argv]
-        if level == "bwrap":
-            layout = sandbox.BwrapLayout(
-                cwd=cwd, writable=[cwd / w for w in spec.writable],
-                network=spec.network or sb.allow_network,
-                visible=sandbox.existing_paths(argv))
-            argv = sandbox.bwrap_argv(shutil.which("bwrap") or "bwrap", layout, argv)
+        layout = sandbox.BwrapLayout(
+            cwd=cwd, writable=[cwd / w for w in spec.writable],
+            network=spec.network or sb.allow_network, visible=sandbox.existing_paths(argv),
+            hidden=[self.store.lab_dir] if self.store is not None else [])
         preexec = sandbox.rlimit_preexec(
             sb, [cgroup.procs_file if cgroup else None, memory.procs_file if memory else None],
             subreaper=level != "bwrap",
             memory_bytes=mem_mb * 2**20 if mem_mb is not None else None)
         pump = OutputPump(log_path, spec.idea_id, spec.run, self.bus,
                           tail_chars=self.settings.experiment.stderr_tail_chars,
-                          max_log_bytes=sb.max_log_mb * 1024 * 1024)
+                          max_log_bytes=sb.max_log_mb * 1024 * 1024, log_file=log_file)
         pump.header(f"$ {' '.join(spec.argv)}  [cwd {cwd}, isolation {level}, "
                     f"limit {spec.limit_s:g} s, attempt {spec.attempt}]")
         wall_start = time.time()
+        plan: confine.Plan | None = None
+        seccomp_fd: int | None = None
         try:
+            if level == "bwrap":
+                seccomp_fd = sandbox.bwrap_seccomp_fd(layout.network)
+                argv = sandbox.bwrap_argv(shutil.which("bwrap") or "bwrap", layout, argv,
+                                          seccomp_fd=seccomp_fd)
+            elif level == "landlock":  # prepared here; the child only applies it
+                assert private_dir is not None
+                plan = sandbox.landlock_plan(layout, private_dir)
             proc = await asyncio.to_thread(
                 subprocess.Popen, argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                preexec_fn=preexec, close_fds=True)
+                preexec_fn=sandbox.confined_preexec(preexec, plan), close_fds=True,
+                pass_fds=() if seccomp_fd is None else (seccomp_fd,))
         except OSError as exc:
             pump.close(f"could not start: {exc}")
             if cgroup:
@@ -238,6 +255,11 @@ class Executor:
             row = self._record_start(spec, None, None, level, log_path, wall_start)
             self._record_end(row, "failed", None, reason, 0.0)
             return RunResult("failed", None, 0.0, reason, "", level, log_path, row, -1)
+        finally:
+            if plan is not None:
+                plan.close()
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
         tree = ProcessTree(proc.pid, cgroup.pids if cgroup else None, token=token)
         live = _LiveRun(spec, proc, tree, level, pump)
         live.memory = memory

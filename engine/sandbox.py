@@ -1,14 +1,24 @@
-"""Isolation layers for untrusted experiment code: a clean environment, bubblewrap,
-resource limits and a pids cgroup.
+"""Isolation layers for untrusted experiment code: a clean environment, bubblewrap or
+Landlock, resource limits and a pids cgroup.
 
-The executor asks :func:`plan_sandbox` how to start a child. With bubblewrap available
-and permitted the child sees the system read-only, a private /tmp and HOME (tmpfs), no
-network, only its idea directory (plus listed paths) writable, GPU device nodes, and its
-own pid namespace (it cannot see or signal the engine; killing the namespace's init
-kills every process in it). Without bubblewrap the child gets its own session, rlimits
-and a private HOME directory; the engine's tree sweep (procstats) does the rest.
-:func:`probe_isolation` reports the level that is actually available ("bwrap",
-"landlock" or "rlimits") and is what ``aisci doctor`` shows.
+``sandbox.mode`` picks the layer and nothing falls back silently:
+
+- "bwrap": the child sees the system read-only, a private /tmp and HOME (tmpfs), no
+  network, the lab hidden except its own idea directory (plus listed paths, writable
+  or read-only), GPU device nodes, and its own pid namespace (it cannot see or signal
+  the engine; killing the namespace's init kills every process in it).
+- "landlock" (:mod:`aisci.engine.confine`): Landlock, no-new-privileges, a seccomp
+  filter and an empty capability set; the system read-only, only the run's directory and
+  a private HOME/TMPDIR writable, nothing else of the user's files, the lab or /tmp
+  readable, no TCP, no signal to anything outside the run.
+- "auto": bubblewrap if it works here, else Landlock if it works, else refuse with both
+  reasons and the fix.
+- "none": an explicit opt-in to run without isolation: own session, rlimits, a private
+  HOME directory and the engine's tree sweep (procstats) only. Shown as a warning.
+
+:func:`probe_isolation` reports the level in force ("bwrap", "landlock", "none", or
+"unavailable" when the executor must refuse) and why no stronger one is used; it is what
+``aisci doctor`` shows.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aisci.engine import confine
 from aisci.engine.config import SandboxSettings
 
 #: Variables the child may inherit from the engine (exact names); LC_* is allowed too.
@@ -79,32 +90,52 @@ def child_environment(settings: SandboxSettings, *, home: str, tmpdir: str,
 
 # -- probing -----------------------------------------------------------------------------
 
+LEVELS = ("bwrap", "landlock", "none")
+UNAVAILABLE = "unavailable"
+NONE_WARNING = "experiments run WITHOUT isolation (sandbox.mode = none)"
+_FIX_BWRAP = "install bubblewrap or allow unprivileged user namespaces"
+_FIX = f'{_FIX_BWRAP}, or set sandbox.mode = "none" to run experiments without isolation'
+
+
 @functools.lru_cache(maxsize=8)
 def _probe(mode: str, bwrap: str | None) -> tuple[str, str]:
     if mode == "none":
-        return "rlimits", "sandbox.mode = none: own session, rlimits, process-tree watchdog"
+        return "none", ("sandbox.mode = none: NO isolation (own session, rlimits, "
+                        "process-tree watchdog only)")
+    bwrap_why = "not tried (sandbox.mode = landlock)"
     if mode in ("auto", "bwrap"):
-        if bwrap is None:
-            why = "bubblewrap not installed (apt-get install bubblewrap)"
-        else:
-            argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                    "--tmpfs", "/tmp", *_BWRAP_NS, "--unshare-net", "--die-with-parent",
-                    "--new-session", "--", "/bin/true"]
-            try:
-                proc = subprocess.run(argv, capture_output=True, timeout=10, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                why = f"bubblewrap could not start: {exc}"
-            else:
-                if proc.returncode == 0:
-                    return "bwrap", (f"{_bwrap_version(bwrap)}: read-only system, private "
-                                     "/tmp and HOME, no network, own pid/user namespace")
-                err = proc.stderr.decode(errors="replace").strip().splitlines()
-                why = "bubblewrap is blocked here: " + (err[-1] if err else
-                                                        f"exit {proc.returncode}")
-        return "rlimits", f"{why}; falling back to own session, rlimits, process-tree watchdog"
-    # mode == "landlock": no maintained binding is a dependency of aisci.
-    return "rlimits", ("Landlock requested but no Landlock binding is installed; own "
-                       "session, rlimits, process-tree watchdog")
+        ok, bwrap_why = _probe_bwrap(bwrap)
+        if ok:
+            return "bwrap", bwrap_why
+        if mode == "bwrap":
+            return UNAVAILABLE, (f"sandbox.mode = bwrap but bubblewrap {bwrap_why}: "
+                                 f'{_FIX_BWRAP}, or set sandbox.mode = "auto"')
+    ok, landlock = confine.probe()
+    if ok:
+        return "landlock", f"{landlock}; bubblewrap {bwrap_why}"
+    if mode == "landlock":
+        return UNAVAILABLE, (f'sandbox.mode = landlock but Landlock is unusable: {landlock}; '
+                             'set sandbox.mode = "auto" or "none"')
+    return UNAVAILABLE, (f"no isolation layer works here (bubblewrap {bwrap_why}; Landlock: "
+                         f"{landlock}): {_FIX}")
+
+
+def _probe_bwrap(bwrap: str | None) -> tuple[bool, str]:
+    """(works, detail or why not)."""
+    if bwrap is None:
+        return False, "is not installed"
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/tmp", *_BWRAP_NS, "--unshare-net", "--die-with-parent",
+            "--new-session", "--", "/bin/true"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"could not start: {exc}"
+    if proc.returncode == 0:
+        return True, (f"{_bwrap_version(bwrap)}: read-only system, private /tmp and HOME, "
+                      "lab hidden, no network, own pid/user namespace")
+    err = proc.stderr.decode(errors="replace").strip().splitlines()
+    return False, "is blocked here (" + (err[-1] if err else f"exit {proc.returncode}") + ")"
 
 
 def _bwrap_version(bwrap: str) -> str:
@@ -117,17 +148,31 @@ def _bwrap_version(bwrap: str) -> str:
 
 
 def probe_isolation(settings: SandboxSettings) -> tuple[str, str]:
-    """(level, detail) for the strongest isolation available under these settings.
-    Cached per mode; the first call runs one tiny sandboxed command."""
+    """(level, detail): the layer runs get under these settings ("bwrap", "landlock",
+    "none") or "unavailable" when the executor must refuse to start anything; the detail
+    names the layer and why a stronger one is not used (or, refused, both reasons and the
+    fix). Cached per mode; the first call starts one tiny sandboxed process per layer."""
     level, detail = _probe(settings.mode, shutil.which("bwrap"))
-    cg = PidsCgroup.root() if settings.pids_cgroup else None
+    cg = PidsCgroup.root() if settings.pids_cgroup and level != UNAVAILABLE else None
     if cg is not None:
         detail += f"; per-run pids cgroup ({cg[0]})"
     return level, detail
 
 
+def isolation_warning(settings: SandboxSettings) -> str | None:
+    """One line for ``aisci status`` and the TUI header when experiments run without
+    isolation or cannot run at all; None when a layer is in force."""
+    level, detail = probe_isolation(settings)
+    if level == "none":
+        return NONE_WARNING
+    if level == UNAVAILABLE:
+        return f"experiments cannot run: {detail}"
+    return None
+
+
 def clear_probe_cache() -> None:
     _probe.cache_clear()
+    confine.probe.cache_clear()
 
 
 # -- resource limits ---------------------------------------------------------------------
@@ -239,17 +284,20 @@ class PidsCgroup:
             self.path.rmdir()
 
 
-# -- bubblewrap --------------------------------------------------------------------------
+# -- bubblewrap and Landlock ------------------------------------------------------------
 
 @dataclass
 class BwrapLayout:
-    """What the sandbox shows: the writable paths and the read-only ones that must stay
-    visible inside the masked HOME (the interpreter, its libraries, argv files)."""
+    """What the sandbox shows (bubblewrap or Landlock): the run's directory and extra
+    writable paths, the read-only paths that must stay visible (argv files; the
+    interpreter is added by the layer), and the paths to hide although they contain what
+    is shown (the lab: its store, its config, the other ideas, its git directories)."""
 
     cwd: Path
     writable: list[Path] = field(default_factory=list)
     network: bool = False
     visible: list[Path] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=list)
 
 
 def interpreter_paths() -> list[Path]:
@@ -266,39 +314,119 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def _real_home(home: str | None) -> Path | None:
+    real_home = Path(home or os.path.expanduser("~")).resolve()
+    return real_home if real_home != Path("/") and real_home.is_dir() else None
+
+
 def bwrap_argv(bwrap: str, layout: BwrapLayout, argv: list[str],
-               home: str | None = None) -> list[str]:
-    """The full bubblewrap command line running ``argv`` inside the sandbox."""
+               home: str | None = None, seccomp_fd: int | None = None) -> list[str]:
+    """The full bubblewrap command line running ``argv`` inside the sandbox;
+    ``seccomp_fd`` (see :func:`bwrap_seccomp_fd`) must be passed to the process."""
     args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--dir", _SANDBOX_HOME]
-    # Mask the engine user's real home (keys, configs, shell history); the child's HOME is
-    # a private tmpfs dir. The private /tmp and the masked home would also hide what the
-    # child needs (a venv or a lab under /tmp, pyenv under ~), so the interpreter's
-    # directories and the files named on the command line are re-exposed read-only.
+    # Mask the engine user's real home (keys, configs, shell history), /run, the lab and
+    # the system files only their owner may read (a root engine's child maps to root); the
+    # child's HOME is a private tmpfs dir. The masks would also hide what the child needs
+    # (a venv or a lab under /tmp, pyenv under ~), so the interpreter's directories and
+    # the files named on the command line are re-exposed read-only, and the run's own
+    # directories read-write. Mounts are applied shallowest first, so a deeper one wins:
+    # the lab stays hidden under a re-exposed ancestor, its idea directory visible in it.
+    # The masks are remounted read-only at the end: a write there fails (EROFS) instead
+    # of landing in a throwaway tmpfs.
     masked = [Path("/tmp")]
-    real_home = Path(home or os.path.expanduser("~")).resolve()
-    if real_home != Path("/") and real_home.is_dir():
-        args += ["--tmpfs", str(real_home)]
-        masked.append(real_home)
+    mounts: list[tuple[Path, int, list[str]]] = []
+    read_only: list[Path] = []
+    real_home = _real_home(home)
+    # /run holds the host's service sockets (D-Bus, docker.sock, ...), reachable through
+    # the filesystem whatever the network namespace: hidden too.
+    run = [Path("/run")] if Path("/run").is_dir() and not Path("/run").is_symlink() else []
+    hidden = [Path(h).resolve() for h in layout.hidden]
+    for hide in ([real_home] if real_home else []) + run + hidden:
+        mounts.append((hide, 0, ["--tmpfs", str(hide)]))
+        masked.append(hide)
+        read_only.append(hide)
+    for private in confine.split_tree("/etc")[1]:
+        if private.is_dir():
+            mounts.append((private, 0, ["--tmpfs", str(private)]))
+            read_only.append(private)
+        else:
+            mounts.append((private, 0, ["--ro-bind-try", "/dev/null", str(private)]))
     seen: set[Path] = set()
-    for p in [*interpreter_paths(), *layout.visible]:
+    etc_targets = [p for p in confine.split_tree("/etc")[0] if run and _inside(p, run[0])]
+    for p in [*interpreter_paths(), *layout.visible, *etc_targets]:
         rp = p.resolve()
         if rp in seen or rp in masked or not any(_inside(rp, m) for m in masked):
             continue
         seen.add(rp)
-        args += ["--ro-bind-try", str(rp), str(rp)]
+        mounts.append((rp, 1, ["--ro-bind-try", str(rp), str(rp)]))
+    for w in [layout.cwd, *layout.writable]:
+        rw = Path(w).resolve()
+        mounts.append((rw, 2, ["--bind", str(rw), str(rw)]))
+    for _, _, mount in sorted(mounts, key=lambda m: (len(m[0].parts), m[1])):
+        args += mount
+    for path in dict.fromkeys(read_only):
+        args += ["--remount-ro", str(path)]
     for dev in sorted(glob.glob("/dev/nvidia*")):
         args += ["--dev-bind-try", dev, dev]
     args += ["--dev-bind-try", "/dev/dri", "/dev/dri"]
-    for w in [layout.cwd, *layout.writable]:
-        rw = Path(w).resolve()
-        args += ["--bind", str(rw), str(rw)]
     args += [*_BWRAP_NS]
     if not layout.network:
         args.append("--unshare-net")
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     args += ["--die-with-parent", "--new-session", "--chdir", str(Path(layout.cwd).resolve()),
              "--", *argv]
     return args
+
+
+def bwrap_seccomp_fd(network: bool) -> int | None:
+    """A pipe's read end holding the seccomp program (confine's filter: no io_uring,
+    namespaces, mounts, bpf, keyrings, ptrace...; no socket but AF_UNIX without network)
+    for bubblewrap to load before it starts the command. The caller passes it to the
+    child (``pass_fds``) and closes it afterwards."""
+    data = confine.seccomp_bytes(network=network)
+    if data is None:
+        return None
+    r, w = os.pipe()
+    try:
+        os.write(w, data)  # a few hundred bytes, far below the pipe's buffer
+    finally:
+        os.close(w)
+    return r
+
+
+def landlock_plan(layout: BwrapLayout, private_dir: Path,
+                  home: str | None = None) -> confine.Plan:
+    """The Landlock confinement of one run, prepared in the engine: read + execute on
+    the system, the interpreter and the argv files; everything on the run's directory,
+    its writable extras and its private HOME/TMPDIR (``private_dir``); nothing else.
+    Interpreter paths that contain the lab, the user's home or /tmp (``python -m`` run
+    from such a folder puts it on sys.path) are left out: a grant covers all beneath."""
+    shadowed = [Path("/"), Path("/tmp").resolve(), *(Path(h).resolve() for h in layout.hidden)]
+    real_home = _real_home(home)
+    if real_home is not None:
+        shadowed.append(real_home)
+    read_exec = [p.resolve() for p in interpreter_paths()]
+    read_exec = [p for p in read_exec if not any(_inside(s, p) for s in shadowed)]
+    read_exec += [p.resolve() for p in layout.visible]
+    writable = [Path(w).resolve() for w in [layout.cwd, *layout.writable, private_dir]]
+    policy = confine.run_policy(read_exec=read_exec, read_write=writable,
+                                network=layout.network)
+    return confine.build_plan(policy)
+
+
+def confined_preexec(hook: Callable[[], None], plan: confine.Plan | None
+                     ) -> Callable[[], None]:
+    """``hook`` (cgroups, rlimits), then the plan's confinement, last before exec."""
+    if plan is None:
+        return hook
+
+    def run() -> None:
+        hook()
+        plan.apply()
+
+    return run
 
 
 def sandbox_home() -> str:

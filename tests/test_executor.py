@@ -59,12 +59,12 @@ async def test_ok_and_failed_runs_are_recorded(tmp_path):
     ok = await ex.run(spec(idea, "print('fine')\n", 10, "run_1"))
     bad = await ex.run(spec(idea, "import sys\nprint('boom', file=sys.stderr)\nsys.exit(3)\n",
                             10, "run_2"))
-    assert ok.status == "ok" and ok.exit_code == 0 and ok.isolation == "rlimits"
+    assert ok.status == "ok" and ok.exit_code == 0 and ok.isolation == "none"
     assert bad.status == "failed" and bad.exit_code == 3 and bad.reason == "exit code 3"
     assert bad.stderr_tail == "boom"
     rows = {r.run: r for r in store.runs()}
     assert rows["run_1"].status == "ok" and rows["run_1"].pid == ok.pid
-    assert rows["run_1"].pid_start_time and rows["run_1"].isolation == "rlimits"
+    assert rows["run_1"].pid_start_time and rows["run_1"].isolation == "none"
     assert rows["run_2"].exit_code == 3 and rows["run_2"].attempt == 2
     assert rows["run_2"].log_path == str(idea / "logs" / "run_2.log")
     kinds = [type(e) for e in sub.drain()]

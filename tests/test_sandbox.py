@@ -1,5 +1,6 @@
 """Sandbox building blocks: secret filtering, the child environment, the bubblewrap
-command line, isolation probing, and the pids cgroup."""
+command line, isolation probing (no silent fallback), doctor's line, and the pids
+cgroup. Confined processes themselves are in test_confine.py."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from aisci.engine import confine
 from aisci.engine.config import SandboxSettings, Settings
 from aisci.engine.doctor import check_isolation
 from aisci.engine.sandbox import (
+    NONE_WARNING,
+    UNAVAILABLE,
     BwrapLayout,
     PidsCgroup,
     bwrap_argv,
     child_environment,
     is_secret_name,
+    isolation_warning,
     probe_isolation,
 )
 
@@ -71,19 +76,50 @@ def test_bwrap_argv_layout(tmp_path):
 
 
 def test_probe_levels():
-    assert probe_isolation(SandboxSettings(mode="none"))[0] == "rlimits"
+    assert probe_isolation(SandboxSettings(mode="none"))[0] == "none"
     level, detail = probe_isolation(SandboxSettings(mode="landlock"))
-    assert level == "rlimits" and "Landlock" in detail
+    if confine.landlock_abi()[0]:
+        assert level == "landlock" and detail.startswith("Landlock ABI")
+        assert "bubblewrap not tried (sandbox.mode = landlock)" in detail
+    else:  # no silent fallback: the explicit mode is refused, naming why
+        assert level == UNAVAILABLE and "Landlock is unusable" in detail
+    assert probe_isolation(SandboxSettings())[0] in ("bwrap", "landlock", UNAVAILABLE)
 
 
-def test_doctor_reports_the_probe():
+def test_doctor_reports_the_probe_and_warns_without_isolation():
     s = Settings()
     level, _ = probe_isolation(s.sandbox)
     check = check_isolation(s)
-    assert check.detail.startswith(level)
+    if level == UNAVAILABLE:  # neither bubblewrap nor Landlock here: refused, not hidden
+        assert check.status == "fail" and isolation_warning(s.sandbox)
+    else:
+        assert check.detail.startswith(level) and check.status == "ok"
+        assert isolation_warning(s.sandbox) is None
     s.sandbox.mode = "none"
+    check = check_isolation(s)
+    assert check.status == "warn" and "WITHOUT isolation (sandbox.mode = none)" in check.detail
+    assert isolation_warning(s.sandbox) == NONE_WARNING
     s.sandbox.require_isolation = True
     assert check_isolation(s).status == "fail"
+
+
+def test_bwrap_hides_the_lab_but_shows_the_idea_and_a_venv_inside(tmp_path):
+    lab = tmp_path / "lab"
+    idea = lab / "ideas" / "1-x"
+    venv = lab / ".venv"
+    idea.mkdir(parents=True)
+    venv.mkdir()
+    args = bwrap_argv("bwrap", BwrapLayout(cwd=idea, visible=[venv], hidden=[lab]),
+                      ["python"], home=str(tmp_path / "home"))
+    joined = " ".join(args)
+    hide = joined.index(f"--tmpfs {lab} ")
+    assert hide < joined.index(f"--bind {idea} {idea}")
+    assert hide < joined.index(f"--ro-bind-try {venv} {venv}")
+    private = confine.split_tree("/etc")[1]
+    for path in private:  # what only root may read stays hidden from a root engine's child
+        assert str(path) in args
+    if Path("/run").is_dir() and not Path("/run").is_symlink():  # host service sockets
+        assert "--tmpfs /run " in joined and "--remount-ro /run " in joined
 
 
 @pytest.mark.skipif(PidsCgroup.root() is None, reason="no writable pids cgroup")
