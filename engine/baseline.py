@@ -4,7 +4,6 @@ template's data preparation) and the idea workspace that starts from it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine import events as ev
+from aisci.engine import safe_files
 from aisci.engine import stage_runtime as rt
 from aisci.engine.context import StageContext
 from aisci.engine.runenv import write_run_env
@@ -30,7 +30,7 @@ async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path
     run0 = baseline_dir(ctx.lab, template.name, smoke)
     lock = _baseline_locks.setdefault(run0, asyncio.Lock())
     async with lock:
-        if (run0 / "final_info.json").is_file():
+        if safe_files.is_file(run0.parent, f"{run0.name}/final_info.json"):
             return run0
         root = run0.parent
         log = root / "logs" / "run_0.log"
@@ -89,22 +89,27 @@ async def _prepare_data(ctx: StageContext, template: Any, folder: Path, smoke: b
             f"{spec.log_path}")))
 
 
+_PREPARED_SKIP = ("run_", "logs", "__pycache__", ".git")
+
+
 def _copy_prepared(src_root: Path, dst_root: Path) -> int:
     """Copy files the prepare step made in the baseline folder (absent from the idea's
-    copy of the template) into the idea folder; hard links when possible."""
+    copy of the template) into the idea folder; hard links when possible. Neither side
+    is followed through a symlink (safe_files); the walk is bounded."""
     n = 0
-    for p in sorted(src_root.rglob("*")):
-        rel = p.relative_to(src_root)
-        if not p.is_file() or rel.parts[0].startswith(("run_", "logs", "__pycache__", ".git")):
+    for e in safe_files.walk(src_root, prune=lambda e: e.path.startswith(_PREPARED_SKIP)):
+        if e.kind != "file" or e.path.startswith(_PREPARED_SKIP) \
+                or safe_files.lexists(dst_root, e.path):
             continue
-        dst = dst_root / rel
-        if dst.exists():
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        parent = e.path.rpartition("/")[0]
         try:
-            os.link(p, dst)
+            safe_files.make_dirs(dst_root, parent or ".")
+        except OSError:  # a planted symlink or file where a folder belongs: not copied
+            continue
+        try:
+            safe_files.link(src_root, e.path, dst_root, e.path)
         except OSError:
-            shutil.copy2(p, dst)
+            safe_files.copy_file(src_root, e.path, dst_root, e.path, links_ok=True)
         n += 1
     return n
 
@@ -118,7 +123,7 @@ async def prepare_workspace(ctx: StageContext, idea_id: int) -> tuple[IdeaWorksp
     path = ctx.idea_dir(idea)
     if has_workspace(path):
         ws = IdeaWorkspace.open(path)
-        if "base" in ws.tags() and (path / "run_0" / "final_info.json").is_file():
+        if "base" in ws.tags() and safe_files.is_file(path, "run_0/final_info.json"):
             return ws, template
     run0 = await ensure_baseline(ctx, template, smoke)
     ws = IdeaWorkspace.create(ctx, idea, template, smoke, baseline=run0)

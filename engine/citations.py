@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from aisci.engine import safe_files
 from aisci.engine.llm.base import ToolCall, ToolResult, ToolSpec
 from aisci.engine.texscan import strip_comments
 from pydantic import BaseModel
@@ -31,18 +32,25 @@ _TITLE_RE = re.compile(r"\btitle\s*=\s*[{\"](.+?)[}\"]\s*,?\s*$", re.IGNORECASE 
 
 class Bibliography:
     """The paper's .bib file (from ``\\bibliography{name}``; ``references.bib`` when the
-    paper names none)."""
+    paper names none). Read and written inside the idea folder only (safe_files): a name
+    that leaves it, or a symlinked .bib, is refused (safe_files.UnsafeFile)."""
 
     def __init__(self, latex_dir: Path, main: str = "template.tex") -> None:
         self.latex_dir = Path(latex_dir)
-        tex = (self.latex_dir / main).read_text(encoding="utf-8", errors="replace")
+        self.root = self.latex_dir.parent
+        tex = safe_files.read_text(self.root, f"{self.latex_dir.name}/{main}", errors="replace")
         m = re.search(r"\\bibliography\{([^},]+)", strip_comments(tex))
         name = m.group(1).strip() if m else "references"
-        self.path = self.latex_dir / (name if name.endswith(".bib") else f"{name}.bib")
+        name = name if name.endswith(".bib") else f"{name}.bib"
+        self.path = self.latex_dir / name
+        self.rel = safe_files.normalize_rel(f"{self.latex_dir.name}/{name}") or \
+            f"{self.latex_dir.name}/{name}"  # refused by safe_files when used
 
     def text(self) -> str:
-        return self.path.read_text(encoding="utf-8", errors="replace") if self.path.is_file() \
-            else ""
+        try:
+            return safe_files.read_text(self.root, self.rel, errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def entries(self) -> dict[str, str]:
         """key -> normalised title ('' when the entry has none)."""
@@ -77,7 +85,7 @@ class Bibliography:
         existing = self.text()
         sep = "" if not existing or existing.endswith("\n\n") else (
             "\n" if existing.endswith("\n") else "\n\n")
-        self.path.write_text(existing + sep + bib + "\n", encoding="utf-8")
+        safe_files.write_text(self.root, self.rel, existing + sep + bib + "\n")
         return key, True
 
 
@@ -119,7 +127,11 @@ def add_citations_tool(bib: Bibliography, papers: list[Any], added: list[str]) -
             if not isinstance(idx, int) or not 0 <= idx < len(papers):
                 lines.append(f"[{idx}] error: no such result (0..{len(papers) - 1})")
                 continue
-            key, new = bib.add(papers[idx])
+            try:
+                key, new = bib.add(papers[idx])
+            except safe_files.UnsafeFile as exc:
+                lines.append(f"[{idx}] error: {exc}")
+                continue
             added.append(key)
             lines.append(f"[{idx}] key {key}" + ("" if new else " (already in the "
                                                   "bibliography)") + f": {papers[idx].title}")
@@ -140,7 +152,7 @@ async def citation_round(ctx: Any, idea_id: int, name: str, idea_dir: Path, r: i
 
     latex_dir = idea_dir / "latex"
     bib = Bibliography(latex_dir)
-    tex = (latex_dir / "template.tex").read_text(encoding="utf-8", errors="replace")
+    tex = safe_files.read_text(idea_dir, "latex/template.tex", errors="replace")
     llm = ctx.stage_llm("write", idea_id)
     system = ctx.prompts.render("write_system")
     decision, _ = await llm.chat_json(LLMRequest(

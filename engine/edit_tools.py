@@ -2,6 +2,11 @@
 list. Paths resolve inside one idea directory and writes are limited to the files the
 current stage may edit. Every failure is returned to the model as a precise error
 message; nothing here parses free-text patches.
+
+Every file access goes through :mod:`aisci.engine.safe_files`: a symlink, a hard link or
+a special file in the folder is refused (never followed), reads are bounded and a write
+replaces the file (temporary file + rename), so the model cannot read or write a host
+file through something an experiment left in the folder.
 """
 
 from __future__ import annotations
@@ -10,10 +15,14 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from aisci.engine import safe_files
 from aisci.engine.llm.base import ToolCall, ToolResult, ToolSpec
 
 MAX_FILE_BYTES = 1_000_000
 MAX_VIEW_LINES = 400
+MAX_READ_BYTES = safe_files.MAX_TEXT_BYTES
+"""Largest file view_file / replace_text read."""
+MAX_LIST_ENTRIES = 500
 
 #: Which files each stage may write (glob patterns relative to the idea directory).
 STAGE_WRITABLE: dict[str, tuple[list[str], list[str]]] = {
@@ -89,7 +98,9 @@ class EditTools:
             return ToolResult(tc.id, f"error: bad arguments for {tc.name}: {exc}", is_error=True)
 
     # -- paths ---------------------------------------------------------------------------
-    def _resolve(self, path: str) -> tuple[Path, str]:
+    def _resolve(self, path: str) -> str:
+        """The path relative to the project folder (lexical; nothing is resolved: a
+        symlink on the way is refused when the file is used)."""
         if not isinstance(path, str) or not path.strip():
             raise EditError("path must be a non-empty string relative to the project folder")
         p = PurePosixPath(path.strip())
@@ -97,11 +108,29 @@ class EditTools:
             raise EditError(f"{path}: paths must be relative to the project folder, without '..'")
         if p.parts and p.parts[0] == ".git":
             raise EditError(f"{path}: the git repository is managed by the engine")
-        root = self.root.resolve()
-        full = (root / p).resolve()
-        if not full.is_relative_to(root):
-            raise EditError(f"{path}: resolves outside the project folder")
-        return full, full.relative_to(root).as_posix()
+        return p.as_posix()
+
+    def _kind(self, rel: str) -> str | None:
+        try:
+            return safe_files.kind(self.root, rel)
+        except OSError as exc:  # a folder on the way is a symlink or not a folder
+            raise EditError(str(exc)) from None
+
+    def _read(self, rel: str, errors: str) -> str:
+        try:
+            return safe_files.read_text(self.root, rel, MAX_READ_BYTES, errors=errors)
+        except safe_files.UnsafeFile as exc:
+            raise EditError(str(exc)) from None
+        except OSError as exc:
+            raise EditError(f"{rel}: cannot be read ({exc.strerror or exc})") from None
+
+    def _write(self, rel: str, text: str, make_dirs: bool = False) -> None:
+        try:
+            safe_files.write_text(self.root, rel, text, make_dirs=make_dirs)
+        except safe_files.UnsafeFile as exc:
+            raise EditError(str(exc)) from None
+        except OSError as exc:
+            raise EditError(f"{rel}: cannot be written ({exc.strerror or exc})") from None
 
     def writable(self, rel: str) -> bool:
         if any(fnmatch.fnmatchcase(rel, d) for d in self.denied):
@@ -117,10 +146,10 @@ class EditTools:
     # -- tools ---------------------------------------------------------------------------
     def _tool_view_file(self, path: str, start_line: int | None = None,
                         end_line: int | None = None) -> str:
-        full, rel = self._resolve(path)
-        if not full.is_file():
+        rel = self._resolve(path)
+        if self._kind(rel) in (None, "dir"):
             raise EditError(f"{rel}: no such file (use list_files)")
-        lines = full.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = self._read(rel, "replace").splitlines()
         start = max(1, int(start_line or 1))
         end = min(len(lines), int(end_line or len(lines)))
         if end - start + 1 > MAX_VIEW_LINES:
@@ -132,13 +161,13 @@ class EditTools:
         return f"{rel} ({len(lines)} lines)\n{body}{note}"
 
     def _tool_replace_text(self, path: str, old_text: str, new_text: str) -> str:
-        full, rel = self._resolve(path)
+        rel = self._resolve(path)
         self._check_writable(rel)
-        if not full.is_file():
+        if self._kind(rel) in (None, "dir"):
             raise EditError(f"{rel}: no such file; use create_file for a new file")
         if not old_text:
             raise EditError("old_text is empty; give the exact text to replace")
-        text = full.read_text(encoding="utf-8")
+        text = self._read(rel, "strict")
         count = text.count(old_text)
         if count == 0:
             hint = ""
@@ -156,37 +185,43 @@ class EditTools:
         new = text.replace(old_text, new_text, 1)
         if len(new.encode()) > MAX_FILE_BYTES:
             raise EditError(f"{rel}: the result would exceed {MAX_FILE_BYTES} bytes")
-        full.write_text(new, encoding="utf-8")
+        self._write(rel, new)
         self.changed.add(rel)
         line = text[: text.index(old_text)].count("\n") + 1
         return f"{rel}: replaced {old_text.count(chr(10)) + 1} line(s) at line {line}"
 
     def _tool_create_file(self, path: str, content: str, overwrite: bool = False) -> str:
-        full, rel = self._resolve(path)
+        rel = self._resolve(path)
         self._check_writable(rel)
-        if full.exists() and not overwrite:
+        kind = self._kind(rel)
+        if kind is not None and not overwrite:
             raise EditError(f"{rel}: already exists; use replace_text, or overwrite=true")
+        if kind not in (None, "file"):  # a symlink is never written, nor replaced
+            raise EditError(f"{rel} is {safe_files.describe_kind(kind)}: refused")
         if len(content.encode()) > MAX_FILE_BYTES:
             raise EditError(f"{rel}: content exceeds {MAX_FILE_BYTES} bytes")
-        full.parent.mkdir(parents=True, exist_ok=True)
-        full.write_text(content, encoding="utf-8")
+        self._write(rel, content, make_dirs=True)
         self.changed.add(rel)
         return f"{rel}: written ({content.count(chr(10)) + 1} lines)"
 
     def _tool_list_files(self, path: str = ".") -> str:
-        full, rel = self._resolve(path or ".")
-        if not full.is_dir():
+        rel = self._resolve(path or ".")
+        if self._kind(rel) != "dir":
             raise EditError(f"{rel}: not a folder")
         out = []
-        for p in sorted(full.rglob("*")):
-            r = p.relative_to(self.root.resolve()).as_posix()
-            if p.is_dir() or r.startswith(".git/") or "__pycache__" in r:
+        entries = safe_files.walk(self.root, rel, prune=lambda e: e.name in (
+            ".git", "__pycache__"))
+        for e in sorted(entries, key=lambda e: e.path.split("/")):
+            if e.kind == "dir" or e.path.startswith(".git/") or "__pycache__" in e.path:
                 continue
-            if len(out) >= 500:
+            if len(out) >= MAX_LIST_ENTRIES:
                 out.append("[... more files not shown]")
                 break
-            mark = " (writable)" if self.writable(r) else ""
-            out.append(f"{r}  {p.stat().st_size} B{mark}")
+            if e.kind != "file":  # never followed: shown as what it is
+                out.append(f"{e.path}  ({safe_files.describe_kind(e.kind)}, not usable)")
+                continue
+            mark = " (writable)" if self.writable(e.path) else ""
+            out.append(f"{e.path}  {e.size} B{mark}")
         return "\n".join(out) or "(empty)"
 
 

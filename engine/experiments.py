@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisci.engine import safe_files
 from aisci.engine import stage_runtime as rt
 from aisci.engine.baseline import prepare_workspace
 from aisci.engine.context import StageContext
@@ -128,7 +128,7 @@ async def _plan(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, template: A
                                step=f"{idea.name}/plan", max_turns=cfg.max_tool_turns)
     items = parse_plan(loop.text, cfg.max_runs)
     if not items:
-        items = parse_plan((ws.path / "notes.txt").read_text(encoding="utf-8"), cfg.max_runs)
+        items = parse_plan(safe_files.read_text(ws.path, "notes.txt"), cfg.max_runs)
     body = "\n".join(f"Run {i}: {t}" for i, t in sorted(items.items())) or rt.one_line(loop.text, 500)
     ws.commit(f"plan: {len(items)} run(s)\n\n{body}\n")
     ws.tag("plan")
@@ -168,7 +168,7 @@ async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, temp
                 kind="check", run=f"run_{i}", attempt=a, idea_id=idea.id, env=env, gpu=cvd)
             rt.check_interrupted(res, f"the check of run_{i}")
             if res.status != "ok":
-                verdict = _last_json_line(res.log_path)
+                verdict = _last_json_line(ws.path, f"logs/check_{i}.log")
                 detail = (f"Checker output: {verdict}\n" if verdict else "") + \
                     (res.stderr_tail or "")[-600:]
                 reason = ("the causality check failed: the model sees future tokens"
@@ -177,7 +177,7 @@ async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, temp
                 return _Attempt(False, reason, detail, process_status=res.status), res.row_id, cvd
         rt.progress(ctx, idea.id, "experiment", f"run {i} attempt {a}: running ({plan_item})")
         # Templates written for the reference create --out_dir themselves; not all do.
-        (ws.path / f"run_{i}").mkdir(exist_ok=True)
+        safe_files.make_dirs(ws.path, f"run_{i}", replace=True)
         result = await rt.run_process(
             ctx, argv=[sys.executable, "experiment.py", f"--out_dir=run_{i}"], cwd=ws.path,
             log=ws.path / "logs" / f"run_{i}.log", limit_s=cfg.run_timeout_s,
@@ -215,15 +215,13 @@ def _check_argv(check: list[str], template: Any, idea_dir: Path) -> list[str]:
     return out
 
 
-def _last_json_line(log_path: Path, max_bytes: int = 65536) -> str:
-    """The last JSON object line a checker printed, from the tail of its log (lines are
-    ``<time> <stream> <text>``)."""
+def _last_json_line(idea_dir: Path, rel: str, max_bytes: int = 65536) -> str:
+    """The last JSON object line a checker printed, from the tail of its log
+    ``idea_dir/rel`` (lines are ``<time> <stream> <text>``)."""
     try:
-        with open(log_path, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - max_bytes))
-            lines = fh.read().decode("utf-8", "replace").splitlines()
-    except OSError:
+        lines = safe_files.read_tail(idea_dir, rel, max_bytes).decode(
+            "utf-8", "replace").splitlines()
+    except OSError:  # missing, or refused (safe_files.UnsafeFile)
         return ""
     for line in reversed(lines):
         start = line.find("{")
@@ -272,9 +270,8 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
                 ws.tag(DONE_TAG)
                 rt.progress(ctx, idea_id, "experiment", f"the model ended the runs after run {i - 1}")
                 return ExperimentOutcome(True, ws.finished_runs(), True)
-            out_dir = ws.path / f"run_{i}"
-            if out_dir.exists():  # a failed attempt's partial output (kept in history)
-                shutil.rmtree(out_dir)
+            # a failed attempt's partial output (kept in history), a planted symlink itself
+            safe_files.remove_tree(ws.path, f"run_{i}")
             sha = ws.commit(f"run_{i}: {plan_item}")
             outcome, row_id, cvd = await _attempt_run(ctx, ws, idea, template, i, a, plan_item)
             if outcome.ok:

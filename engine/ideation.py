@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine import events as ev
+from aisci.engine import safe_files
 from aisci.engine.context import StageContext
 from aisci.engine.ideas import Idea
 from aisci.engine.llm.base import LLMRequest, MalformedOutput, Message
@@ -128,12 +129,9 @@ def veto_reason(ctx: StageContext, idea_id: int) -> str | None:
 
 
 def review_scores(ctx: StageContext, row: IdeaRow) -> dict[str, Any] | None:
-    path = ctx.idea_dir(row) / "review.json"
-    if not path.is_file():
-        return None
-    try:
-        review = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    try:  # no symlink, bounded (safe_files): the idea folder is the experiment's
+        review = safe_files.read_json(ctx.idea_dir(row), "review.json")
+    except (OSError, ValueError):
         return None
     if not isinstance(review, dict):
         return None

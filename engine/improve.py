@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aisci.engine import safe_files
 from aisci.engine.edit_tools import EditTools
 from aisci.engine.integrity import format_findings, load_findings
 from aisci.engine.latex import compile_with_fixes, latest_draft
@@ -61,8 +62,8 @@ async def improve_paper(ctx: Any, idea_id: int) -> ImproveOutcome:
     idea_dir = ctx.idea_dir(row)
     review_path = idea_dir / "review.json"
     try:
-        before = ReviewResult.from_json(json.loads(review_path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError, KeyError, ValueError) as exc:
+        before = ReviewResult.from_json(safe_files.read_json(idea_dir, "review.json"))
+    except (OSError, KeyError, ValueError, AttributeError, TypeError) as exc:
         raise ReviewError(f"{review_path}: no usable review to improve from ({exc}); "
                           "run the review stage first") from None
     key = f"improve/{idea_id}"
@@ -92,7 +93,8 @@ async def improve_paper(ctx: Any, idea_id: int) -> ImproveOutcome:
         if not outcome.ok:
             return ImproveOutcome(before, None, latest_draft(idea_dir / "latex"), False)
     draft = idea_dir / "latex" / progress["draft"] if progress.get("draft") else None
-    if draft is None or not draft.is_file() or draft.name == Path(previous).name:
+    if draft is None or not safe_files.is_file(idea_dir, f"latex/{draft.name}") \
+            or draft.name == Path(previous).name:
         return ImproveOutcome(before, None, draft, bool(progress.get("compiled")))
     after = await review_paper(ctx, idea_id, out_name=IMPROVED_REVIEW, pdf=draft,
                                name=f"{row.name}/improved")

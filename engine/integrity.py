@@ -9,8 +9,10 @@ LLM steps (stage ``integrity``), for cassettes:
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisci.engine import safe_files
 from aisci.engine.integrity_checks import (
     _GPU_RE,
     _JARGON_RE,
@@ -56,8 +59,9 @@ class IntegrityReport:
 
 def scan_paper(tex_path: Path, idea_dir: Path, *, lower_is_better: list[str] | None = None,
                higher_is_better: list[str] | None = None) -> IntegrityReport:
-    """Run every deterministic check on one .tex file. No LLM, no side effects."""
-    text = Path(tex_path).read_text(encoding="utf-8", errors="replace")
+    """Run every deterministic check on one .tex file (inside ``idea_dir``; read without
+    following symlinks, bounded). No LLM, no side effects."""
+    text = safe_files.read_text(idea_dir, _rel(tex_path, idea_dir), errors="replace")
     tex = prose_text(Path(tex_path).name, text)
     facts = load_run_facts(idea_dir)
     lower, higher = list(lower_is_better or []), list(higher_is_better or [])
@@ -73,37 +77,40 @@ def scan_paper(tex_path: Path, idea_dir: Path, *, lower_is_better: list[str] | N
     return IntegrityReport(findings, checked, None, hashlib.sha256(text.encode()).hexdigest())
 
 
+def _rel(path: Path, idea_dir: Path) -> str:
+    """``path`` relative to the idea folder (a path outside it is refused when used)."""
+    p, root = Path(os.path.abspath(path)), Path(os.path.abspath(idea_dir))
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+
+
 def _line_key(location: str) -> int:
     m = re.search(r":(\d+)$", location)
     return int(m.group(1)) if m else 0
 
 
 def load_findings(idea_dir: Path) -> list[Finding]:
-    p = Path(idea_dir) / INTEGRITY_FILE
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = safe_files.read_json(idea_dir, INTEGRITY_FILE)
         return [Finding(**f) for f in data.get("findings", [])]
-    except (OSError, json.JSONDecodeError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):  # incl. safe_files.UnsafeFile
         return []
 
 
 def read_causality(idea_dir: Path) -> dict[str, Any] | None:
-    p = Path(idea_dir) / CAUSALITY_FILE
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = safe_files.read_json(idea_dir, CAUSALITY_FILE)
         return data if isinstance(data, dict) else None
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # missing, invalid, or refused (safe_files.UnsafeFile)
         return None
 
 
-def _last_json(log: Path, max_bytes: int = 65536) -> dict[str, Any] | None:
-    """The last JSON object a checker printed (log lines are ``<time> <stream> <text>``)."""
+def _last_json(idea_dir: Path, rel: str, max_bytes: int = 65536) -> dict[str, Any] | None:
+    """The last JSON object a checker printed in the log ``idea_dir/rel`` (log lines are
+    ``<time> <stream> <text>``)."""
     try:
-        with log.open("rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - max_bytes))
-            lines = fh.read().decode("utf-8", "replace").splitlines()
-    except OSError:
+        lines = safe_files.read_tail(idea_dir, rel, max_bytes).decode(
+            "utf-8", "replace").splitlines()
+    except OSError:  # missing, or refused (safe_files.UnsafeFile)
         return None
     for line in reversed(lines):
         start = line.find("{")
@@ -143,10 +150,15 @@ async def run_causality_check(ctx: Any, idea_id: int, template: Any) -> dict[str
     if cached is not None:
         return cached
     check = getattr(template, "check_command", None) if template is not None else None
-    logs = sorted((idea_dir / "logs").glob("check_*.log"),
-                  key=lambda p: int(m.group(1)) if (m := re.search(r"(\d+)$", p.stem)) else -1)
-    verdict = _last_json(logs[-1]) if logs else None
-    source = f"logs/{logs[-1].name}" if verdict is not None else ""
+    try:
+        names = [e.name for e in safe_files.list_dir(idea_dir, "logs")
+                 if e.kind == "file" and fnmatch.fnmatchcase(e.name, "check_*.log")]
+    except OSError:  # no logs/ yet, or refused (a symlink)
+        names = []
+    logs = sorted(names, key=lambda n: int(m.group(1))
+                  if (m := re.search(r"(\d+)$", Path(n).stem)) else -1)
+    verdict = _last_json(idea_dir, f"logs/{logs[-1]}") if logs else None
+    source = f"logs/{logs[-1]}" if verdict is not None else ""
     if verdict is None and check and ctx.executor is not None:
         from aisci.engine.executor import RunSpec
         log = idea_dir / "logs" / "check_integrity.log"
@@ -154,15 +166,15 @@ async def run_causality_check(ctx: Any, idea_id: int, template: Any) -> dict[str
             argv=_check_argv(list(check), Path(template.path), idea_dir), cwd=idea_dir,
             log_path=log, limit_s=CAUSALITY_TIMEOUT_S, kind="check", run="integrity-check",
             idea_id=idea_id))
-        verdict = _last_json(log) or {"causal": None,
-                                      "error": f"checker {res.status}: {res.reason}"}
+        verdict = _last_json(idea_dir, f"logs/{log.name}") or {
+            "causal": None, "error": f"checker {res.status}: {res.reason}"}
         if res.status == "ok" and verdict.get("causal") is None and res.exit_code == 0:
             verdict["causal"] = True
         source = f"logs/{log.name}"
     if verdict is None:
         return None
     result = {"causal": verdict.get("causal"), "verdict": verdict, "source": source}
-    (idea_dir / CAUSALITY_FILE).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    safe_files.write_text(idea_dir, CAUSALITY_FILE, json.dumps(result, indent=2))
     return result
 
 
@@ -191,9 +203,11 @@ async def check_integrity(ctx: Any, idea_id: int) -> list[Finding]:
     row = ctx.idea(idea_id)
     idea_dir = ctx.idea_dir(row)
     tex_path = main_tex_path(idea_dir)
-    if not tex_path.is_file():
+    tex_rel = _rel(tex_path, idea_dir)
+    if not safe_files.is_file(idea_dir, tex_rel):
         raise FileNotFoundError(f"{tex_path}: no paper to check (run the write stage first)")
-    sha = hashlib.sha256(tex_path.read_bytes()).hexdigest()
+    sha = hashlib.sha256(safe_files.read_bytes(idea_dir, tex_rel,
+                                               safe_files.MAX_TEXT_BYTES)).hexdigest()
     stored = _read_report(idea_dir)
     if stored and stored.get("tex_sha256") == sha and stored.get("final"):
         return load_findings(idea_dir)
@@ -214,15 +228,16 @@ async def check_integrity(ctx: Any, idea_id: int) -> list[Finding]:
     report.findings += _causality_finding(causality)
     data = report.to_dict()
     data["final"] = True
-    (idea_dir / INTEGRITY_FILE).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    safe_files.write_text(idea_dir, INTEGRITY_FILE, json.dumps(data, indent=2))
     return report.findings
 
 
 def _read_report(idea_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((idea_dir / INTEGRITY_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = safe_files.read_json(idea_dir, INTEGRITY_FILE)
+    except (OSError, ValueError):  # missing, invalid, or refused (safe_files.UnsafeFile)
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _template(ctx: Any, template_name: str) -> Any:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisci.engine import safe_files
 from aisci.engine.latex_lint import (
     CHKTEX_DISABLED,
     LatexProblem,
@@ -43,11 +45,18 @@ def main_tex_path(idea_dir: Path) -> Path:
 
 
 def drafts(latex_dir: Path) -> list[Path]:
+    """The draft PDFs in ``latex_dir`` (regular files, no symlink followed; the folder is
+    opened from the idea folder above it), oldest first."""
+    latex_dir = Path(latex_dir)
+    try:
+        entries = safe_files.list_dir(latex_dir.parent, latex_dir.name)
+    except OSError:  # no latex/ yet, or refused (a symlink)
+        return []
     found = []
-    for p in Path(latex_dir).glob("draft-*.pdf"):
-        m = DRAFT_RE.match(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
+    for e in entries:
+        m = DRAFT_RE.match(e.name)
+        if m and e.kind == "file":
+            found.append((int(m.group(1)), latex_dir / e.name))
     return [p for _, p in sorted(found)]
 
 
@@ -111,12 +120,12 @@ class LatexCompiler:
     async def chktex(self, latex_dir: Path) -> list[LatexProblem]:
         if not shutil.which("chktex"):
             return []
-        out = latex_dir / "chktex.out"
-        out.unlink(missing_ok=True)
+        root, out = latex_dir.parent, f"{latex_dir.name}/chktex.out"
+        safe_files.remove(root, out)
         argv = ["chktex", "-q", "-I0", *(f"-n{n}" for n in CHKTEX_DISABLED),
-                "-f%l:%c:%n:%m\n", "-o", out.name, self.main]
+                "-f%l:%c:%n:%m\n", "-o", "chktex.out", self.main]
         await self.executor.run(self._spec(argv, latex_dir, "chktex", CHKTEX_TIMEOUT_S, "check"))
-        return parse_chktex(out.read_text(errors="replace")) if out.is_file() else []
+        return parse_chktex(_read(root, out))
 
     async def compile(self, latex_dir: Path) -> CompileResult:
         """One full compile; a success is copied to the next draft-<n>.pdf."""
@@ -124,10 +133,11 @@ class LatexCompiler:
         latex_dir = Path(latex_dir)
         self._attempt += 1
         stem = Path(self.main).stem
-        pdf = latex_dir / f"{stem}.pdf"
+        root, rel_dir = latex_dir.parent, latex_dir.name
+        pdf = f"{rel_dir}/{stem}.pdf"
         started = time.time()
         limit = self.settings.writeup.compile_timeout_s
-        pdf.unlink(missing_ok=True)  # a stale PDF must never pass for this compile's result
+        safe_files.remove(root, pdf)  # a stale PDF must never pass for this compile's result
         if tools["latexmk"]:
             steps = [["latexmk", "-pdf", "-g", "-bibtex",
                       "-pdflatex=pdflatex -interaction=nonstopmode -halt-on-error %O %S",
@@ -149,16 +159,26 @@ class LatexCompiler:
             if res.status != "ok" and argv[0] != "bibtex":
                 status = "failed"
                 break
-        log_text = _read(latex_dir / f"{stem}.log")
-        problems += log_problems(log_text) + blg_problems(_read(latex_dir / f"{stem}.blg"))
-        ok = status == "ok" and pdf.is_file() and pdf.stat().st_mtime >= started - 1
+        log_text = _read(root, f"{rel_dir}/{stem}.log")
+        problems += log_problems(log_text) + blg_problems(_read(root, f"{rel_dir}/{stem}.blg"))
+        try:
+            st = safe_files.lstat(root, pdf)
+            made = stat.S_ISREG(st.st_mode) and st.st_mtime >= started - 1
+        except OSError:
+            made = False
+        ok = status == "ok" and made
         if not ok and not any(p.kind == "tex_error" for p in problems) and status != "timeout":
             problems.append(LatexProblem("tex_error", f"compile {status} without a TeX error "
                                          f"message; see logs/latex.log"))
         draft = None
         if ok:
             draft = _next_draft(latex_dir)
-            shutil.copy2(pdf, draft)
+            try:
+                safe_files.copy_file(root, pdf, root, f"{rel_dir}/{draft.name}",
+                                     limit=safe_files.MAX_PDF_BYTES)
+            except OSError as exc:  # refused (a symlink, a hard link, too large) or gone
+                ok, draft = False, None
+                problems.append(LatexProblem("tex_error", f"the compiled PDF is not kept: {exc}"))
         return CompileResult(ok, draft, problems, trim_log(log_text), status,
                              time.time() - started)
 
@@ -241,8 +261,10 @@ async def compile_with_fixes(ctx: Any, idea_id: int, *, stage: str = "write",
                           compiled_any)
 
 
-def _read(path: Path) -> str:
+def _read(root: Path, rel: str) -> str:
+    """A TeX log or tool output in the idea folder (bounded, no symlink); "" when absent
+    or refused."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        return safe_files.read_text(root, rel, truncate=True, errors="replace")
     except OSError:
         return ""

@@ -4,10 +4,12 @@ the TeX/BibTeX logs trimmed to the lines that explain an error."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from aisci.engine import safe_files
 from aisci.engine.texscan import body_bounds, mask_spans, strip_comments
 
 MAX_LOG_LINES = 60
@@ -44,17 +46,28 @@ def _line(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
+def _in_idea(latex_dir: Path, name: str) -> str | None:
+    """``name`` (as written in the paper, relative to latex/) relative to the idea folder,
+    or None when it is absolute or leaves the idea folder."""
+    return safe_files.normalize_rel(f"{latex_dir.name}/{name}")
+
+
 def bib_keys(latex_dir: Path, tex: str) -> set[str]:
     """Keys of the bibliography the paper uses: \\bibliography{a,b} files and any
-    embedded filecontents .bib."""
+    embedded filecontents .bib. Files are read from the idea folder only (no symlink,
+    bounded)."""
     keys: set[str] = set()
     sources = []
     for m in re.finditer(r"\\bibliography\{([^}]*)\}", strip_comments(tex)):
         for name in m.group(1).split(","):
             name = name.strip()
-            p = latex_dir / (name if name.endswith(".bib") else f"{name}.bib")
-            if p.is_file():
-                sources.append(p.read_text(encoding="utf-8", errors="replace"))
+            rel = _in_idea(latex_dir, name if name.endswith(".bib") else f"{name}.bib")
+            if rel is None:
+                continue
+            try:
+                sources.append(safe_files.read_text(latex_dir.parent, rel, errors="replace"))
+            except OSError:  # missing, or refused (a symlink, too large)
+                continue
     sources += re.findall(r"\\begin\{filecontents\*?\}\{[^}]*\.bib\}(.*?)\\end\{filecontents",
                           tex, re.DOTALL)
     for src in sources:
@@ -63,22 +76,29 @@ def bib_keys(latex_dir: Path, tex: str) -> set[str]:
 
 
 def graphics_dirs(latex_dir: Path, tex: str) -> list[Path]:
+    """latex/ and the \\graphicspath folders, as absolute paths (folded lexically, no
+    symlink resolved)."""
     dirs = [latex_dir]
     m = re.search(r"\\graphicspath\s*\{((?:\{[^}]*\})+)\}", strip_comments(tex))
     if m:
-        dirs += [(latex_dir / d).resolve() for d in re.findall(r"\{([^}]*)\}", m.group(1))]
+        dirs += [Path(os.path.normpath(latex_dir / d))
+                 for d in re.findall(r"\{([^}]*)\}", m.group(1))]
     return dirs
 
 
-def find_graphic(name: str, dirs: list[Path]) -> Path | None:
+def find_graphic(name: str, dirs: list[Path], idea_dir: Path | None = None) -> Path | None:
+    """The figure file ``name`` in the first of ``dirs`` holding it: a regular file inside
+    ``idea_dir`` (default: the parent of the first dir, latex/) reached without
+    following symlinks; a path leaving the idea folder is never found."""
+    root = Path(idea_dir) if idea_dir is not None else dirs[0].parent
     for d in dirs:
-        p = d / name
-        if p.is_file():
-            return p
-        if not Path(name).suffix:
-            for ext in GRAPHIC_EXTS:
-                if (d / (name + ext)).is_file():
-                    return d / (name + ext)
+        candidates = [name] if Path(name).suffix else [name, *(name + e for e in GRAPHIC_EXTS)]
+        for cand in candidates:
+            full = Path(os.path.normpath(d / cand))
+            if not full.is_relative_to(root) or full == root:
+                continue
+            if safe_files.is_file(root, full.relative_to(root).as_posix()):
+                return full
     return None
 
 
@@ -93,8 +113,7 @@ _VERBATIM_ARG_RE = re.compile(
 
 
 def lint_source(latex_dir: Path, main: str = "template.tex") -> list[LatexProblem]:
-    path = latex_dir / main
-    tex = path.read_text(encoding="utf-8", errors="replace")
+    tex = safe_files.read_text(latex_dir.parent, f"{latex_dir.name}/{main}", errors="replace")
     text = strip_comments(tex)
     problems: list[LatexProblem] = []
     keys = bib_keys(latex_dir, tex)
@@ -114,7 +133,7 @@ def lint_source(latex_dir: Path, main: str = "template.tex") -> list[LatexProble
                 "missing_figure", f"\\includegraphics file '{name}' does not exist (searched "
                 f"{', '.join(str(d) for d in dirs)})", line))
             continue
-        real = str(found.resolve())
+        real = str(found)  # folded lexically; symlinks are never found
         if real in seen_figs:
             problems.append(LatexProblem(
                 "duplicate_figure", f"figure '{name}' is already included at line "

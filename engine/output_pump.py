@@ -12,8 +12,9 @@ import selectors
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TextIO
 
+from aisci.engine import safe_files
 from aisci.engine.events import EventBus, RunOutput
 
 _READ_CHUNK = 64 * 1024
@@ -104,6 +105,16 @@ class _LineSplitter:
         return [line]
 
 
+def open_log_file(log_path: Path, roots: list[Path]) -> TextIO:
+    """The log ``log_path`` opened for appending relative to the outermost of ``roots``
+    (the folders a child can write) that holds it, by safe_files.open_log: a symlink,
+    hard link or FIFO planted at the log's place or on the way (``logs/``) is replaced,
+    never written through. A log in none of them is opened in its own folder."""
+    root, rel = safe_files.split_under(log_path, roots)
+    root.mkdir(parents=True, exist_ok=True)  # the engine's own folder above the child's
+    return safe_files.open_log(root, rel)
+
+
 class OutputPump:
     """Reads a child's stdout and stderr on its own thread (never blocking the event
     loop), writes ``HH:MM:SS.mmm out|err text`` lines to the log file (up to a cap, then a
@@ -111,9 +122,12 @@ class OutputPump:
     coalescing what does not fit into one "N lines omitted" marker."""
 
     def __init__(self, log_path: Path, idea_id: int | None, run: str, bus: EventBus | None,
-                 *, tail_chars: int, max_log_bytes: int) -> None:
+                 *, tail_chars: int, max_log_bytes: int, log_file: TextIO | None = None) -> None:
+        """``log_file``: the log already opened by :func:`open_log_file` (the executor
+        opens it relative to the folder the child can write); by default it is opened
+        here relative to its own folder."""
         self.log_path = log_path
-        self._log = open(log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._log = log_file if log_file is not None else open_log_file(log_path, [])
         self._idea_id, self._run, self._bus = idea_id, run, bus
         self._tail_chars = tail_chars
         self._tail = ""

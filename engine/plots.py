@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aisci.engine import safe_files
 from aisci.engine import stage_runtime as rt
 from aisci.engine.context import StageContext
 from aisci.engine.edit_tools import EditTools
@@ -33,13 +34,14 @@ class PlotOutcome:
 
 
 def figures_in(idea_dir: Path) -> list[str]:
-    """PNG figures plot.py wrote (outside run folders, logs and the paper)."""
+    """PNG figures plot.py wrote (outside run folders, logs and the paper): regular files
+    only, found without following symlinks (bounded walk)."""
     out = []
-    for p in sorted(Path(idea_dir).rglob("*.png")):
-        rel = p.relative_to(idea_dir).as_posix()
-        if not rel.split("/")[0].startswith(_FIGURE_SKIP):
-            out.append(rel)
-    return out[:200]
+    for e in safe_files.walk(idea_dir, prune=lambda e: e.path.startswith(_FIGURE_SKIP)):
+        if e.kind == "file" and e.name.endswith(".png") \
+                and not e.path.split("/")[0].startswith(_FIGURE_SKIP):
+            out.append(e.path)
+    return sorted(out, key=lambda r: r.split("/"))[:200]
 
 
 def _run_labels(ws: IdeaWorkspace, plan: dict[int, str]) -> str:
@@ -74,7 +76,7 @@ async def run_plots(ctx: StageContext, idea_id: int) -> PlotOutcome:
                                 step=f"{idea.name}/plot/attempt-{a}", max_turns=
                                 ctx.settings.experiment.max_tool_turns)
             for old in figures_in(ws.path):
-                (ws.path / old).unlink()
+                safe_files.remove(ws.path, old)
             ws.commit(f"plot: attempt {a}")
             rt.progress(ctx, idea_id, "plot", f"plot attempt {a}: running plot.py")
             result = await rt.run_process(

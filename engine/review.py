@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisci.engine import safe_files
 from aisci.engine.config import Settings
 from aisci.engine.llm.base import LLMRequest, Message
 from aisci.engine.llm.client import BudgetExceeded, LLMClient
@@ -44,15 +45,19 @@ class PaperText:
     images: list[bytes] = field(default_factory=list)
 
 
-def read_pdf(path: Path, *, images: bool = False, dpi: int = 100) -> PaperText:
-    """The PDF's text (and page PNGs when asked); a clear one-line error otherwise."""
+def read_pdf(path: Path, *, images: bool = False, dpi: int = 100,
+             data: bytes | None = None) -> PaperText:
+    """The PDF's text (and page PNGs when asked); a clear one-line error otherwise.
+    ``data``: the PDF's bytes, already read (safe_files) from an idea folder; ``path``
+    then only names it in messages."""
     import pymupdf
 
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise ReviewError(f"{path}: no such PDF file")
     try:
-        doc = pymupdf.open(path)
+        doc = pymupdf.open(path) if data is None else pymupdf.open(stream=data,
+                                                                   filetype="pdf")
     except Exception as exc:  # pymupdf raises FileDataError/RuntimeError subclasses
         raise ReviewError(f"{path}: not a readable PDF ({exc})") from None
     with doc:
@@ -227,9 +232,11 @@ async def review_text(client: LLMClient, settings: Settings, paper: PaperText, *
 async def review_pdf(llm_client: LLMClient, settings: Settings, pdf_path: Path,
                      model: str | None = None, ensemble: int | None = None, *,
                      prompts: PromptLibrary | None = None, lab: Path | None = None,
-                     idea_id: int | None = None, name: str | None = None) -> ReviewResult:
-    """Review any PDF (``aisci review``, and the review stage)."""
-    paper = read_pdf(Path(pdf_path), images=settings.review.use_images)
+                     idea_id: int | None = None, name: str | None = None,
+                     data: bytes | None = None) -> ReviewResult:
+    """Review any PDF (``aisci review``, and the review stage, which passes the bytes it
+    read from the idea folder as ``data``)."""
+    paper = read_pdf(Path(pdf_path), images=settings.review.use_images, data=data)
     result = await review_text(llm_client, settings, paper, model=model, ensemble=ensemble,
                                prompts=prompts, lab=lab, idea_id=idea_id,
                                name=name or _step_name(Path(pdf_path)))
@@ -242,10 +249,11 @@ def _step_name(pdf: Path) -> str:
 
 
 def integrity_summary(idea_dir: Path) -> dict[str, Any] | None:
-    p = Path(idea_dir) / "integrity.json"
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = safe_files.read_json(idea_dir, "integrity.json")
+    except (OSError, ValueError):  # missing, invalid, or refused (safe_files.UnsafeFile)
+        return None
+    if not isinstance(data, dict):
         return None
     findings = data.get("findings", [])
     return {"count": len(findings), "by_kind": data.get("by_kind", {}),
@@ -263,24 +271,28 @@ async def review_paper(ctx: Any, idea_id: int, *, out_name: str = "review.json",
     pdf = pdf or latest_draft(idea_dir / "latex")
     if pdf is None:
         raise ReviewError(f"{idea_dir / 'latex'}: no compiled draft PDF to review")
-    digest = hashlib.sha256(pdf.read_bytes()).hexdigest()
-    out = idea_dir / out_name
-    if out.is_file():
-        try:
-            data = json.loads(out.read_text(encoding="utf-8"))
-            if data.get("pdf_sha256") == digest:
-                return ReviewResult.from_json(data)
-        except (json.JSONDecodeError, KeyError, ValueError):
-            pass  # a damaged review is redone
+    # The bytes are read once (no symlink, one link, bounded): the digest and the review
+    # are of the same content, whatever happens to the file meanwhile.
+    root, rel = (idea_dir, pdf.relative_to(idea_dir).as_posix()) \
+        if pdf.is_relative_to(idea_dir) else (pdf.parent, pdf.name)
+    try:
+        pdf_bytes = safe_files.read_bytes(root, rel, safe_files.MAX_PDF_BYTES)
+    except OSError as exc:
+        raise ReviewError(f"{pdf}: cannot be read ({exc})") from None
+    digest = hashlib.sha256(pdf_bytes).hexdigest()
+    try:
+        data = safe_files.read_json(idea_dir, out_name)
+        if data.get("pdf_sha256") == digest:
+            return ReviewResult.from_json(data)
+    except (OSError, KeyError, ValueError, AttributeError):
+        pass  # none yet, or a damaged (or refused) review: it is redone
     result = await review_pdf(ctx.llm, ctx.settings, pdf, prompts=ctx.prompts, lab=ctx.lab,
-                              idea_id=idea_id, name=name or row.name)
+                              idea_id=idea_id, name=name or row.name, data=pdf_bytes)
     result.pdf = str(pdf.relative_to(idea_dir)) if pdf.is_relative_to(idea_dir) else str(pdf)
     result.integrity = integrity_summary(idea_dir)
     data = result.to_json()
     data["pdf_sha256"] = digest
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.replace(out)
+    safe_files.write_text(idea_dir, out_name, json.dumps(data, indent=2))
     return result
 
 

@@ -7,12 +7,15 @@ check traces every number of the paper back to them.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from aisci.engine import safe_files
 
 RUN_DIR_RE = re.compile(r"^run_(\d+)$")
 MAX_NOTES_CHARS = 12_000
@@ -67,19 +70,26 @@ class RunFacts:
         return out
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(idea_dir: Path, rel: str) -> Any:
+    """JSON of a file in the idea folder, or None (missing, invalid, or refused by
+    safe_files: a symlink, a hard link, too large)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return safe_files.read_json(idea_dir, rel)
+    except (OSError, ValueError):
         return None
 
 
 def run_dirs(idea_dir: Path) -> list[tuple[int, Path]]:
+    """The run_<i> folders (real directories, not symlinks) of the idea folder."""
+    try:
+        entries = safe_files.list_dir(idea_dir)
+    except OSError:
+        return []
     out = []
-    for p in Path(idea_dir).iterdir() if Path(idea_dir).is_dir() else []:
-        m = RUN_DIR_RE.match(p.name)
-        if m and p.is_dir():
-            out.append((int(m.group(1)), p))
+    for e in entries:
+        m = RUN_DIR_RE.match(e.name)
+        if m and e.kind == "dir":
+            out.append((int(m.group(1)), Path(idea_dir) / e.name))
     return sorted(out)
 
 
@@ -120,8 +130,8 @@ def load_run_facts(idea_dir: Path, *, include_logs: bool = True,
     idea_dir = Path(idea_dir)
     rf = RunFacts(idea_dir)
     for idx, path in run_dirs(idea_dir):
-        info = _read_json(path / "final_info.json")
-        env = _read_json(path / "run_env.json")
+        info = _read_json(idea_dir, f"{path.name}/final_info.json")
+        env = _read_json(idea_dir, f"{path.name}/run_env.json")
         rf.runs.append(RunRecord(idx, path, info if isinstance(info, dict) else None,
                                  env if isinstance(env, dict) else None))
         if isinstance(info, dict):
@@ -139,17 +149,22 @@ def load_run_facts(idea_dir: Path, *, include_logs: bool = True,
             rf.facts += [Fact(v, f"run_{idx}/run_env.json/" + "/".join(k), idx) for k, v in flat]
     _add_dataset_means(rf)
     if include_logs:
-        logs = idea_dir / "logs"
-        for log in sorted(logs.glob("run_*.log")) if logs.is_dir() else []:
-            for v in numbers_in_text(_tail(log, MAX_LOG_TAIL_LINES)):
-                rf.facts.append(Fact(v, f"logs/{log.name}"))
+        try:
+            logs = [e.name for e in safe_files.list_dir(idea_dir, "logs")
+                    if e.kind == "file" and fnmatch.fnmatchcase(e.name, "run_*.log")]
+        except OSError:  # no logs/, or refused (a symlink)
+            logs = []
+        for name in logs:
+            for v in numbers_in_text(_tail(idea_dir, f"logs/{name}", MAX_LOG_TAIL_LINES)):
+                rf.facts.append(Fact(v, f"logs/{name}"))
     if include_code:
         # The experiment's configuration (learning rate, width, steps) lives in the code.
         for name in ("experiment.py",):
-            p = idea_dir / name
-            if p.is_file():
-                code = p.read_text(encoding="utf-8", errors="replace")
-                rf.facts += [Fact(v, name) for v in numbers_in_text(code)]
+            try:
+                code = safe_files.read_text(idea_dir, name, errors="replace")
+            except OSError:  # missing, or refused (safe_files.UnsafeFile)
+                continue
+            rf.facts += [Fact(v, name) for v in numbers_in_text(code)]
     return rf
 
 
@@ -165,28 +180,30 @@ def _add_dataset_means(rf: RunFacts) -> None:
                                  run, "*", metric))
 
 
-def _tail(path: Path, lines: int) -> str:
+def _tail(idea_dir: Path, rel: str, lines: int) -> str:
     try:
-        with path.open("rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - 256 * 1024))
-            data = fh.read().decode("utf-8", errors="replace")
+        data = safe_files.read_tail(idea_dir, rel, 256 * 1024).decode("utf-8", errors="replace")
     except OSError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
 
 
 def figures(idea_dir: Path) -> list[str]:
-    """PNG figures produced by plot.py (top level of the idea directory)."""
-    return sorted(p.name for p in Path(idea_dir).glob("*.png"))
+    """PNG figures produced by plot.py (top level of the idea directory; regular files)."""
+    try:
+        entries = safe_files.list_dir(idea_dir)
+    except OSError:
+        return []
+    return sorted(e.name for e in entries if e.kind == "file" and e.name.endswith(".png"))
 
 
 def notes(idea_dir: Path) -> str:
-    p = Path(idea_dir) / "notes.txt"
-    if not p.is_file():
+    try:
+        text = safe_files.read_text(idea_dir, "notes.txt", truncate=True, errors="replace")
+    except FileNotFoundError:
         return "(no notes.txt)"
-    text = p.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:  # refused (safe_files.UnsafeFile: a symlink, a hard link, ...)
+        return f"(no usable notes.txt: {exc})"
     if len(text) > MAX_NOTES_CHARS:
         text = text[:MAX_NOTES_CHARS] + "\n[... notes truncated]"
     return text

@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aisci.engine import safe_files
+
 RUN_ENV_NAME = "run_env.json"
 
 
@@ -166,7 +168,13 @@ def collect_run_env(cuda_visible_devices: str | None = None,
 
 def write_run_env(run_dir: Path, cuda_visible_devices: str | None = None,
                   final_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record the run's environment as ``run_dir/run_env.json``. The run folder was
+    written by the experiment: the file is replaced (temporary file + rename), never
+    written through a symlink or hard link, and a symlinked run folder is refused
+    (safe_files.UnsafeFile)."""
     env = collect_run_env(cuda_visible_devices, final_info)
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    (Path(run_dir) / RUN_ENV_NAME).write_text(json.dumps(env, indent=2) + "\n", encoding="utf-8")
+    run_dir = Path(run_dir)
+    safe_files.make_dirs(run_dir.parent, run_dir.name)
+    safe_files.write_text(run_dir.parent, f"{run_dir.name}/{RUN_ENV_NAME}",
+                          json.dumps(env, indent=2) + "\n")
     return env

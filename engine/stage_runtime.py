@@ -105,7 +105,7 @@ async def run_process(ctx: StageContext, *, argv: list[str], cwd: Path, log: Pat
                        limit_s: float, kind: str, run: str, attempt: int, idea_id: int | None,
                        env: dict[str, str], gpu: str | None) -> Any:
     from aisci.engine.executor import RunSpec
-    log.parent.mkdir(parents=True, exist_ok=True)
+    # the executor creates logs/ (no symlink followed, safe_files.open_log)
     spec = RunSpec(argv=argv, cwd=cwd, log_path=log, limit_s=limit_s, kind=kind, run=run,
                    attempt=attempt, idea_id=idea_id, writable=[cwd], env=env, gpu=gpu)
     return await executor_of(ctx).run(spec)

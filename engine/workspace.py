@@ -32,6 +32,7 @@ checkpoints) are appended to ``.gitignore`` instead of being committed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import git
+from aisci.engine import safe_files
 from aisci.engine.sandbox import is_secret_name
 from aisci.engine.store import IdeaRow
 
@@ -197,12 +199,19 @@ def has_workspace(idea_dir: Path) -> bool:
 def read_final_info(run_dir: Path) -> dict[str, Any]:
     """The ``final_info.json`` of a run folder, validated against the template contract:
     an object keyed by dataset whose values hold a ``means`` object of numbers. Raises
-    ValueError with a one-line reason otherwise."""
+    ValueError with a one-line reason otherwise (safe_files.UnsafeFile, a ValueError,
+    when the file or the run folder is a symlink, a hard link, not a regular file or
+    larger than safe_files.MAX_JSON_BYTES)."""
     path = Path(run_dir) / "final_info.json"
-    if not path.is_file():
-        raise ValueError(f"{path.parent.name}/final_info.json was not written")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = safe_files.read_json(path.parent.parent, f"{path.parent.name}/final_info.json")
+    except FileNotFoundError:
+        raise ValueError(f"{path.parent.name}/final_info.json was not written") from None
+    except safe_files.UnsafeFile:
+        raise
+    except OSError as exc:
+        raise ValueError(f"{path.parent.name}/final_info.json cannot be read "
+                         f"({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path.parent.name}/final_info.json is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not data:
@@ -305,37 +314,40 @@ class IdeaWorkspace:
             from aisci.engine.templates import baseline_dir
             baseline = baseline_dir(lab, template.name, smoke)
         base_info = None
-        if (Path(baseline) / "final_info.json").is_file():
-            ws._install_baseline(Path(baseline))
+        baseline = Path(baseline)
+        if safe_files.is_file(baseline.parent, f"{baseline.name}/final_info.json"):
+            ws._install_baseline(baseline)
             base_info = read_final_info(path / "run_0")
-        gi = path / ".gitignore"
-        existing = gi.read_text(encoding="utf-8") if gi.exists() else ""
+        try:
+            existing = safe_files.read_text(path, ".gitignore")
+        except FileNotFoundError:
+            existing = ""
         if "written by aisci" not in existing:
-            gi.write_text(GITIGNORE + existing, encoding="utf-8")
-        (path / "notes.txt").write_text(
-            initial_notes(idea_row, base_info, getattr(template, "lower_is_better", []),
-                          getattr(template, "higher_is_better", [])), encoding="utf-8")
+            safe_files.write_text(path, ".gitignore", GITIGNORE + existing)
+        safe_files.write_text(path, "notes.txt", initial_notes(
+            idea_row, base_info, getattr(template, "lower_is_better", []),
+            getattr(template, "higher_is_better", [])))
         ws.commit(f"base: template {template.name}" + (" with baseline run_0" if base_info
                                                           else " (no baseline yet)"))
         ws.tag("base")
         return ws
 
     def _install_baseline(self, src: Path) -> None:
-        dst = self.path / "run_0"
-        if dst.exists():
-            shutil.rmtree(dst)
-        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        """Copy the baseline folder to run_0 (no symlink followed on either side)."""
+        safe_files.remove_tree(self.path, "run_0")
+        safe_files.copy_tree(src.parent, src.name, self.path, "run_0",
+                             skip=lambda e: e.name == "__pycache__")
 
     def add_baseline(self, src: Path, idea_row: IdeaRow, template: Any) -> None:
         """Install a baseline produced after the workspace was created; ``base`` moves to
         the commit that adds it, so run_1's diff starts from the baseline."""
-        if (self.path / "run_0" / "final_info.json").is_file():
+        if safe_files.is_file(self.path, "run_0/final_info.json"):
             return
         self._install_baseline(Path(src))
         info = read_final_info(self.path / "run_0")
-        (self.path / "notes.txt").write_text(
-            initial_notes(idea_row, info, getattr(template, "lower_is_better", []),
-                          getattr(template, "higher_is_better", [])), encoding="utf-8")
+        safe_files.write_text(self.path, "notes.txt", initial_notes(
+            idea_row, info, getattr(template, "lower_is_better", []),
+            getattr(template, "higher_is_better", [])))
         self.commit("run_0: baseline results")
         self.tag("base", force=True)
 
@@ -452,9 +464,11 @@ class IdeaWorkspace:
         added = self.git.diff("--name-only", "-z", "--diff-filter=A", "--no-ext-diff", ref,
                               "--", ":/").split("\0")
         for rel in [r for r in added if r] + self.untracked():
-            p = self.path / rel
-            if p.is_file() or p.is_symlink():
-                p.unlink()
+            # the entry itself (a symlink is removed, not its target); an entry under a
+            # symlinked folder is not reached (the symlink itself is in the list)
+            with contextlib.suppress(safe_files.UnsafeFile, IsADirectoryError,
+                                     NotADirectoryError):
+                safe_files.remove(self.path, rel)
         self.git.checkout(ref, "--", ":/")
 
     # -- runs ------------------------------------------------------------------------------

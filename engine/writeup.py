@@ -19,15 +19,21 @@ LLM steps (stage ``write``; each tool loop adds ``/turn-<k>``), for cassettes:
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisci.engine import safe_files
 from aisci.engine.citations import Bibliography, citation_round
 from aisci.engine.edit_tools import EditTools
 from aisci.engine.events import StageProgress
-from aisci.engine.latex import CompileOutcome, LatexCompiler, compile_with_fixes, main_tex_path
+from aisci.engine.latex import (
+    MAIN_TEX,
+    CompileOutcome,
+    LatexCompiler,
+    compile_with_fixes,
+    main_tex_path,
+)
 from aisci.engine.latex_lint import LatexProblem
 from aisci.engine.llm.base import Message
 from aisci.engine.run_facts import (
@@ -119,15 +125,16 @@ def section_tips(prompts: Any) -> dict[str, str]:
 
 
 def ensure_latex(ctx: Any, row: Any, idea_dir: Path) -> Path:
-    """latex/template.tex in the idea (copied from the template when the workspace did not)."""
+    """latex/template.tex in the idea (copied from the template when the workspace did not;
+    never through a symlink the experiment left in the idea folder)."""
     tex = main_tex_path(idea_dir)
-    if tex.is_file():
+    if safe_files.is_file(idea_dir, f"latex/{MAIN_TEX}"):
         return tex
     from aisci.engine.templates import find_template
     src = Path(find_template(row.template, ctx.lab).path) / "latex"
     if not (src / "template.tex").is_file():
         raise FileNotFoundError(f"{src / 'template.tex'}: the template has no paper skeleton")
-    shutil.copytree(src, idea_dir / "latex", dirs_exist_ok=True)
+    safe_files.copy_tree(src.parent, "latex", idea_dir, "latex")
     return tex
 
 
@@ -196,7 +203,7 @@ class PaperWriter:
                 "and write it in the right place (add the section if it does not exist).")
 
     async def write_section(self, spec: SectionSpec, facts: dict[str, str]) -> None:
-        tex = main_tex_path(self.idea_dir).read_text(encoding="utf-8", errors="replace")
+        tex = safe_files.read_text(self.idea_dir, f"latex/{MAIN_TEX}", errors="replace")
         await self._step(f"section-{spec.slug}/draft", self.ctx.prompts.render(
             "write_section", section=spec.title, where=self._where(spec, tex),
             tips=self.tips.get(spec.slug, ""), **facts))

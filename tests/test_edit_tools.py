@@ -83,7 +83,7 @@ def test_symlink_escape_is_refused(project):
     (project / "link.py").symlink_to(project.parent / "secret.txt")
     tools = EditTools.for_stage(project, "experiment")
     out, err = call(tools, "create_file", path="link.py", content="x", overwrite=True)
-    assert err and "outside the project folder" in out
+    assert err and "link.py is a symlink: refused" in out
     assert (project.parent / "secret.txt").read_text() == "outside"
 
 

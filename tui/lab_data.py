@@ -1,17 +1,19 @@
 """Read-only views of the lab for the panes: idea rows, run results, review, figures.
 
 Everything here reads the store or the idea's directory and returns plain data; no
-widget state. Slow reads (git, PDF rendering) are called from worker threads.
+widget state. Slow reads (git, PDF rendering) are called from worker threads. Files of an
+idea folder are read through :mod:`aisci.engine.safe_files` (no symlink followed, one
+link, bounded), like the engine does: the folder is an experiment's.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aisci.engine import safe_files
 from aisci.engine.store import IdeaRow, LabStore, RunRow
 
 #: Pipeline order, for "what is this idea doing now".
@@ -23,10 +25,13 @@ def idea_dir(lab: Path, idea: IdeaRow) -> Path:
     return lab / "ideas" / f"{idea.id}-{idea.name}"
 
 
-def read_json(path: Path) -> Any:
-    """JSON from ``path``, or None when missing or unreadable (still being written)."""
+def read_json(path: Path, root: Path | None = None) -> Any:
+    """JSON from ``path`` inside the idea folder ``root`` (default: the file's own folder),
+    or None when missing, unreadable (still being written) or refused (a symlink, a hard
+    link, larger than safe_files.MAX_JSON_BYTES)."""
+    root = Path(root) if root is not None else Path(path).parent
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return safe_files.read_json(root, Path(path).relative_to(root).as_posix())
     except (OSError, ValueError):
         return None
 
@@ -141,9 +146,13 @@ def run_summaries(lab: Path, store: LabStore, idea: IdeaRow, now: float) -> list
         newest[row.run] = row
     out: list[RunSummary] = []
     labels = set(newest)
-    for folder in sorted(base.glob("run_*")):
-        if folder.is_dir() and run_number(folder.name) is not None:
-            labels.add(folder.name)
+    try:
+        entries = safe_files.list_dir(base)
+    except OSError:
+        entries = []
+    for e in entries:
+        if e.kind == "dir" and e.name.startswith("run_") and run_number(e.name) is not None:
+            labels.add(e.name)
 
     def order(label: str) -> tuple[int, str]:
         n = run_number(label)
@@ -151,7 +160,7 @@ def run_summaries(lab: Path, store: LabStore, idea: IdeaRow, now: float) -> list
 
     for label in sorted(labels, key=order):
         row = newest.get(label)
-        metrics = flat_metrics(read_json(base / label / "final_info.json"))
+        metrics = flat_metrics(read_json(base / label / "final_info.json", base))
         if not metrics and row is not None and row.metrics:
             metrics = flat_metrics(row.metrics)
         if row is None:
@@ -213,16 +222,25 @@ def guess_lower_is_better(metric: str) -> bool | None:
 # -- figures and paper ------------------------------------------------------------------
 
 def figures(base: Path) -> list[Path]:
-    """PNG figures the plot stage wrote into the idea directory (newest name order)."""
-    if not base.is_dir():
+    """PNG figures the plot stage wrote into the idea directory (newest name order):
+    regular files only, no symlink."""
+    try:
+        entries = safe_files.list_dir(base)
+    except OSError:
         return []
-    return sorted(p for p in base.glob("*.png") if p.is_file())
+    return [base / e.name for e in entries if e.kind == "file" and e.name.endswith(".png")]
 
 
 def newest_draft(base: Path) -> Path | None:
+    try:
+        entries = safe_files.list_dir(base, "latex")
+    except OSError:
+        return None
     drafts = []
-    for p in (base / "latex").glob("draft-*.pdf"):
-        n = p.stem.split("-", 1)[1]
+    for e in entries:
+        if e.kind != "file" or not (e.name.startswith("draft-") and e.name.endswith(".pdf")):
+            continue
+        n = e.name[len("draft-"):-len(".pdf")]
         if n.isdigit():
-            drafts.append((int(n), p))
+            drafts.append((int(n), base / "latex" / e.name))
     return max(drafts)[1] if drafts else None

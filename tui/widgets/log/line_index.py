@@ -10,11 +10,14 @@ every method is safe to call from any thread.
 
 from __future__ import annotations
 
-import os
+import stat
 import threading
 from array import array
 from collections import OrderedDict
 from pathlib import Path
+from typing import BinaryIO
+
+from aisci.engine import safe_files
 
 #: Longest line shown; longer lines are cut (binary output can have megabyte "lines").
 MAX_LINE_BYTES = 4096
@@ -67,9 +70,11 @@ class LineIndex:
 
     def scan(self) -> bool:
         """Index bytes appended since the last scan. True when the line count changed."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
+        try:  # the log's own entry: a symlink or FIFO planted in its place is not read
+            st = safe_files.lstat(self.path.parent, self.path.name)
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode):
             return False
         ident = (st.st_dev, st.st_ino)
         if (self._identity is not None and ident != self._identity) or st.st_size < self._scanned:
@@ -78,7 +83,11 @@ class LineIndex:
         if st.st_size == self._scanned:
             return False
         before = self.line_count
-        with open(self.path, "rb") as fh:
+        try:
+            fh = self._open()
+        except OSError:
+            return False
+        with fh:
             fh.seek(self._scanned)
             pos = self._scanned
             while True:
@@ -122,6 +131,11 @@ class LineIndex:
             self._cache.clear()
 
     # -- reading ---------------------------------------------------------------------
+    def _open(self) -> BinaryIO:
+        """The log, opened without following a symlink in its place, and only when it is
+        a regular single-link file (never a FIFO: no hang), as for the engine's reads."""
+        return safe_files.open_read(self.path.parent, self.path.name)
+
     def _offset_of_line_start_locked(self, line: int) -> int:
         """Offset of the start of ``line`` (may read the file between checkpoints)."""
         k = min(line // self._stride, len(self._checkpoints) - 1)
@@ -129,7 +143,7 @@ class LineIndex:
         skip = line - k * self._stride
         if skip == 0:
             return offset
-        with open(self.path, "rb") as fh:
+        with self._open() as fh:
             fh.seek(offset)
             while skip > 0:
                 block = fh.read(_SKIP_BLOCK)
@@ -159,11 +173,18 @@ class LineIndex:
                 for i in range(first, last):
                     self._cache.move_to_end(i)
                 return [self._cache[i] for i in range(first, last)]
-            start = self._offset_of_line_start_locked(first)
+            try:
+                start = self._offset_of_line_start_locked(first)
+            except OSError:
+                return []
             limit = self._scanned
             complete = self._lines
         out: list[str] = []
-        with open(self.path, "rb") as fh:
+        try:
+            fh = self._open()
+        except OSError:  # replaced meanwhile (safe_files refuses what is not a plain log)
+            return []
+        with fh:
             fh.seek(start)
             for i in range(first, last):
                 raw = fh.readline(MAX_LINE_BYTES + 2)
@@ -191,7 +212,11 @@ class LineIndex:
         total = self.line_count
         found: int | None = None
         line = 0
-        with open(self.path, "rb") as fh:
+        try:
+            fh = self._open()
+        except OSError:
+            return None
+        with fh:
             for raw in fh:
                 if line >= total:
                     break

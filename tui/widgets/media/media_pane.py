@@ -3,14 +3,21 @@
 The image widget is only given a new picture when the file set or a file's mtime
 changes (watched with ``watchfiles``); nothing here changes per frame, so the terminal
 is not sent the image again while logs stream elsewhere.
+
+Figures and PDFs are read from the idea folder through :mod:`aisci.engine.safe_files`
+(no symlink followed, one link, bounded) and decoded from those bytes: a symlink an
+experiment planted is never shown.
 """
 
 from __future__ import annotations
 
+import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from aisci.engine import safe_files
 from aisci.tui.images import ImageSupport
 from aisci.tui.lab_data import figures, newest_draft
 from aisci.tui.widgets.media.pdf_pages import MAX_PAGES, page_count, render_page
@@ -21,15 +28,30 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 
-def fit_cells(png: Path, box_w: int, box_h: int) -> tuple[int, int]:
+def load_figure(root: Path, rel: str) -> Any:
+    """The PNG ``root/rel`` of an idea folder as a decoded PIL image (read through
+    safe_files, at most safe_files.MAX_FIGURE_BYTES); raises OSError/ValueError."""
+    from PIL import Image
+
+    data = safe_files.read_bytes(root, rel, safe_files.MAX_FIGURE_BYTES)
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def fit_cells(png: Any, box_w: int, box_h: int) -> tuple[int, int]:
     """The largest (columns, rows) inside the box that keep the picture's aspect ratio,
-    using the terminal's cell size in pixels."""
+    using the terminal's cell size in pixels. ``png``: a PIL image or an engine-owned
+    PNG file (a rendered page)."""
     from PIL import Image
     from textual_image._terminal import get_cell_size
 
     try:
-        with Image.open(png) as img:
-            px_w, px_h = img.size
+        if isinstance(png, Path):
+            with Image.open(png) as img:
+                px_w, px_h = img.size
+        else:
+            px_w, px_h = png.size
     except OSError:
         return box_w, box_h
     cell = get_cell_size()
@@ -104,8 +126,8 @@ class MediaPane(Vertical, can_focus=True):
             draft = newest_draft(self.idea_dir)
             if draft is not None:
                 try:
-                    pages = min(page_count(draft), MAX_PAGES)
-                except (RuntimeError, ValueError):  # PDF still being written
+                    pages = min(page_count(self.idea_dir, self._rel(draft)), MAX_PAGES)
+                except (RuntimeError, ValueError, OSError):  # being written, or refused
                     pages = 0
                 items += [MediaItem(f"{draft.name} p.{i + 1}/{pages}", draft, i)
                           for i in range(pages)]
@@ -128,36 +150,57 @@ class MediaPane(Vertical, can_focus=True):
                       f"[/]: previous/next · images: {proto}")
         self._set_image(item.source, item.page)
 
+    def _rel(self, source: Path) -> str:
+        """``source`` relative to the idea folder (its items all lie inside it)."""
+        assert self.idea_dir is not None
+        return source.relative_to(self.idea_dir).as_posix()
+
     def _set_image(self, source: Path | None, page: int | None) -> None:
-        if source is None:
+        if source is None or self.idea_dir is None:
             key = None
         else:
             try:
-                key = (source, page, source.stat().st_mtime_ns)
+                key = (source, page, safe_files.lstat(self.idea_dir,
+                                                      self._rel(source)).st_mtime_ns)
             except OSError:
                 key = None
         if key == self._shown:
             return  # same file, same version: do not re-send the picture
         self._shown = key
-        if source is not None and page is not None:
-            self._render_pdf_page(source, page)
+        if source is None or self.idea_dir is None:
+            self._apply(None)
+        elif page is not None:
+            self._render_pdf_page(self.idea_dir, self._rel(source), page)
         else:
-            self._apply(source)
+            self._load_figure(self.idea_dir, self._rel(source))
 
     @work(thread=True, exclusive=True, group="pdf-render")
-    def _render_pdf_page(self, pdf: Path, page: int) -> None:
+    def _render_pdf_page(self, root: Path, rel: str, page: int) -> None:
         try:
-            png: Path | None = render_page(pdf, page, self._cache_dir)
+            png: Path | None = render_page(root, rel, page, self._cache_dir)
         except (RuntimeError, ValueError, OSError) as exc:
-            self.app.call_from_thread(self.notify, f"{pdf.name}: cannot render page: {exc}",
+            self.app.call_from_thread(self.notify, f"{rel}: cannot render page: {exc}",
                                       severity="warning")
             png = None
         self.app.call_from_thread(self._apply, png)
 
-    def _apply(self, png: Path | None) -> None:
+    @work(thread=True, exclusive=True, group="pdf-render")
+    def _load_figure(self, root: Path, rel: str) -> None:
+        try:
+            img = load_figure(root, rel)
+        except (OSError, ValueError) as exc:  # refused (safe_files.UnsafeFile) or not a PNG
+            self.app.call_from_thread(self.notify, f"{rel}: cannot show it: {exc}",
+                                      severity="warning")
+            img = None
+        self.app.call_from_thread(self._apply, img, rel)
+
+    def _apply(self, png: Any, label: str | None = None) -> None:
+        """Show ``png``: a PIL image of a figure (``label`` names it) or the PNG file of a
+        rendered page (engine-owned cache), None for nothing."""
         widget = self.query_one("#media-image")
         if self.images.widget_class is None:
-            widget.update("" if png is None else f"(images off) {png.name}")  # type: ignore[attr-defined]
+            name = label or (png.name if isinstance(png, Path) else "")
+            widget.update("" if png is None else f"(images off) {name}")  # type: ignore[attr-defined]
             return
         if png is not None:
             # size the widget in cells ourselves: a picture that overflows its area would
