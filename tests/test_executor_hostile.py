@@ -24,9 +24,14 @@ from aisci.engine.executor import Executor, RunSpec
 from aisci.engine.sandbox import PidsCgroup, probe_isolation
 
 HAVE_BWRAP = probe_isolation(Settings().sandbox)[0] == "bwrap"
+_LL = Settings()
+_LL.sandbox.mode = "landlock"
+HAVE_LANDLOCK = probe_isolation(_LL.sandbox)[0] == "landlock"
 MODES = [
     pytest.param("auto", True, id="bwrap", marks=pytest.mark.skipif(
         not HAVE_BWRAP, reason="bubblewrap not usable here")),
+    pytest.param("landlock", True, id="landlock", marks=pytest.mark.skipif(
+        not HAVE_LANDLOCK, reason="Landlock not usable here")),
     pytest.param("none", True, id="fallback-cgroup", marks=pytest.mark.skipif(
         PidsCgroup.root() is None, reason="no writable pids cgroup")),
     pytest.param("none", False, id="fallback-rlimits"),
@@ -117,7 +122,7 @@ async def test_setsid_grandchild_ignoring_sigterm_dies(tmp_path, mode, cgroup):
     res, idea, left = await run_script(tmp_path, settings(mode, cgroup), SETSID_GRANDCHILD, 2.0)
     assert res.status == "timeout", res
     gpid = int((idea / "grandchild.pid").read_text())
-    if mode == "none":  # in a pid namespace the pid is not a host pid
+    if mode in ("none", "landlock"):  # in a pid namespace the pid is not a host pid
         assert not psutil.pid_exists(gpid) or psutil.Process(gpid).status() == "zombie"
     assert left == []
 

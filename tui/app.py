@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine import events as ev
+from aisci.engine.sandbox import isolation_warning
 from aisci.tui import bridge as br
 from aisci.tui.commands import AisciCommands
 from aisci.tui.engine_port import invoke, lab_of
@@ -122,6 +123,9 @@ class AisciApp(App[None]):
                  f"images {self.images.protocol}"]
         if self.demo_note:
             parts.insert(0, self.demo_note)
+        warning = isolation_warning(self.settings.sandbox)
+        if warning:
+            parts.insert(0, f"⚠ {warning}")
         return " │ ".join(parts)
 
     async def on_mount(self) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 
 from aisci.engine.cli import EXIT_LAB_IN_USE, EXIT_USAGE, CommandError, add_lab_argument
 from aisci.engine.cli.common import lab_dir
-from aisci.engine.config import EffectiveConfig, load_config, parse_override
+from aisci.engine.config import EffectiveConfig, Settings, load_config, parse_override
+from aisci.engine.sandbox import isolation_warning
 from aisci.engine.store import LabInUse, LabStore, StoreError
 
 _OVERRIDES_KV = "pipeline.cli_overrides"
@@ -249,6 +250,9 @@ def status_lines(lab: Path) -> list[str]:
     running = [f"idea {r.idea_id} {r.run} (pid {r.pid})" for r in snap.running_runs]
     lines.append(f"engine: {'running, pid ' + str(holder) if holder else 'not running'}"
                  + (f"; running: {', '.join(running)}" if running else ""))
+    warning = isolation_warning(cfg.settings.sandbox if cfg else Settings().sandbox)
+    if warning:
+        lines.append(f"warning: {warning}")
     return lines
 
 
