@@ -23,7 +23,6 @@ import signal
 from pathlib import Path
 
 import psutil
-from aisci.engine.sandbox import PidsCgroup
 
 #: Share of the machine's RAM that all execution slots together may use by default.
 DEFAULT_RAM_SHARE = 0.8
@@ -38,20 +37,26 @@ def default_memory_limit_mb(slots: int) -> int:
     return max(256, int(total * DEFAULT_RAM_SHARE / max(1, slots) / 2**20))
 
 
-@functools.lru_cache(maxsize=1)
-def memory_root() -> tuple[str, Path] | None:
-    """("v1"|"v2", parent directory) where this process may create memory cgroups."""
-    v1 = Path("/sys/fs/cgroup/memory")
-    if (v1 / "memory.limit_in_bytes").exists() and os.access(v1, os.W_OK):
+@functools.lru_cache(maxsize=4)
+def controller_root(controller: str) -> tuple[str, Path] | None:
+    """("v1"|"v2", parent directory) where this process may create cgroups of the
+    controller ("memory", "pids"): the v1 hierarchy when writable, else this process's
+    v2 cgroup when it delegates the controller."""
+    v1 = Path("/sys/fs/cgroup") / controller
+    if (v1 / "cgroup.procs").exists() and os.access(v1, os.W_OK):
         return "v1", v1
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/cgroup").read_text().splitlines():
             if line.startswith("0::"):
                 base = Path("/sys/fs/cgroup") / line[3:].lstrip("/")
                 if (os.access(base, os.W_OK) and
-                        "memory" in (base / "cgroup.subtree_control").read_text().split()):
+                        controller in (base / "cgroup.subtree_control").read_text().split()):
                     return "v2", base
     return None
+
+
+def memory_root() -> tuple[str, Path] | None:
+    return controller_root("memory")
 
 
 class MemoryCgroup:
@@ -134,7 +139,7 @@ class MemoryCgroup:
 
 def _roots() -> list[Path]:
     out: list[Path] = []
-    for found in (memory_root(), PidsCgroup.root()):
+    for found in (controller_root("memory"), controller_root("pids")):
         if found is not None and found[1] not in out:
             out.append(found[1])
     return out

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aisci.engine import confine
+from aisci.engine.cgroups import controller_root
 from aisci.engine.config import SandboxSettings
 
 #: Variables the child may inherit from the engine (exact names); LC_* is allowed too.
@@ -232,20 +233,9 @@ class PidsCgroup:
         self.path = path
 
     @staticmethod
-    @functools.lru_cache(maxsize=1)
     def root() -> tuple[str, Path] | None:
         """("v1"|"v2", parent directory) where this process may create pids cgroups."""
-        v1 = Path("/sys/fs/cgroup/pids")
-        if v1.is_dir() and (v1 / "cgroup.procs").exists() and os.access(v1, os.W_OK):
-            return "v1", v1
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/self/cgroup").read_text().splitlines():
-                if line.startswith("0::"):
-                    base = Path("/sys/fs/cgroup") / line[3:].lstrip("/")
-                    if (os.access(base, os.W_OK) and
-                            "pids" in (base / "cgroup.subtree_control").read_text().split()):
-                        return "v2", base
-        return None
+        return controller_root("pids")
 
     @classmethod
     def create(cls, max_processes: int) -> PidsCgroup | None:

@@ -205,12 +205,14 @@ class _Listener:
         self.udp.close()
 
 
-def _descendants_and_lab_procs(idea: Path) -> list[str]:
+def _descendants_and_lab_procs(idea: Path, since: float) -> list[str]:
+    """Processes started since the run began that descend from us or sit in the idea
+    folder (earlier tests' own helpers, e.g. git cat-file, are not the run's)."""
     me = os.getpid()
     out = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
         try:
-            if proc.pid == me:
+            if proc.pid == me or (proc.info["create_time"] or 0) < since - 1.0:
                 continue
             cwd = os.readlink(f"/proc/{proc.pid}/cwd") if proc.pid else ""
         except OSError:
@@ -274,6 +276,7 @@ async def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, name:
         "port": listener.port}))
     ex = Executor(s, None, store)
     t0 = time.monotonic()
+    wall0 = time.time()
     try:
         res = await ex.run(RunSpec(
             argv=[sys.executable, "hostile.py"],
@@ -285,7 +288,7 @@ async def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, name:
         signal.signal(signal.SIGUSR1, old)
     left: list[str] = []
     for _ in range(30):
-        left = _descendants_and_lab_procs(idea)
+        left = _descendants_and_lab_procs(idea, wall0)
         if not left:
             break
         await asyncio.sleep(0.1)
