@@ -221,6 +221,10 @@ def _descendants_and_lab_procs(idea: Path, since: float) -> list[str]:
             ours = any(p.pid == me for p in proc.parents())
         except psutil.Error:
             continue
+        engine_git = proc.ppid() == me and (proc.info["cmdline"] or [""])[:2] == [
+            "git", "cat-file"] and not cwd.startswith(str(idea))  # GitPython's helpers
+        if engine_git:
+            continue
         if (ours and proc.status() != psutil.STATUS_ZOMBIE) or cwd.startswith(str(idea)):
             out.append(f"{proc.pid} {' '.join(proc.info['cmdline'] or [])}")
     return out
