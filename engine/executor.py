@@ -138,6 +138,8 @@ class _LiveRun:
         self.resumed_at = 0.0
         self.peak_rss = 0
         self.memory: MemoryCgroup | None = None
+        self.memory_mb: int | None = None
+        """The tree's memory limit, fixed when the run starts."""
 
     def elapsed(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
@@ -262,7 +264,7 @@ class Executor:
                 os.close(seccomp_fd)
         tree = ProcessTree(proc.pid, cgroup.pids if cgroup else None, token=token)
         live = _LiveRun(spec, proc, tree, level, pump)
-        live.memory = memory
+        live.memory, live.memory_mb = memory, mem_mb
         self._live[key] = live
         pump.start(proc.stdout, proc.stderr)
         live.row_id = self._record_start(spec, proc.pid, tree.root_start_time, level, log_path,
@@ -336,8 +338,7 @@ class Executor:
                      ) -> tuple[Status, str]:
         sb = self.settings.sandbox
         stall_after = self.settings.experiment.stall_after_s
-        mem_mb = self.memory_limit_mb()
-        max_rss = mem_mb * 2**20 if mem_mb is not None else None
+        mem_mb = live.memory_mb
         next_stats = next_sweep = time.monotonic()
         while True:
             await asyncio.sleep(_TICK_S)
@@ -365,7 +366,7 @@ class Executor:
                 if live.nprocs > sb.max_processes or (cgroup is not None and cgroup.limit_hit()):
                     stop = ("killed", f"exceeded the process limit ({sb.max_processes}); "
                             "fork bomb or runaway relaunch?")
-                elif max_rss is not None and mem_mb is not None and live.rss > max_rss:
+                elif mem_mb is not None and live.rss > mem_mb * 2**20:
                     stop = ("killed", _memory_reason(mem_mb, live))
             if stop is not None:
                 await self._terminate(live)
@@ -481,7 +482,6 @@ class Executor:
     def _publish(self, event: object) -> None:
         if self.bus is not None:
             self.bus.publish(event)  # type: ignore[arg-type]
-
 
     def _memory_exhausted(self, live: _LiveRun) -> bool:
         """Whether a failed run died of its memory limit: the kernel killed inside its
