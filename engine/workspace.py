@@ -183,8 +183,11 @@ def adopt_legacy_git_dir(idea_dir: Path) -> bool:
     old, new = Path(idea_dir) / ".git", git_dir_for(idea_dir)
     if new.exists() or old.is_symlink() or not old.is_dir():
         return False
-    new.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(old, new)
+    try:
+        new.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(old, new)
+    except OSError:  # a read-only lab: left as it is, the workspace is not opened
+        return False
     _pin_git_dir(new)
     return True
 
