@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import pymupdf
 import pytest
 from aisci.engine import safe_files as sf
 from aisci.engine.edit_tools import EditTools
@@ -25,6 +26,9 @@ from aisci.engine.llm.base import ToolCall
 from aisci.engine.run_facts import figures, load_run_facts, notes
 from aisci.engine.workspace import IdeaWorkspace, read_final_info
 from aisci.tui import lab_data
+from aisci.tui.widgets.log.line_index import LineIndex
+from aisci.tui.widgets.media.media_pane import load_figure
+from aisci.tui.widgets.media.pdf_pages import page_count, render_page
 
 from tests.test_experiments import FlakyProvider, add_idea, lab, make_ctx  # noqa: F401 - lab: fixture
 
@@ -404,11 +408,6 @@ async def test_planted_log_and_run_env_links_leave_the_host_files_unchanged(
 
 
 def test_tui_media_and_log_views_follow_the_same_rule(root, outside, tmp_path):
-    import pymupdf
-    from aisci.tui.widgets.log.line_index import LineIndex
-    from aisci.tui.widgets.media.media_pane import load_figure
-    from aisci.tui.widgets.media.pdf_pages import page_count, render_page
-
     doc = pymupdf.open()
     doc.new_page(width=100, height=60).insert_text((10, 30), "fig")
     doc[0].get_pixmap().save(root / "fig.png")
