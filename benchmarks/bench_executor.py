@@ -18,8 +18,8 @@ from pathlib import Path
 import psutil
 from aisci.engine.config import Settings
 from aisci.engine.events import EventBus, RunOutput, RunStarted
-from aisci.engine.executor import Executor, RunSpec
-from aisci.engine.sandbox import probe_isolation
+from aisci.engine.run.executor import Executor, RunSpec
+from aisci.engine.run.sandbox import probe_isolation
 
 FLOOD = ("import sys\nline = b'x' * 99 + b'\\n'\nblock = line * 1000\n"
          "w = sys.stdout.buffer.write\nwhile True:\n    w(block)\n")

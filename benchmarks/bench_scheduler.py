@@ -26,9 +26,9 @@ from pathlib import Path
 from aisci.engine import events as ev
 from aisci.engine.config import Settings
 from aisci.engine.engine import Engine
-from aisci.engine.gpu import GPUInfo
 from aisci.engine.pipeline import PipelineOptions
-from aisci.engine.scheduler import Scheduler
+from aisci.engine.run.gpu import GPUInfo
+from aisci.engine.run.scheduler import Scheduler
 
 IDEA = {"Title": "A simulated idea", "Experiment": "Simulated experiment for the benchmark.",
         "Interestingness": 5, "Feasibility": 5, "Novelty": 5}

@@ -27,7 +27,7 @@ print("FLOOD-DONE", i, "lines", flush=True)
 
 
 def build_lab(lab: Path) -> None:
-    from aisci.engine.store import LabStore
+    from aisci.engine.lab.store import LabStore
     from PIL import Image, ImageDraw
 
     store = LabStore(lab)
@@ -47,7 +47,7 @@ def build_lab(lab: Path) -> None:
 
 
 async def start_flood(app, engine, rate: int, seconds: float) -> None:
-    from aisci.engine.executor import RunSpec
+    from aisci.engine.run.executor import RunSpec
 
     await asyncio.sleep(1.5)
     idea = engine.store.list_ideas()[0]

@@ -15,8 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aisci.engine import sandbox
 from aisci.engine.config import Settings
+from aisci.engine.run import sandbox
 
 
 @dataclass

@@ -21,14 +21,14 @@ from typing import Any
 
 from aisci.engine import events as ev
 from aisci.engine.config import Settings
-from aisci.engine.context import StageContext
 from aisci.engine.events import EventBus
+from aisci.engine.lab.store import LabStore
 from aisci.engine.llm.client import LLMClient, ProviderFactory
+from aisci.engine.llm.prompts import PromptLibrary
 from aisci.engine.pipeline import STAGES, IdeaOutcome, Pipeline, PipelineOptions
-from aisci.engine.prompts import PromptLibrary
 from aisci.engine.resume import RecoveryReport, recover_lab
 from aisci.engine.snapshot import LabSnapshot, build_snapshot
-from aisci.engine.store import LabStore
+from aisci.engine.stages.context import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Engine:
     # -- services -------------------------------------------------------------------------
     def _make_executor(self) -> Any:
         try:
-            from aisci.engine.executor import Executor
+            from aisci.engine.run.executor import Executor
         except ImportError as exc:
             log.warning("no executor available: %s", exc)
             return None
@@ -138,7 +138,7 @@ class Engine:
 
     def _make_scheduler(self) -> Any:
         try:
-            from aisci.engine.scheduler import Scheduler
+            from aisci.engine.run.scheduler import Scheduler
         except ImportError as exc:
             log.warning("no scheduler available: %s", exc)
             return None
@@ -184,7 +184,7 @@ class Engine:
     def _executor_or_fail(self) -> Any:
         ex = self.ctx.executor if self.ctx else self._executor
         if ex is None:
-            raise EngineError("no executor: the engine is not started or aisci.engine.executor"
+            raise EngineError("no executor: the engine is not started or aisci.engine.run.executor"
                               " is missing")
         return ex
 
@@ -208,21 +208,21 @@ class Engine:
 
     def approve(self, idea_id: int) -> None:
         self._idea(idea_id)
-        from aisci.engine.triage import approve
+        from aisci.engine.stages.approval import approve
         approve(self.store, self.bus, idea_id, source="human")
         if self.pipeline:
             self.pipeline.wake(idea_id)
 
     def veto(self, idea_id: int, reason: str) -> None:
         self._idea(idea_id)
-        from aisci.engine.triage import veto
+        from aisci.engine.stages.approval import veto
         veto(self.store, self.bus, idea_id, reason, source="human")
         if self.pipeline:
             self.pipeline.wake(idea_id)
 
     def edit_idea(self, idea_id: int, fields: dict[str, Any]) -> None:
         self._idea(idea_id)
-        from aisci.engine.triage import edit
+        from aisci.engine.stages.approval import edit
         edit(self.store, self.bus, idea_id, fields, source="human")
         if self.pipeline:
             self.pipeline.wake(idea_id)

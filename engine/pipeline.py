@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aisci.engine import events as ev
-from aisci.engine.context import StageContext
 from aisci.engine.llm.client import BudgetExceeded
+from aisci.engine.stages.context import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -56,48 +56,48 @@ IdeateFn = Callable[[StageContext, str, int], Awaitable[list[int]]]
 # -- default stage registry (lazy imports: the stage modules are separate) -----------------
 
 async def _ideate(ctx: StageContext, template: str, n: int) -> list[int]:
-    from aisci.engine.ideation import generate_ideas
+    from aisci.engine.stages.ideate import generate_ideas
     return await generate_ideas(ctx, template, n)
 
 
 async def _novelty(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.novelty import check_novelty
+    from aisci.engine.stages.novelty import check_novelty
     return await check_novelty(ctx, idea_id)
 
 
 async def _experiment(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.experiments import run_experiments
+    from aisci.engine.stages.experiment import run_experiments
     return await run_experiments(ctx, idea_id)
 
 
 async def _plot(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.plots import run_plots
+    from aisci.engine.stages.plot import run_plots
     return await run_plots(ctx, idea_id)
 
 
 async def _write(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.writeup import write_paper
+    from aisci.engine.stages.write import write_paper
     return await write_paper(ctx, idea_id)
 
 
 async def _integrity(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.integrity import check_integrity
+    from aisci.engine.stages.integrity import check_integrity
     return await check_integrity(ctx, idea_id)
 
 
 async def _review(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.review import review_paper
+    from aisci.engine.stages.review import review_paper
     return await review_paper(ctx, idea_id)
 
 
 async def _improve(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.improve import improve_paper
+    from aisci.engine.stages.improve import improve_paper
     return await improve_paper(ctx, idea_id)
 
 
 async def _baseline(ctx: StageContext, template: str) -> Any:
-    from aisci.engine.baseline import ensure_baseline
-    from aisci.engine.templates import find_template
+    from aisci.engine.lab.templates import find_template
+    from aisci.engine.stages.baseline import ensure_baseline
     return await ensure_baseline(ctx, find_template(template, ctx.lab),
                                  ctx.settings.general.smoke)
 
@@ -115,7 +115,7 @@ def _auto_approve_decision(ctx: StageContext, idea_id: int) -> tuple[bool, str]:
     """(approve?, reason) for batch runs, via triage's policy when it exists."""
     idea = ctx.idea(idea_id)
     try:
-        from aisci.engine.triage import auto_approve_decision
+        from aisci.engine.stages.approval import auto_approve_decision
     except ImportError:  # triage not installed yet: fall back to the documented policy
         novel = (idea.novelty or {}).get("novel")
         if ctx.settings.novelty.require_novel_for_auto_approve and novel is False:
@@ -126,12 +126,12 @@ def _auto_approve_decision(ctx: StageContext, idea_id: int) -> tuple[bool, str]:
 
 
 def _approve(ctx: StageContext, idea_id: int, source: str) -> None:
-    from aisci.engine.triage import approve
+    from aisci.engine.stages.approval import approve
     approve(ctx.store, ctx.bus, idea_id, source=source)
 
 
 def _veto(ctx: StageContext, idea_id: int, reason: str, source: str) -> None:
-    from aisci.engine.triage import veto
+    from aisci.engine.stages.approval import veto
     veto(ctx.store, ctx.bus, idea_id, reason, source=source)
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from aisci.engine.cgroups import sweep_stale
-from aisci.engine.store import LabStore, RunRow
+from aisci.engine.lab.store import LabStore, RunRow
+from aisci.engine.run.cgroups import sweep_stale
 
 log = logging.getLogger(__name__)
 

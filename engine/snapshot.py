@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aisci.engine.store import LabStore, RunRow
+from aisci.engine.lab.store import LabStore, RunRow
 
 STAGE_ORDER: tuple[str, ...] = ("ideate", "novelty", "approval", "experiment", "plot", "write",
                                 "integrity", "review", "improve")

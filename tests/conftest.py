@@ -1,5 +1,5 @@
 """Shared pytest fixtures. Keep this small: fixtures specific to one area live in that
-area's test modules; the loopback fakes live in tests/fakes/."""
+area's test modules; the loopback fakes live in tests/support/."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-# Tests import the fakes as `fakes.<module>` (pytest runs with --import-mode=importlib,
-# which does not put tests/ on sys.path by itself).
+# Tests import their shared helpers as `support.<module>` (pytest runs with
+# --import-mode=importlib, which does not put tests/ on sys.path by itself).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakes.llm_server import FakeLLMServer
+from support.llm_server import FakeLLMServer
+
+# Fixtures for small real labs (lab, template, baseline), shared by several groups.
+pytest_plugins = ["support.labs"]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine import events as ev
-from aisci.engine.sandbox import isolation_warning
+from aisci.engine.run.sandbox import isolation_warning
 from aisci.tui import bridge as br
 from aisci.tui.commands import AisciCommands
 from aisci.tui.engine_port import invoke, lab_of

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from aisci.engine.config import Settings
 from aisci.engine.events import EventBus
-from aisci.engine.store import LabStore
+from aisci.engine.lab.store import LabStore
 
 
 class EnginePort(Protocol):

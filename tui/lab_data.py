@@ -2,7 +2,7 @@
 
 Everything here reads the store or the idea's directory and returns plain data; no
 widget state. Slow reads (git, PDF rendering) are called from worker threads. Files of an
-idea folder are read through :mod:`aisci.engine.safe_files` (no symlink followed, one
+idea folder are read through :mod:`aisci.engine.lab.safe_files` (no symlink followed, one
 link, bounded), like the engine does: the folder is an experiment's.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aisci.engine import safe_files
-from aisci.engine.store import IdeaRow, LabStore, RunRow
+from aisci.engine.lab import safe_files
+from aisci.engine.lab.store import IdeaRow, LabStore, RunRow
 
 #: Pipeline order, for "what is this idea doing now".
 STAGES = ("ideate", "novelty", "approval", "experiment", "plot", "write", "integrity",

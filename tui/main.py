@@ -101,7 +101,7 @@ def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from aisci.engine.config import ConfigError
-    from aisci.engine.store import LabInUse, StoreError
+    from aisci.engine.lab.store import LabInUse, StoreError
 
     try:
         engine, note = open_engine(args)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from aisci.engine.config import EffectiveConfig, load_config, parse_override
-from aisci.engine.store import LabInUse, LabStore
+from aisci.engine.lab.store import LabInUse, LabStore
 
 
 def lab_dir(args: argparse.Namespace) -> Path:

@@ -24,8 +24,8 @@ from aisci.engine.cli import (
     add_lab_argument,
 )
 from aisci.engine.cli.common import config_from_args, lab_dir, open_store
-from aisci.engine.ideas import IdeaError, validate_idea
-from aisci.engine.store import IdeaRow, LabStore, StoreError
+from aisci.engine.lab.idea_schema import IdeaError, validate_idea
+from aisci.engine.lab.store import IdeaRow, LabStore, StoreError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -115,10 +115,10 @@ def _verdict(row: IdeaRow) -> str:
 
 
 def _context(args: argparse.Namespace, store: LabStore, extra: dict[str, Any]) -> Any:
-    from aisci.engine.context import StageContext
     from aisci.engine.events import EventBus, Notice
     from aisci.engine.llm.client import LLMClient
-    from aisci.engine.prompts import PromptLibrary
+    from aisci.engine.llm.prompts import PromptLibrary
+    from aisci.engine.stages.context import StageContext
 
     settings = config_from_args(args, extra).settings
     bus = EventBus()
@@ -150,7 +150,7 @@ def _run_stage(coro_factory: Any) -> Any:
 # -- commands --------------------------------------------------------------------------------
 
 def _generate(args: argparse.Namespace) -> int:
-    from aisci.engine.ideation import IdeationError, generate_ideas
+    from aisci.engine.stages.ideate import IdeationError, generate_ideas
     extra = {"models.ideate": args.model} if args.model else {}
     store = open_store(args)
     try:
@@ -253,7 +253,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from aisci.engine.novelty import check_novelty
+    from aisci.engine.stages.novelty import check_novelty
     store = open_store(args)
     try:
         row = _find(store, args.idea)
@@ -276,7 +276,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _edit(args: argparse.Namespace) -> int:
     from aisci.engine.config import parse_override
-    from aisci.engine.triage import TriageError, edit
+    from aisci.engine.stages.approval import TriageError, edit
     if not args.fields:
         raise CommandError("nothing to change: give --field KEY=VALUE", EXIT_USAGE)
     fields = dict(parse_override(f) for f in args.fields)
@@ -294,7 +294,7 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    from aisci.engine.triage import approve
+    from aisci.engine.stages.approval import approve
     store = open_store(args)
     try:
         row = _find(store, args.idea)
@@ -306,7 +306,7 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _veto(args: argparse.Namespace) -> int:
-    from aisci.engine.triage import TriageError, veto
+    from aisci.engine.stages.approval import TriageError, veto
     store = open_store(args)
     try:
         row = _find(store, args.idea)

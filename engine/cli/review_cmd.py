@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _review(args: argparse.Namespace) -> int:
     from aisci.engine.llm.base import LLMError
     from aisci.engine.llm.client import BudgetExceeded, LLMClient
-    from aisci.engine.review import ReviewError, review_pdf, scorecard
+    from aisci.engine.stages.review import ReviewError, review_pdf, scorecard
 
     extra: dict = {}
     if args.ensemble is not None:
@@ -87,7 +87,7 @@ def _review(args: argparse.Namespace) -> int:
 
 def _optional_store(args: argparse.Namespace):
     """The lab's store when one exists and is free; reviewing a PDF never creates a lab."""
-    from aisci.engine.store import DB_NAME, LabInUse, LabStore
+    from aisci.engine.lab.store import DB_NAME, LabInUse, LabStore
 
     lab = lab_dir(args)
     if not (lab / DB_NAME).is_file():

@@ -18,8 +18,8 @@ from typing import Any
 from aisci.engine.cli import EXIT_LAB_IN_USE, EXIT_USAGE, CommandError, add_lab_argument
 from aisci.engine.cli.common import lab_dir
 from aisci.engine.config import EffectiveConfig, Settings, load_config, parse_override
-from aisci.engine.sandbox import isolation_warning
-from aisci.engine.store import LabInUse, LabStore, StoreError
+from aisci.engine.lab.store import LabInUse, LabStore, StoreError
+from aisci.engine.run.sandbox import isolation_warning
 
 _OVERRIDES_KV = "pipeline.cli_overrides"
 
@@ -92,7 +92,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check_template(name: str, lab: Path) -> None:
     try:
-        from aisci.engine.templates import find_template
+        from aisci.engine.lab.templates import find_template
     except ImportError:
         return
     try:

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _resolve(path_or_name: str, lab: Path | None) -> Path:
-    from aisci.engine.templates import TemplateError, find_template
+    from aisci.engine.lab.templates import TemplateError, find_template
     if Path(path_or_name).is_dir():
         return Path(path_or_name).resolve()
     try:
@@ -60,7 +60,7 @@ def _resolve(path_or_name: str, lab: Path | None) -> Path:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from aisci.engine.templates import check_template
+    from aisci.engine.lab.templates import check_template
     path = _resolve(args.path, None)
     steps = ["files", "prompt.json", "seed_ideas.json"]
     steps += [] if args.no_smoke else ["smoke run", "final_info.json", "plot.py"]
@@ -81,7 +81,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from aisci.engine.templates import TemplateError, available_templates, find_template
+    from aisci.engine.lab.templates import TemplateError, available_templates, find_template
     lab = lab_dir(args)
     for name in available_templates(lab):
         try:
@@ -94,7 +94,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    from aisci.engine.templates import TemplateError, baseline_dir, find_template
+    from aisci.engine.lab.templates import TemplateError, baseline_dir, find_template
     lab = lab_dir(args)
     try:
         template = find_template(args.template, lab)
@@ -127,14 +127,14 @@ def _baseline(args: argparse.Namespace) -> int:
 
 async def _produce(lab: Path, settings: Any, store: Any, template: Any, smoke: bool) -> Path:
     """Run the baseline through the pipeline's own code (executor, scheduler, prepare)."""
-    from aisci.engine.baseline import ensure_baseline
-    from aisci.engine.context import StageContext
     from aisci.engine.events import EventBus, Notice, RunOutput, StageProgress
-    from aisci.engine.executor import Executor
     from aisci.engine.llm.client import LLMClient
-    from aisci.engine.prompts import PromptLibrary
-    from aisci.engine.scheduler import Scheduler
-    from aisci.engine.stage_runtime import ExperimentError
+    from aisci.engine.llm.prompts import PromptLibrary
+    from aisci.engine.run.executor import Executor
+    from aisci.engine.run.scheduler import Scheduler
+    from aisci.engine.stages.baseline import ensure_baseline
+    from aisci.engine.stages.context import StageContext
+    from aisci.engine.stages.runtime import ExperimentError
 
     bus = EventBus()
     bus.bind_loop()

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 from aisci.engine import events as ev
 from aisci.engine.config import Settings
 from aisci.engine.events import EventBus
+from aisci.engine.lab.store import LabStore
 from aisci.engine.literature.bibtex import ensure_bibtex
 from aisci.engine.literature.breaker import CircuitBreaker
 from aisci.engine.literature.http import SourceError
 from aisci.engine.literature.paper import Paper
 from aisci.engine.literature.ratelimit import DeadlinePassed, TokenBucket
-from aisci.engine.store import LabStore
 
 
 class LiteratureUnavailable(RuntimeError):

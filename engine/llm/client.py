@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from aisci.engine import events as ev
 from aisci.engine.config import Settings
 from aisci.engine.events import EventBus
+from aisci.engine.lab.store import LabStore
 from aisci.engine.llm.base import (
     DeadlineExceeded,
     LLMError,
@@ -30,8 +31,7 @@ from aisci.engine.llm.base import (
     TextCallback,
 )
 from aisci.engine.llm.pricing import PriceTable
-from aisci.engine.prompts import PromptLibrary
-from aisci.engine.store import LabStore
+from aisci.engine.llm.prompts import PromptLibrary
 from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)

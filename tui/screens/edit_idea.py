@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aisci.engine.ideas import IdeaError, validate_idea
+from aisci.engine.lab.idea_schema import IdeaError, validate_idea
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding

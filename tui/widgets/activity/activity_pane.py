@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aisci.engine import events as ev
-from aisci.engine.store import LabStore
+from aisci.engine.lab.store import LabStore
 from aisci.tui.lab_data import current_stage
 from aisci.tui.widgets.activity.llm_stream import LLMStream
 from rich.table import Table

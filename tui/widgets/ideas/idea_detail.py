@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aisci.engine.store import IdeaRow
+from aisci.engine.lab.store import IdeaRow
 from aisci.tui.lab_data import novelty_verdict
 from rich.console import Group
 from rich.markup import escape

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
 
-from aisci.engine import safe_files
+from aisci.engine.lab import safe_files
 
 #: Longest line shown; longer lines are cut (binary output can have megabyte "lines").
 MAX_LINE_BYTES = 4096

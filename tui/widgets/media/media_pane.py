@@ -4,7 +4,7 @@ The image widget is only given a new picture when the file set or a file's mtime
 changes (watched with ``watchfiles``); nothing here changes per frame, so the terminal
 is not sent the image again while logs stream elsewhere.
 
-Figures and PDFs are read from the idea folder through :mod:`aisci.engine.safe_files`
+Figures and PDFs are read from the idea folder through :mod:`aisci.engine.lab.safe_files`
 (no symlink followed, one link, bounded) and decoded from those bytes: a symlink an
 experiment planted is never shown.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aisci.engine import safe_files
+from aisci.engine.lab import safe_files
 from aisci.tui.images import ImageSupport
 from aisci.tui.lab_data import figures, newest_draft
 from aisci.tui.widgets.media.pdf_pages import MAX_PAGES, page_count, render_page

@@ -1,7 +1,7 @@
 """Render pages of a PDF to PNG files with PyMuPDF, cached by (file, version, page).
 
 The PDF lies in an idea folder, which an experiment wrote: it is read through
-:mod:`aisci.engine.safe_files` (no symlink followed, one link, at most
+:mod:`aisci.engine.lab.safe_files` (no symlink followed, one link, at most
 ``safe_files.MAX_PDF_BYTES``) and PyMuPDF opens the bytes, never the path.
 """
 
@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from aisci.engine import safe_files
+from aisci.engine.lab import safe_files
 
 #: Pixels per inch of the rendered page; enough for a crisp sixel at ~80 columns.
 RENDER_DPI = 110

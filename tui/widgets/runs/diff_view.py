@@ -34,7 +34,7 @@ def git_diff(idea_dir: Path, run: str) -> str:
     through the engine's workspace (its git directory and pinned git configuration)."""
     # gitpython (under the workspace module) is slow to import; only the worker pays.
     import git
-    from aisci.engine.workspace import IdeaWorkspace, WorkspaceError
+    from aisci.engine.lab.workspace import IdeaWorkspace, WorkspaceError
 
     prev = previous_ref(run)
     if prev is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aisci.engine.store import LabStore
+from aisci.engine.lab.store import LabStore
 from aisci.tui.lab_data import idea_dir, run_summaries
 from aisci.tui.widgets.runs.diff_view import DiffView, git_diff, previous_ref
 from aisci.tui.widgets.runs.run_table import RunTable

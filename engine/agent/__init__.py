@@ -1,0 +1,1 @@
+"""The model as a code editor: the bounded tool-call loop and the file-editing tools it uses."""

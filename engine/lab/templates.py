@@ -1,0 +1,169 @@
+"""Research templates: finding them, reading their metadata, and where baselines live.
+
+A template is a folder with ``experiment.py`` (``--out_dir DIR`` writes
+``DIR/final_info.json``), ``plot.py``, ``prompt.json``, ``seed_ideas.json`` and
+``latex/template.tex``. aisci reads an optional ``template.toml`` (description,
+datasets, smoke environment, metric directions, prepare and check commands, expected
+run time); templates written for the reference system have none and get defaults.
+
+``check_template`` validates a folder against that contract (implemented in
+:mod:`aisci.engine.lab.template_check`, re-exported here).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aisci.engine.resources import templates_dir
+
+TOML_NAME = "template.toml"
+DEFAULT_SMOKE_ENV = {"AISCI_SMOKE": "1"}
+REQUIRED_FILES = ("experiment.py", "plot.py", "prompt.json", "seed_ideas.json",
+                  "latex/template.tex")
+
+
+class TemplateError(ValueError):
+    """A template cannot be found or its template.toml is malformed (one-line message)."""
+
+
+@dataclass
+class TemplateInfo:
+    name: str
+    path: Path
+    description: str = ""
+    datasets: list[str] = field(default_factory=list)
+    smoke_env: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SMOKE_ENV))
+    """Environment that switches experiment.py to its smoke setting."""
+    lower_is_better: list[str] = field(default_factory=list)
+    higher_is_better: list[str] = field(default_factory=list)
+    check_command: list[str] | None = None
+    """Integrity check run from the pristine template against an edited idea: "python"
+    means the engine's interpreter, relative ``*.py`` paths resolve in the template
+    folder and ``{project}`` is the idea folder."""
+    prepare_command: list[str] | None = None
+    """Data preparation, run in the idea (or baseline) folder before the first run."""
+    expected_time_gpu_s: float | None = None
+    expected_time_cpu_s: float | None = None
+    has_toml: bool = False
+
+
+def _expect(cond: bool, where: str, key: str, expected: str, got: Any) -> None:
+    if not cond:
+        raise TemplateError(f"{where}: {key}: expected {expected}, got {got!r}")
+
+
+def _str_list(value: Any, where: str, key: str) -> list[str]:
+    _expect(isinstance(value, list) and all(isinstance(v, str) for v in value),
+            where, key, "a list of strings", value)
+    return list(value)
+
+
+def _command(value: Any, where: str, key: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split()
+    cmd = _str_list(value, where, key)
+    return cmd or None
+
+
+def _seconds(value: Any, where: str, key: str) -> float | None:
+    if value is None:
+        return None
+    _expect(isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
+            where, key, "a number of seconds >= 0", value)
+    return float(value)
+
+
+def load_template_info(path: Path) -> TemplateInfo:
+    """Metadata of the template folder ``path`` (defaults when it has no template.toml)."""
+    path = Path(path).resolve()
+    info = TemplateInfo(name=path.name, path=path)
+    toml_path = path / TOML_NAME
+    if not toml_path.is_file():
+        return info
+    where = str(toml_path)
+    try:
+        data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{where}: not valid TOML ({exc})") from None
+    known = {"name", "description", "datasets", "expected_time_gpu_s", "expected_time_cpu_s",
+             "smoke", "metrics", "prepare", "check"}
+    unknown = sorted(set(data) - known)
+    _expect(not unknown, where, ", ".join(unknown), f"only keys {sorted(known)}", "unknown key")
+    info.has_toml = True
+    if "name" in data:
+        _expect(isinstance(data["name"], str) and data["name"], where, "name", "a string",
+                data["name"])
+        info.name = data["name"]
+    if "description" in data:
+        _expect(isinstance(data["description"], str), where, "description", "a string",
+                data["description"])
+        info.description = data["description"]
+    if "datasets" in data:
+        info.datasets = _str_list(data["datasets"], where, "datasets")
+    info.expected_time_gpu_s = _seconds(data.get("expected_time_gpu_s"), where,
+                                        "expected_time_gpu_s")
+    info.expected_time_cpu_s = _seconds(data.get("expected_time_cpu_s"), where,
+                                        "expected_time_cpu_s")
+    smoke = data.get("smoke", {})
+    _expect(isinstance(smoke, dict), where, "smoke", "a table", smoke)
+    env = smoke.get("env", DEFAULT_SMOKE_ENV)
+    _expect(isinstance(env, dict) and all(isinstance(v, str) for v in env.values()),
+            where, "smoke.env", "a table of string values", env)
+    info.smoke_env = dict(env)
+    metrics = data.get("metrics", {})
+    _expect(isinstance(metrics, dict), where, "metrics", "a table", metrics)
+    info.lower_is_better = _str_list(metrics.get("lower_is_better", []), where,
+                                     "metrics.lower_is_better")
+    info.higher_is_better = _str_list(metrics.get("higher_is_better", []), where,
+                                      "metrics.higher_is_better")
+    for section in ("prepare", "check"):
+        table = data.get(section, {})
+        _expect(isinstance(table, dict), where, section, "a table with a 'command' list", table)
+        cmd = _command(table.get("command"), where, f"{section}.command")
+        setattr(info, f"{section}_command", cmd)
+    return info
+
+
+def available_templates(lab: Path | None = None) -> list[str]:
+    names = set()
+    roots = [templates_dir()] + ([Path(lab) / "templates"] if lab else [])
+    for root in roots:
+        if root.is_dir():
+            names.update(p.name for p in root.iterdir() if (p / "experiment.py").is_file())
+    return sorted(names)
+
+
+def find_template(name_or_path: str | Path, lab: Path | None = None) -> TemplateInfo:
+    """The template called ``name_or_path``: a folder path, else ``<lab>/templates/<name>``
+    (a lab's copy overrides the bundled one), else the bundled template."""
+    text = str(name_or_path)
+    candidates: list[Path] = []
+    if "/" in text or text.startswith((".", "~")):
+        candidates.append(Path(text).expanduser())
+    else:
+        if lab is not None:
+            candidates.append(Path(lab) / "templates" / text)
+        candidates.append(templates_dir() / text)
+    for cand in candidates:
+        if (cand / "experiment.py").is_file():
+            return load_template_info(cand)
+    known = ", ".join(available_templates(lab)) or "none"
+    raise TemplateError(f"template {text!r} not found (looked in "
+                        f"{', '.join(str(c) for c in candidates)}); available: {known}")
+
+
+def baseline_dir(lab: Path, template_name: str, smoke: bool) -> Path:
+    """Where the template's baseline run_0 lives in a lab; new ideas copy it from here."""
+    suffix = "-smoke" if smoke else ""
+    return Path(lab) / "baselines" / f"{template_name}{suffix}" / "run_0"
+
+
+def check_template(path: Path, run_smoke: bool = True, **options: Any) -> list[Any]:
+    """Problems of the template at ``path`` (empty list = passes); see template_check."""
+    from aisci.engine.lab.template_check import check_template as _check
+    return _check(Path(path), run_smoke=run_smoke, **options)

@@ -1,0 +1,308 @@
+"""The experiment stage: plan, edit, run, feed back; up to N runs.
+
+Everything the stages need to resume lives in the idea's git repository
+(:mod:`aisci.engine.lab.workspace`): tag ``plan`` (its commit message holds the plan),
+``run_<i>`` for every finished run, ``experiments_done``, ``plot`` and ``plot_notes``.
+A second call after a crash skips what is tagged; a run that was in progress restarts
+from its beginning (files restored to the last finished run, attempts counted from 1),
+and its store rows still marked ``running`` become ``interrupted``.
+
+LLM steps (stage ``experiment`` unless noted; the tool loop appends ``/turn-<k>``):
+
+- ``<idea>/plan``: plan the runs into notes.txt; reply ``Run <i>: <item>`` lines;
+- ``<idea>/run-<i>/attempt-<a>``: make the edit for run i (a = 1..max_attempts); the
+  reply ``ALL_COMPLETED`` (without code edits) ends the runs early;
+- the plot stage (:mod:`aisci.engine.stages.plot`) uses stage ``plot``.
+
+where ``<idea>`` is the idea's Name. Processes run through ``ctx.executor`` (kinds
+``check`` and ``experiment``; the baseline is :mod:`aisci.engine.stages.baseline`) under a
+``ctx.scheduler`` slot (:mod:`aisci.engine.stages.runtime`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aisci.engine.agent.edit_tools import STAGE_WRITABLE, EditTools
+from aisci.engine.agent.tool_loop import run_tool_loop
+from aisci.engine.lab import safe_files
+from aisci.engine.lab.store import IdeaRow
+from aisci.engine.lab.workspace import (
+    IdeaWorkspace,
+    format_results,
+    read_final_info,
+)
+from aisci.engine.llm.base import Message
+from aisci.engine.run.environment import write_run_env
+from aisci.engine.stages import runtime as rt
+from aisci.engine.stages.baseline import prepare_workspace
+from aisci.engine.stages.context import StageContext
+
+DONE_TAG = "experiments_done"
+COMPLETION_WORD = "ALL_COMPLETED"
+_PLAN_LINE = re.compile(r"^\s*(?:[-*]\s*)?\**run[ _]?(\d+)\**\s*[:.)\-\u2013]\s*(.+?)\s*$",
+                        re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass
+class ExperimentOutcome:
+    ok: bool
+    runs: list[int] = field(default_factory=list)
+    """Finished runs (tags run_<i>)."""
+    completed: bool = False
+    """The model said ALL_COMPLETED or every planned run was done."""
+    reason: str = ""
+
+    @property
+    def summary(self) -> str:
+        return self.reason or f"{len(self.runs)} run(s) finished"
+
+
+@dataclass
+class _Attempt:
+    ok: bool
+    reason: str = ""
+    details: str = ""
+    final_info: dict[str, Any] | None = None
+    duration_s: float = 0.0
+    process_status: str = "ok"
+    """The executor's verdict (timeout/killed/failed kept in the row; "ok" with a bad
+    result becomes "failed")."""
+
+
+# -- planning ------------------------------------------------------------------------------
+
+def parse_plan(text: str, max_runs: int) -> dict[int, str]:
+    items: dict[int, str] = {}
+    for m in _PLAN_LINE.finditer(text or ""):
+        i = int(m.group(1))
+        if 1 <= i <= max_runs and i not in items:
+            items[i] = rt.one_line(m.group(2).strip("* "))
+    return items
+
+
+def plan_of(ws: IdeaWorkspace, max_runs: int) -> dict[int, str]:
+    if "plan" not in ws.tags():
+        return {}
+    return parse_plan(str(ws.repo.commit("plan").message), max_runs)
+
+
+def system_prompt(ctx: StageContext, stage: str) -> str:
+    allowed, denied = STAGE_WRITABLE[stage]
+    writable = ", ".join(allowed) + (f" (not {', '.join(denied)})" if denied else "")
+    if stage == "experiment":
+        return ctx.prompts.render("experiment_system", writable=writable,
+                                  run_timeout=rt.fmt_s(ctx.settings.experiment.run_timeout_s))
+    return ctx.prompts.render("plot_system", writable=writable,
+                              timeout=rt.fmt_s(ctx.settings.plot.timeout_s))
+
+
+def _task_description(template: Any) -> str:
+    p = Path(template.path) / "prompt.json"
+    try:
+        return str(json.loads(p.read_text(encoding="utf-8")).get("task_description", ""))
+    except (OSError, ValueError, AttributeError):
+        return getattr(template, "description", "") or ""
+
+
+async def _plan(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, template: Any,
+                system: str) -> dict[int, str]:
+    cfg = ctx.settings.experiment
+    baseline = read_final_info(ws.path / "run_0")
+    prompt = ctx.prompts.render(
+        "experiment_plan", title=idea.data.get("Title", idea.name),
+        experiment=idea.data.get("Experiment", ""), task_description=_task_description(template),
+        baseline_results=format_results(baseline, None, template.lower_is_better,
+                                        template.higher_is_better),
+        max_runs=cfg.max_runs)
+    rt.restart_point(ws, "base", "plan")
+    rt.progress(ctx, idea.id, "experiment", "planning the runs")
+    loop = await run_tool_loop(ctx.stage_llm("experiment", idea.id), system=system,
+                               messages=[Message(role="user", text=prompt)],
+                               tools=EditTools(ws.path, ["notes.txt"]),
+                               step=f"{idea.name}/plan", max_turns=cfg.max_tool_turns)
+    items = parse_plan(loop.text, cfg.max_runs)
+    if not items:
+        items = parse_plan(safe_files.read_text(ws.path, "notes.txt"), cfg.max_runs)
+    body = "\n".join(f"Run {i}: {t}" for i, t in sorted(items.items())) or rt.one_line(loop.text, 500)
+    ws.commit(f"plan: {len(items)} run(s)\n\n{body}\n")
+    ws.tag("plan")
+    return items
+
+
+# -- the run loop --------------------------------------------------------------------------
+
+def _results_so_far(ws: IdeaWorkspace, plan: dict[int, str], template: Any) -> str:
+    baseline = read_final_info(ws.path / "run_0")
+    lines = ["Run 0 (baseline):\n" + format_results(baseline, None, template.lower_is_better,
+                                                    template.higher_is_better)]
+    for j in ws.finished_runs():
+        try:
+            info = read_final_info(ws.path / f"run_{j}")
+        except ValueError:
+            continue
+        lines.append(f"Run {j} ({plan.get(j, 'unplanned')}):\n" + format_results(
+            info, baseline, template.lower_is_better, template.higher_is_better))
+    return "\n\n".join(lines)
+
+
+async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, template: Any,
+                       i: int, a: int, plan_item: str) -> tuple[_Attempt, int | None, str]:
+    """Run the committed code of run i, attempt a: checker first (if any), then
+    experiment.py. Returns the outcome, the store row id and the slot's GPUs."""
+    cfg = ctx.settings.experiment
+    env = rt.smoke_env(template, ctx.settings.general.smoke)
+    check = getattr(template, "check_command", None)
+    async with rt.stage_slot(ctx, idea.id) as slot:
+        cvd = slot.cuda_visible_devices
+        if check:
+            rt.progress(ctx, idea.id, "experiment", f"run {i} attempt {a}: integrity check")
+            res = await rt.run_process(
+                ctx, argv=_check_argv(check, template, ws.path), cwd=ws.path,
+                log=ws.path / "logs" / f"check_{i}.log", limit_s=min(cfg.run_timeout_s, 900.0),
+                kind="check", run=f"run_{i}", attempt=a, idea_id=idea.id, env=env, gpu=cvd)
+            rt.check_interrupted(res, f"the check of run_{i}")
+            if res.status != "ok":
+                verdict = _last_json_line(ws.path, f"logs/check_{i}.log")
+                detail = (f"Checker output: {verdict}\n" if verdict else "") + \
+                    (res.stderr_tail or "")[-600:]
+                reason = ("the causality check failed: the model sees future tokens"
+                          if res.exit_code == 1 else
+                          f"the check could not run ({rt.describe_failure(res, 900, 600)[0]})")
+                return _Attempt(False, reason, detail, process_status=res.status), res.row_id, cvd
+        rt.progress(ctx, idea.id, "experiment", f"run {i} attempt {a}: running ({plan_item})")
+        # Templates written for the reference create --out_dir themselves; not all do.
+        safe_files.make_dirs(ws.path, f"run_{i}", replace=True)
+        result = await rt.run_process(
+            ctx, argv=[sys.executable, "experiment.py", f"--out_dir=run_{i}"], cwd=ws.path,
+            log=ws.path / "logs" / f"run_{i}.log", limit_s=cfg.run_timeout_s,
+            kind="experiment", run=f"run_{i}", attempt=a, idea_id=idea.id, env=env, gpu=cvd)
+    rt.check_interrupted(result, f"run_{i}")
+    if result.status != "ok":
+        reason, details = rt.describe_failure(result, cfg.run_timeout_s, cfg.stderr_tail_chars)
+        return (_Attempt(False, reason, details, duration_s=result.duration_s,
+                         process_status=result.status), result.row_id, cvd)
+    try:
+        info = read_final_info(ws.path / f"run_{i}")
+    except ValueError as exc:
+        return (_Attempt(False, f"exit code 0 but {exc}",
+                         "experiment.py must write <out_dir>/final_info.json with 'means' per "
+                         "dataset.", duration_s=result.duration_s), result.row_id, cvd)
+    return _Attempt(True, final_info=info, duration_s=result.duration_s), result.row_id, cvd
+
+
+def _check_argv(check: list[str], template: Any, idea_dir: Path) -> list[str]:
+    """The template's checker command, run from the PRISTINE template copy: relative
+    script paths resolve in the template folder; ``{project}`` is the idea folder."""
+    out = []
+    for part in check:
+        if part in ("python", "python3"):
+            out.append(sys.executable)
+        elif "{project}" in part or "{template}" in part:
+            out.append(part.replace("{project}", str(idea_dir))
+                       .replace("{template}", str(template.path)))
+        elif part.endswith(".py") and not Path(part).is_absolute():
+            out.append(str(Path(template.path) / part))
+        else:
+            out.append(part)
+    if not any("{project}" in p for p in check) and "--project" not in check:
+        out += ["--project", str(idea_dir)]
+    return out
+
+
+def _last_json_line(idea_dir: Path, rel: str, max_bytes: int = 65536) -> str:
+    """The last JSON object line a checker printed, from the tail of its log
+    ``idea_dir/rel`` (lines are ``<time> <stream> <text>``)."""
+    try:
+        lines = safe_files.read_tail(idea_dir, rel, max_bytes).decode(
+            "utf-8", "replace").splitlines()
+    except OSError:  # missing, or refused (safe_files.UnsafeFile)
+        return ""
+    for line in reversed(lines):
+        start = line.find("{")
+        if start == -1:
+            continue
+        try:
+            json.loads(line[start:])
+        except ValueError:
+            continue
+        return line[start:]
+    return ""
+
+
+async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
+    """The experiment stage of one idea (resumable; see the module docstring)."""
+    cfg = ctx.settings.experiment
+    idea = ctx.idea(idea_id)
+    ws, template = await prepare_workspace(ctx, idea_id)
+    rt.mark_interrupted(ctx, idea_id, ("experiment", "check"))
+    if DONE_TAG in ws.tags():
+        return ExperimentOutcome(True, ws.finished_runs(), True, "")
+    system = system_prompt(ctx, "experiment")
+    plan = plan_of(ws, cfg.max_runs) if "plan" in ws.tags() else \
+        await _plan(ctx, ws, idea, template, system)
+    llm = ctx.stage_llm("experiment", idea_id)
+    finished = ws.finished_runs()
+    i = (finished[-1] + 1) if finished else 1
+    feedback = ""  # the previous run's results, then the failures of this run's attempts
+    while i <= cfg.max_runs:
+        plan_item = plan.get(i, f"run {i}")
+        rt.restart_point(ws, f"run_{i - 1}" if i > 1 else "plan", f"run_{i}")
+        last_reason = ""
+        for a in range(1, cfg.max_attempts + 1):
+            rt.progress(ctx, idea_id, "experiment", f"run {i}/{cfg.max_runs} attempt {a}: editing")
+            prompt = ctx.prompts.render(
+                "experiment_run", run=i, max_runs=cfg.max_runs, plan_item=plan_item,
+                plan="\n".join(f"Run {k}: {t}" for k, t in sorted(plan.items())) or "(none)",
+                results_so_far=_results_so_far(ws, plan, template), feedback=feedback)
+            tools = EditTools.for_stage(ws.path, "experiment")
+            loop = await run_tool_loop(llm, system=system,
+                                       messages=[Message(role="user", text=prompt)],
+                                       tools=tools, step=f"{idea.name}/run-{i}/attempt-{a}",
+                                       max_turns=cfg.max_tool_turns)
+            if COMPLETION_WORD in loop.text and not (loop.changed - {"notes.txt"}):
+                ws.commit(f"experiments complete after {i - 1} run(s) ({COMPLETION_WORD})")
+                ws.tag(DONE_TAG)
+                rt.progress(ctx, idea_id, "experiment", f"the model ended the runs after run {i - 1}")
+                return ExperimentOutcome(True, ws.finished_runs(), True)
+            # a failed attempt's partial output (kept in history), a planted symlink itself
+            safe_files.remove_tree(ws.path, f"run_{i}")
+            sha = ws.commit(f"run_{i}: {plan_item}")
+            outcome, row_id, cvd = await _attempt_run(ctx, ws, idea, template, i, a, plan_item)
+            if outcome.ok:
+                assert outcome.final_info is not None
+                write_run_env(ws.path / f"run_{i}", cvd, outcome.final_info)
+                sha = ws.commit(f"run_{i}: {plan_item}", amend=True)
+                ws.tag(f"run_{i}")
+                metrics = {k: v["means"] for k, v in outcome.final_info.items()}
+                rt.update_row(ctx, row_id, metrics=metrics, commit_sha=sha, plan=plan_item)
+                rt.progress(ctx, idea_id, "experiment",
+                          f"run {i} finished in {rt.fmt_s(outcome.duration_s)}")
+                feedback = ctx.prompts.render(
+                    "experiment_results", run=i, plan_item=plan_item,
+                    duration=rt.fmt_s(outcome.duration_s), results=format_results(
+                        outcome.final_info, read_final_info(ws.path / "run_0"),
+                        template.lower_is_better, template.higher_is_better))
+                break
+            last_reason = outcome.reason
+            sha = ws.commit(f"run_{i} attempt {a} (failed: {rt.one_line(outcome.reason, 200)})",
+                            amend=True)
+            rt.update_row(ctx, row_id, reason=outcome.reason, commit_sha=sha, plan=plan_item,
+                        **({"status": "failed"} if outcome.process_status == "ok" else {}))
+            rt.progress(ctx, idea_id, "experiment", f"run {i} attempt {a} failed: {outcome.reason}")
+            feedback = ctx.prompts.render("experiment_run_feedback", attempt=a, run=i,
+                                          reason=outcome.reason, details=outcome.details,
+                                          max_attempts=cfg.max_attempts)
+        else:
+            done = ws.finished_runs()
+            reason = (f"run_{i} failed after {cfg.max_attempts} attempt(s): {last_reason}")
+            return ExperimentOutcome(False, done, False, reason)
+        i += 1
+    ws.commit(f"experiments complete: {cfg.max_runs} run(s)")
+    ws.tag(DONE_TAG)
+    return ExperimentOutcome(True, ws.finished_runs(), True)

@@ -1,0 +1,273 @@
+"""The results-integrity stage: scan the paper against the runs, give the findings to
+the model for a bounded correction round, re-compile, and store what remains in
+``<idea_dir>/integrity.json`` (shown in the TUI scorecard and in review.json).
+
+LLM steps (stage ``integrity``), for cassettes:
+  ``<name>/integrity-fix-<r>/turn-<k>``   correction round r (edit tools on latex/*.tex)
+  ``<name>/integrity-fix-<r>/fix-<n>/turn-<k>``   compile fix rounds after correction r
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aisci.engine.lab import safe_files
+from aisci.engine.paper.integrity_checks import (
+    _GPU_RE,
+    _JARGON_RE,
+    _VERSION_RES,
+    Finding,
+    check_directions,
+    check_environment,
+    check_jargon,
+    check_numbers,
+)
+from aisci.engine.paper.run_facts import load_run_facts
+from aisci.engine.paper.texscan import TexText, mask_spans, prose_text
+
+INTEGRITY_FILE = "integrity.json"
+CAUSALITY_FILE = "causality.json"
+CAUSALITY_TIMEOUT_S = 600.0
+
+__all__ = ["Finding", "IntegrityReport", "check_integrity", "scan_paper", "load_findings"]
+
+
+@dataclass
+class IntegrityReport:
+    findings: list[Finding] = field(default_factory=list)
+    numbers_checked: int = 0
+    causality: dict[str, Any] | None = None
+    tex_sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        by_kind: dict[str, int] = {}
+        for f in self.findings:
+            by_kind[f.kind] = by_kind.get(f.kind, 0) + 1
+        return {"findings": [f.to_dict() for f in self.findings], "by_kind": by_kind,
+                "numbers_checked": self.numbers_checked, "causality": self.causality,
+                "tex_sha256": self.tex_sha256, "checked_at": time.time()}
+
+
+def scan_paper(tex_path: Path, idea_dir: Path, *, lower_is_better: list[str] | None = None,
+               higher_is_better: list[str] | None = None) -> IntegrityReport:
+    """Run every deterministic check on one .tex file (inside ``idea_dir``; read without
+    following symlinks, bounded). No LLM, no side effects."""
+    text = safe_files.read_text(idea_dir, _rel(tex_path, idea_dir), errors="replace")
+    tex = prose_text(Path(tex_path).name, text)
+    facts = load_run_facts(idea_dir)
+    lower, higher = list(lower_is_better or []), list(higher_is_better or [])
+    findings = check_jargon(tex) + check_environment(tex, facts)
+    # Numbers that belong to a hardware/version/jargon claim are judged by those checks.
+    claims_masked = tex.masked
+    for rx in (_GPU_RE, _JARGON_RE, *_VERSION_RES.values()):
+        claims_masked = mask_spans(claims_masked, rx)
+    numbers_tex = TexText(tex.path_name, tex.original, claims_masked)
+    number_findings, checked = check_numbers(numbers_tex, facts)
+    findings += check_directions(numbers_tex, facts, lower, higher) + number_findings
+    findings.sort(key=lambda f: _line_key(f.location))
+    return IntegrityReport(findings, checked, None, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _rel(path: Path, idea_dir: Path) -> str:
+    """``path`` relative to the idea folder (a path outside it is refused when used)."""
+    p, root = Path(os.path.abspath(path)), Path(os.path.abspath(idea_dir))
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+
+
+def _line_key(location: str) -> int:
+    m = re.search(r":(\d+)$", location)
+    return int(m.group(1)) if m else 0
+
+
+def load_findings(idea_dir: Path) -> list[Finding]:
+    try:
+        data = safe_files.read_json(idea_dir, INTEGRITY_FILE)
+        return [Finding(**f) for f in data.get("findings", [])]
+    except (OSError, ValueError, TypeError, AttributeError):  # incl. safe_files.UnsafeFile
+        return []
+
+
+def read_causality(idea_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = safe_files.read_json(idea_dir, CAUSALITY_FILE)
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):  # missing, invalid, or refused (safe_files.UnsafeFile)
+        return None
+
+
+def _last_json(idea_dir: Path, rel: str, max_bytes: int = 65536) -> dict[str, Any] | None:
+    """The last JSON object a checker printed in the log ``idea_dir/rel`` (log lines are
+    ``<time> <stream> <text>``)."""
+    try:
+        lines = safe_files.read_tail(idea_dir, rel, max_bytes).decode(
+            "utf-8", "replace").splitlines()
+    except OSError:  # missing, or refused (safe_files.UnsafeFile)
+        return None
+    for line in reversed(lines):
+        start = line.find("{")
+        if start == -1:
+            continue
+        try:
+            data = json.loads(line[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def _check_argv(check: list[str], template_path: Path, idea_dir: Path) -> list[str]:
+    """The template's checker, from the pristine template copy (never the idea's)."""
+    out = []
+    for part in check:
+        if part in ("python", "python3"):
+            out.append(sys.executable)
+        elif "{project}" in part or "{template}" in part:
+            out.append(part.replace("{project}", str(idea_dir))
+                       .replace("{template}", str(template_path)))
+        elif part.endswith(".py") and not Path(part).is_absolute():
+            out.append(str(template_path / part))
+        else:
+            out.append(part)
+    return out
+
+
+async def run_causality_check(ctx: Any, idea_id: int, template: Any) -> dict[str, Any] | None:
+    """The template checker's verdict on the idea's final code (nanogpt's causality
+    check), kept in causality.json. The check the experiment stage ran before the last
+    run (``logs/check_<i>.log``) is reused; otherwise it is run once under the executor."""
+    idea_dir = ctx.idea_dir(idea_id)
+    cached = read_causality(idea_dir)
+    if cached is not None:
+        return cached
+    check = getattr(template, "check_command", None) if template is not None else None
+    try:
+        names = [e.name for e in safe_files.list_dir(idea_dir, "logs")
+                 if e.kind == "file" and fnmatch.fnmatchcase(e.name, "check_*.log")]
+    except OSError:  # no logs/ yet, or refused (a symlink)
+        names = []
+    logs = sorted(names, key=lambda n: int(m.group(1))
+                  if (m := re.search(r"(\d+)$", Path(n).stem)) else -1)
+    verdict = _last_json(idea_dir, f"logs/{logs[-1]}") if logs else None
+    source = f"logs/{logs[-1]}" if verdict is not None else ""
+    if verdict is None and check and ctx.executor is not None:
+        from aisci.engine.run.executor import RunSpec
+        log = idea_dir / "logs" / "check_integrity.log"
+        res = await ctx.executor.run(RunSpec(
+            argv=_check_argv(list(check), Path(template.path), idea_dir), cwd=idea_dir,
+            log_path=log, limit_s=CAUSALITY_TIMEOUT_S, kind="check", run="integrity-check",
+            idea_id=idea_id))
+        verdict = _last_json(idea_dir, f"logs/{log.name}") or {
+            "causal": None, "error": f"checker {res.status}: {res.reason}"}
+        if res.status == "ok" and verdict.get("causal") is None and res.exit_code == 0:
+            verdict["causal"] = True
+        source = f"logs/{log.name}"
+    if verdict is None:
+        return None
+    result = {"causal": verdict.get("causal"), "verdict": verdict, "source": source}
+    safe_files.write_text(idea_dir, CAUSALITY_FILE, json.dumps(result, indent=2))
+    return result
+
+
+def _causality_finding(causality: dict[str, Any] | None) -> list[Finding]:
+    if not causality or causality.get("causal") is not False:
+        return []
+    detail = json.dumps(causality.get("verdict", {}))[:300]
+    return [Finding("causality", "the model leaks future tokens (causality check failed): "
+                    "its reported losses are not valid", CAUSALITY_FILE, detail)]
+
+
+def format_findings(findings: list[Finding], limit: int = 40) -> str:
+    lines = [f"- [{f.kind}] {f.location}: {f.message}" + (f"\n    context: {f.context}"
+                                                           if f.context else "")
+             for f in findings[:limit]]
+    if len(findings) > limit:
+        lines.append(f"- ... {len(findings) - limit} more")
+    return "\n".join(lines)
+
+
+async def check_integrity(ctx: Any, idea_id: int) -> list[Finding]:
+    """Scan, correct through the model (bounded rounds), re-compile, store, return what
+    remains. Resumable: a paper already checked with the same text is not re-done."""
+    from aisci.engine.paper.latex import main_tex_path
+
+    row = ctx.idea(idea_id)
+    idea_dir = ctx.idea_dir(row)
+    tex_path = main_tex_path(idea_dir)
+    tex_rel = _rel(tex_path, idea_dir)
+    if not safe_files.is_file(idea_dir, tex_rel):
+        raise FileNotFoundError(f"{tex_path}: no paper to check (run the write stage first)")
+    sha = hashlib.sha256(safe_files.read_bytes(idea_dir, tex_rel,
+                                               safe_files.MAX_TEXT_BYTES)).hexdigest()
+    stored = _read_report(idea_dir)
+    if stored and stored.get("tex_sha256") == sha and stored.get("final"):
+        return load_findings(idea_dir)
+    template = _template(ctx, row.template)
+    lower = list(getattr(template, "lower_is_better", []) or [])
+    higher = list(getattr(template, "higher_is_better", []) or [])
+    causality = await run_causality_check(ctx, idea_id, template)
+    report = scan_paper(tex_path, idea_dir, lower_is_better=lower, higher_is_better=higher)
+    rounds = ctx.settings.writeup.integrity_correction_rounds
+    for r in range(1, rounds + 1):
+        if not report.findings:
+            break
+        changed = await _correct(ctx, idea_id, row.name, idea_dir, report.findings, r)
+        if not changed:
+            break
+        report = scan_paper(tex_path, idea_dir, lower_is_better=lower, higher_is_better=higher)
+    report.causality = causality
+    report.findings += _causality_finding(causality)
+    data = report.to_dict()
+    data["final"] = True
+    safe_files.write_text(idea_dir, INTEGRITY_FILE, json.dumps(data, indent=2))
+    return report.findings
+
+
+def _read_report(idea_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = safe_files.read_json(idea_dir, INTEGRITY_FILE)
+    except (OSError, ValueError):  # missing, invalid, or refused (safe_files.UnsafeFile)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _template(ctx: Any, template_name: str) -> Any:
+    """The idea's TemplateInfo, or None (then: name heuristics, no checker)."""
+    try:
+        from aisci.engine.lab.templates import find_template
+        return find_template(template_name, ctx.lab)
+    except Exception:  # a deleted or renamed template must not block the paper
+        return None
+
+
+async def _correct(ctx: Any, idea_id: int, name: str, idea_dir: Path,
+                   findings: list[Finding], r: int) -> bool:
+    from aisci.engine.agent.edit_tools import EditTools
+    from aisci.engine.agent.tool_loop import run_tool_loop
+    from aisci.engine.llm.base import Message
+    from aisci.engine.paper.latex import compile_with_fixes
+    from aisci.engine.paper.run_facts import environment_summary, results_summary
+
+    facts = load_run_facts(idea_dir)
+    tools = EditTools(idea_dir, ["latex/*.tex"])
+    prompt = ctx.prompts.render(
+        "integrity_fix", findings=format_findings(findings),
+        results=results_summary(facts), environment=environment_summary(facts))
+    result = await run_tool_loop(
+        ctx.stage_llm("integrity", idea_id), system=ctx.prompts.render("write_system"),
+        messages=[Message(role="user", text=prompt)], tools=tools,
+        step=f"{name}/integrity-fix-{r}", max_turns=ctx.settings.experiment.max_tool_turns)
+    if not result.changed:
+        return False
+    await compile_with_fixes(ctx, idea_id, stage="integrity",
+                             step_prefix=f"{name}/integrity-fix-{r}")
+    return True
