@@ -27,7 +27,7 @@ FLOOD = ("import sys\nline = b'x' * 99 + b'\\n'\nblock = line * 1000\n"
 
 def settings(mode: str) -> Settings:
     s = Settings()
-    s.sandbox.mode = mode  # type: ignore[assignment]
+    s.sandbox.mode = mode  # type: ignore[assignment]  # a str; the field is a Literal
     s.sandbox.grace_period_s = 0.5
     return s
 

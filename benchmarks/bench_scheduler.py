@@ -29,6 +29,7 @@ from aisci.engine.engine import Engine
 from aisci.engine.pipeline import PipelineOptions
 from aisci.engine.run.gpu import GPUInfo
 from aisci.engine.run.scheduler import Scheduler
+from aisci.engine.stages.contract import StageOutcome
 
 IDEA = {"Title": "A simulated idea", "Experiment": "Simulated experiment for the benchmark.",
         "Interestingness": 5, "Feasibility": 5, "Novelty": 5}
@@ -80,6 +81,7 @@ def make_stages(trace: Trace, *, llm_s: float, edit_s: float, run_s: float, runs
 
     async def llm_stage(ctx, idea_id):
         await asyncio.sleep(llm_s)
+        return StageOutcome()
 
     async def experiment(ctx, idea_id):
         await asyncio.sleep(edit_s)  # the plan
@@ -95,6 +97,7 @@ def make_stages(trace: Trace, *, llm_s: float, edit_s: float, run_s: float, runs
                 trace.intervals.append((start, end))
                 trace.last_end = end
             trace.runs_left[idea_id] -= 1
+        return StageOutcome()
 
     return {"ideate": ideate, "novelty": llm_stage, "experiment": experiment,
             "plot": llm_stage, "write": llm_stage, "integrity": llm_stage,

@@ -9,6 +9,15 @@ import asyncio
 import sys
 from pathlib import Path
 
+from aisci.engine.config import load_config
+from aisci.engine.engine import Engine
+from aisci.engine.lab import layout
+from aisci.engine.lab.store import LabStore
+from aisci.engine.run.executor import RunSpec
+from aisci.tui.app import AisciApp
+from aisci.tui.images import choose_protocol
+from PIL import Image, ImageDraw
+
 FLOOD = """
 import sys, time
 rate, seconds = int(sys.argv[1]), float(sys.argv[2])
@@ -27,15 +36,12 @@ print("FLOOD-DONE", i, "lines", flush=True)
 
 
 def build_lab(lab: Path) -> None:
-    from aisci.engine.lab.store import LabStore
-    from PIL import Image, ImageDraw
-
     store = LabStore(lab)
     idea = store.add_idea("flood_test", "grokking",
                           {"Title": "Flood test", "Experiment": "Print a lot of lines fast.",
                            "Interestingness": 5, "Feasibility": 5, "Novelty": 5},
                           status="vetoed")
-    d = lab / "ideas" / f"{idea}-flood_test"
+    d = layout.idea_dir(lab, idea, "flood_test")
     (d / "logs").mkdir(parents=True)
     img = Image.new("RGB", (640, 400), (255, 255, 255))
     draw = ImageDraw.Draw(img)
@@ -47,11 +53,9 @@ def build_lab(lab: Path) -> None:
 
 
 async def start_flood(app, engine, rate: int, seconds: float) -> None:
-    from aisci.engine.run.executor import RunSpec
-
     await asyncio.sleep(1.5)
     idea = engine.store.list_ideas()[0]
-    d = engine.lab / "ideas" / f"{idea.id}-{idea.name}"
+    d = layout.idea_dir(engine.lab, idea.id, idea.name)
     spec = RunSpec(argv=[sys.executable, "-c", FLOOD, str(rate), str(seconds)], cwd=d,
                    log_path=d / "logs" / "run_1.log", limit_s=600, kind="experiment",
                    run="run_1", idea_id=idea.id)
@@ -62,13 +66,7 @@ def main() -> None:
     lab, protocol, rate, seconds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), \
         float(sys.argv[4])
     build_lab(lab)
-    from aisci.engine.config import load_config
-    from aisci.engine.engine import Engine
-    from aisci.tui.images import choose_protocol
-
     images = choose_protocol(protocol)
-    from aisci.tui.app import AisciApp
-
     settings = load_config(lab, {"sandbox.mode": "none"}).settings
     engine = Engine(lab, settings, headless=False)
 

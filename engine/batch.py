@@ -17,11 +17,10 @@ from typing import Any
 
 from aisci.engine.config import Settings
 from aisci.engine.engine import Engine
+from aisci.engine.errors import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from aisci.engine.llm.client import ProviderFactory
 from aisci.engine.pipeline import IdeaOutcome, PipelineOptions
 from aisci.engine.snapshot import LabSnapshot
-
-EXIT_OK, EXIT_FAILED, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 3, 130
 
 Display = Callable[[Engine], Any]
 """Called once the engine started; returns an object with async ``run()`` (until
@@ -60,7 +59,7 @@ async def run_batch(lab: Path, settings: Settings, options: PipelineOptions, *,
                     options=options, stages=stages)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
+from aisci.engine.errors import UsageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 LAB_CONFIG_NAME = "aisci.toml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """One bad configuration value: ``file:key: problem``."""
 
     def __init__(self, source: str, key: str, problem: str) -> None:
@@ -27,6 +29,10 @@ class ConfigError(ValueError):
         self.key = key
         self.problem = problem
         super().__init__(f"{source}:{key}: {problem}" if key else f"{source}: {problem}")
+
+    @property
+    def message(self) -> str:
+        return f"config error: {super().message}"
 
 
 class _Section(BaseModel):
@@ -102,10 +108,15 @@ class NoveltySettings(_Section):
     deadline_s: float = Field(600.0, gt=0)
 
 
+LiteratureSourceName = Literal["semantic_scholar", "openalex", "offline"]
+
+
+def _default_literature_sources() -> list[LiteratureSourceName]:
+    return ["semantic_scholar", "openalex"]
+
+
 class LiteratureSettings(_Section):
-    sources: list[Literal["semantic_scholar", "openalex", "offline"]] = Field(
-        default_factory=lambda: ["semantic_scholar", "openalex"]
-    )
+    sources: list[LiteratureSourceName] = Field(default_factory=_default_literature_sources)
     semantic_scholar_url: str = "https://api.semanticscholar.org/graph/v1"
     openalex_url: str = "https://api.openalex.org"
     openalex_email: str | None = None
@@ -265,7 +276,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _describe_error(err: dict[str, Any]) -> tuple[str, str]:
+def _describe_error(err: ErrorDetails) -> tuple[str, str]:
     key = ".".join(str(p) for p in err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":

@@ -9,13 +9,15 @@ model's words are recorded. ``prepare_demo_lab`` is shared by ``aisci run --demo
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aisci.engine.config import LAB_CONFIG_NAME, EffectiveConfig, Settings, load_config
+from aisci.engine.engine import Engine
+from aisci.engine.errors import UsageError
+from aisci.engine.llm.providers import make_provider
+from aisci.engine.llm.scripted import ScriptedProvider
 from aisci.engine.pipeline import PipelineOptions
 
 DEMO_MARKER = "# aisci offline demo lab"
@@ -89,10 +91,10 @@ def prepare_demo_lab(path: Path | str, *, overrides: dict[str, Any] | None = Non
     cfg_file = lab / LAB_CONFIG_NAME
     if cfg_file.is_file():
         if not cfg_file.read_text(encoding="utf-8").startswith(DEMO_MARKER):
-            raise ValueError(f"{lab} already holds a lab that is not a demo lab; choose "
+            raise UsageError(f"{lab} already holds a lab that is not a demo lab; choose "
                              "another directory with --lab")
     elif lab.exists() and any(lab.iterdir()):
-        raise ValueError(f"{lab} is not empty; the demo needs a new or empty directory "
+        raise UsageError(f"{lab} is not empty; the demo needs a new or empty directory "
                          "(--lab DIR)")
     else:
         lab.mkdir(parents=True, exist_ok=True)
@@ -108,9 +110,6 @@ real model (about 0.2 s per answer) instead of answering in zero time."""
 def demo_provider_factory(settings: Settings) -> Callable[[str], Any]:
     """Provider factory for the demo: scripted answers stream at a human-visible pace;
     any other model spec (a user override) is made as usual."""
-    from aisci.engine.llm.providers import make_provider
-    from aisci.engine.llm.scripted import ScriptedProvider
-
     def factory(spec: str) -> Any:
         kind, _, name = spec.partition(":")
         if kind == "scripted":
@@ -126,33 +125,13 @@ def demo_options(settings: Settings, *, headless: bool) -> PipelineOptions:
                            auto_approve=True if headless else None, prefetch_baseline=True)
 
 
-def make_demo_engine(path: Path | str, *, headless: bool = False) -> Any:
+def make_demo_engine(path: Path | str, *, headless: bool = False) -> Engine:
     """An Engine on a (new or continued) demo lab, ready for ``await engine.start()``: the
     scripted model, the demo's options, and the demo's batch of ideas requested. The TUI
     demo uses this (the human approves or vetoes each idea)."""
-    from aisci.engine.engine import Engine
-
     cfg = prepare_demo_lab(path)
     engine = Engine(Path(path).expanduser().resolve(), cfg.settings, headless=headless,
                     provider_factory=demo_provider_factory(cfg.settings),
                     options=demo_options(cfg.settings, headless=headless))
     engine.ensure_ideas(cfg.settings.ideation.num_ideas)
     return engine
-
-
-def run_demo_headless(lab: Path | str, *, stream: Any = None) -> int:
-    """Prepare the demo lab and run it to the end headless; returns the exit code."""
-    from aisci.engine.batch import run_batch, summary_lines
-    from aisci.engine.cli.run_progress import ProgressDisplay
-
-    out = stream or sys.stdout
-    cfg = prepare_demo_lab(lab)
-    print(SCRIPTED_NOTICE, file=out, flush=True)
-    result = asyncio.run(run_batch(
-        Path(lab).resolve(), cfg.settings, demo_options(cfg.settings, headless=True),
-        num_ideas=cfg.settings.ideation.num_ideas,
-        provider_factory=demo_provider_factory(cfg.settings),
-        display=lambda eng: ProgressDisplay(eng, stream=out)))
-    for line in summary_lines(result):
-        print(line, file=out, flush=True)
-    return result.exit_code

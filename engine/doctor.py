@@ -53,7 +53,7 @@ def check_python() -> Check:
 
 def check_torch() -> list[Check]:
     try:
-        import torch
+        import torch  # deferred: heavy; a missing or broken install is what doctor reports
     except ImportError:
         return [Check("torch", "fail", "not installed: pip install torch")]
     checks = [Check("torch", "ok", torch.__version__)]
@@ -109,10 +109,10 @@ def check_keys(settings: Settings) -> list[Check]:
         out.append(Check(var, status, ("present" if present else "absent")
                          + (" (needed by the configured models)" if needed else "")))
     for name in settings.llm.endpoints:
-        var = api_key_var(settings, name)
-        if name in providers and var:
-            present = bool(os.environ.get(var))
-            out.append(Check(var, "ok" if present else "fail",
+        key_var = api_key_var(settings, name)
+        if name in providers and key_var:
+            present = bool(os.environ.get(key_var))
+            out.append(Check(key_var, "ok" if present else "fail",
                              f"{'present' if present else 'absent'} (endpoint {name})"))
     s2 = bool(os.environ.get("S2_API_KEY"))
     out.append(Check("S2_API_KEY", "ok" if s2 else "warn",

@@ -21,21 +21,27 @@ from typing import Any
 
 from aisci.engine import events as ev
 from aisci.engine.config import Settings
-from aisci.engine.events import EventBus
+from aisci.engine.errors import AisciError, UsageError
+from aisci.engine.events import EventBus, ProcessStats
 from aisci.engine.lab.store import LabStore
+from aisci.engine.literature import Literature
 from aisci.engine.llm.client import LLMClient, ProviderFactory
 from aisci.engine.llm.prompts import PromptLibrary
-from aisci.engine.pipeline import STAGES, IdeaOutcome, Pipeline, PipelineOptions
+from aisci.engine.pipeline import IdeaOutcome, Pipeline, PipelineOptions
 from aisci.engine.resume import RecoveryReport, recover_lab
+from aisci.engine.run.executor import Executor
+from aisci.engine.run.scheduler import Scheduler
 from aisci.engine.snapshot import LabSnapshot, build_snapshot
+from aisci.engine.stages import approval
 from aisci.engine.stages.context import StageContext
+from aisci.engine.stages.registry import spec
 
 log = logging.getLogger(__name__)
 
 _BUDGET_KV = "pipeline.budget_override"
 
 
-class EngineError(RuntimeError):
+class EngineError(AisciError):
     """A command that cannot be carried out (unknown idea, no executor, ...)."""
 
 
@@ -57,7 +63,9 @@ class Engine:
         self.options = options or PipelineOptions(template=settings.general.template)
         self.llm = LLMClient(settings, self.store, self.bus, provider_factory=provider_factory)
         self.prompts = PromptLibrary(self.lab)
-        self._executor = executor
+        self._executor: Executor | None = executor
+        self.executor: Executor | None = None
+        """The started engine's executor: the injected one or its own."""
         self._scheduler = scheduler
         self._literature = literature
         self._stages = stages
@@ -83,9 +91,10 @@ class Engine:
         if self.recovery.anything:
             self.bus.publish(ev.Notice(level="info",
                                        message=f"resumed lab: {self.recovery.summary()}"))
+        self.executor = self._executor or self._make_executor()
         self.ctx = StageContext(
             lab=self.lab, settings=self.settings, store=self.store, bus=self.bus, llm=self.llm,
-            prompts=self.prompts, executor=self._executor or self._make_executor(),
+            prompts=self.prompts, executor=self.executor,
             scheduler=self._scheduler or self._make_scheduler(),
             literature=self._literature or self._make_literature())
         self.pipeline = Pipeline(self.ctx, stages=self._stages, headless=self.headless,
@@ -102,7 +111,7 @@ class Engine:
         (their attempts marked interrupted), the lab is released."""
         if self.pipeline is not None:
             await self.pipeline.stop()
-        ex = self.ctx.executor if self.ctx else self._executor
+        ex = self._current_executor()
         if ex is not None and hasattr(ex, "shutdown"):
             with contextlib.suppress(Exception):
                 await ex.shutdown()
@@ -128,28 +137,13 @@ class Engine:
         await self.stop()
 
     # -- services -------------------------------------------------------------------------
-    def _make_executor(self) -> Any:
-        try:
-            from aisci.engine.run.executor import Executor
-        except ImportError as exc:
-            log.warning("no executor available: %s", exc)
-            return None
+    def _make_executor(self) -> Executor:
         return Executor(self.settings, self.bus, self.store)
 
-    def _make_scheduler(self) -> Any:
-        try:
-            from aisci.engine.run.scheduler import Scheduler
-        except ImportError as exc:
-            log.warning("no scheduler available: %s", exc)
-            return None
+    def _make_scheduler(self) -> Scheduler:
         return Scheduler(self.settings)
 
-    def _make_literature(self) -> Any:
-        try:
-            from aisci.engine.literature import Literature
-        except ImportError as exc:
-            log.warning("no literature layer available: %s", exc)
-            return None
+    def _make_literature(self) -> Literature:
         return Literature(self.settings, self.store, self.bus)
 
     def _persist_event(self, event: ev.Event) -> None:
@@ -181,11 +175,13 @@ class Engine:
             raise EngineError("the engine is not started (call `await engine.start()`)")
         return self.pipeline
 
-    def _executor_or_fail(self) -> Any:
-        ex = self.ctx.executor if self.ctx else self._executor
+    def _current_executor(self) -> Executor | None:
+        return self.executor if self.executor is not None else self._executor
+
+    def _executor_or_fail(self) -> Executor:
+        ex = self._current_executor()
         if ex is None:
-            raise EngineError("no executor: the engine is not started or aisci.engine.run.executor"
-                              " is missing")
+            raise EngineError("no executor: the engine is not started")
         return ex
 
     # -- commands -------------------------------------------------------------------------
@@ -208,22 +204,19 @@ class Engine:
 
     def approve(self, idea_id: int) -> None:
         self._idea(idea_id)
-        from aisci.engine.stages.approval import approve
-        approve(self.store, self.bus, idea_id, source="human")
+        approval.approve(self.store, self.bus, idea_id, source="human")
         if self.pipeline:
             self.pipeline.wake(idea_id)
 
     def veto(self, idea_id: int, reason: str) -> None:
         self._idea(idea_id)
-        from aisci.engine.stages.approval import veto
-        veto(self.store, self.bus, idea_id, reason, source="human")
+        approval.veto(self.store, self.bus, idea_id, reason, source="human")
         if self.pipeline:
             self.pipeline.wake(idea_id)
 
     def edit_idea(self, idea_id: int, fields: dict[str, Any]) -> None:
         self._idea(idea_id)
-        from aisci.engine.stages.approval import edit
-        edit(self.store, self.bus, idea_id, fields, source="human")
+        approval.edit(self.store, self.bus, idea_id, fields, source="human")
         if self.pipeline:
             self.pipeline.wake(idea_id)
 
@@ -258,19 +251,21 @@ class Engine:
 
     @staticmethod
     def _check_stage(stage: str) -> None:
-        if stage not in STAGES:
-            raise EngineError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        try:
+            spec(stage)
+        except UsageError as exc:
+            raise EngineError(str(exc)) from None
 
-    def kill_run(self, idea_id: int, run: str) -> bool:
+    def kill_run(self, idea_id: int | None, run: str) -> bool:
         return bool(self._executor_or_fail().kill(idea_id, run))
 
-    def extend_run(self, idea_id: int, run: str, seconds: float) -> float:
+    def extend_run(self, idea_id: int | None, run: str, seconds: float) -> float:
         return float(self._executor_or_fail().extend(idea_id, run, seconds))
 
-    def pause_run(self, idea_id: int, run: str) -> bool:
+    def pause_run(self, idea_id: int | None, run: str) -> bool:
         return bool(self._executor_or_fail().pause(idea_id, run))
 
-    def resume_run(self, idea_id: int, run: str) -> bool:
+    def resume_run(self, idea_id: int | None, run: str) -> bool:
         return bool(self._executor_or_fail().resume(idea_id, run))
 
     def raise_budget(self, scope: str, usd: float) -> None:
@@ -308,9 +303,9 @@ class Engine:
                               budget_idea_usd=self.settings.budget.idea_usd,
                               ideation_active=ideation)
 
-    def processes(self) -> list[Any]:
-        """ProcessInfo of every running experiment / plot / compile (executor's type)."""
-        ex = self.ctx.executor if self.ctx else self._executor
+    def processes(self) -> list[ProcessStats]:
+        """ProcessStats of every running experiment / plot / compile / check."""
+        ex = self._current_executor()
         return list(ex.running()) if ex is not None else []
 
     @property

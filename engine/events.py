@@ -140,6 +140,9 @@ class RunStalled(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ProcessStats(Event):
+    """A running process (experiment, plot, compile, check) and its usage: published
+    every second while it runs, and what ``Executor.running()`` returns."""
+
     idea_id: int | None
     run: str
     elapsed_s: float
@@ -149,6 +152,12 @@ class ProcessStats(Event):
     gpu_mem_bytes: int | None
     last_output_age_s: float
     paused: bool
+    kind: str = "experiment"
+    pid: int = 0
+    isolation: str = ""
+    stalled: bool = False
+    attempt: int = 1
+    processes: int = 1
     persistent = False
 
 

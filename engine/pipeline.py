@@ -14,8 +14,9 @@ Human commands (approve, veto, pause, retry, skip, raise budget, literature deci
 only change persisted state and wake the idea's runner; they take effect at the runner's
 next safe point (between stages, or at a stage that is waiting for a decision).
 
-Stage functions are injectable (``stages=`` a dict name -> async callable); the default
-registry imports the real stage modules lazily so this module imports on its own.
+Stage functions are injectable (``stages=`` a dict name -> async callable, for tests
+and benchmarks); by default they are the registry's (:mod:`aisci.engine.stages.registry`),
+which also gives the stage order, how each stage is scheduled and which are optional.
 """
 
 from __future__ import annotations
@@ -23,152 +24,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aisci.engine import events as ev
+from aisci.engine.errors import user_message
+from aisci.engine.lab.templates import find_template
+from aisci.engine.literature import LiteratureUnavailable
 from aisci.engine.llm.client import BudgetExceeded
+from aisci.engine.stages import approval
+from aisci.engine.stages.baseline import ensure_baseline
 from aisci.engine.stages.context import StageContext
+from aisci.engine.stages.contract import FINISHED, StageKind, StageOutcome, StageState
+from aisci.engine.stages.ideate import generate_ideas
+from aisci.engine.stages.registry import STAGE_NAMES, STAGES, StageFn, StageSpec, spec
 
 log = logging.getLogger(__name__)
-
-STAGES: tuple[str, ...] = ("ideate", "novelty", "approval", "experiment", "plot", "write",
-                           "integrity", "review", "improve")
-"""Stage names, in pipeline order."""
-
-LLM_STAGES = frozenset({"novelty", "write", "integrity", "review", "improve"})
-"""Stages that mostly wait on the LLM: they share the ``max_llm_tasks`` semaphore."""
-
-SLOT_STAGES = frozenset({"experiment", "plot"})
-"""Stages that run processes under Scheduler slots (and edit code with the LLM)."""
-
-FINISHED = frozenset({"done", "skipped"})
 
 MAX_AUTO_RETRIES = 3
 """A failed stage is retried on a new engine start at most this many attempts in total;
 after that only a human ``retry_stage`` runs it again."""
 
-StageFn = Callable[[StageContext, int], Awaitable[Any]]
 IdeateFn = Callable[[StageContext, str, int], Awaitable[list[int]]]
+"""The lab-level ideation job: ``(ctx, template, n) -> new idea ids``."""
+BaselineFn = Callable[[StageContext, str], Awaitable[object]]
+"""The lab-level baseline job: ``(ctx, template)``, the template's run_0 shared by every
+idea."""
+LAB_JOBS = ("ideate", "baseline")
+"""Keys of ``stages=`` that are lab-level jobs, not per-idea stages."""
 
 
-# -- default stage registry (lazy imports: the stage modules are separate) -----------------
-
-async def _ideate(ctx: StageContext, template: str, n: int) -> list[int]:
-    from aisci.engine.stages.ideate import generate_ideas
-    return await generate_ideas(ctx, template, n)
-
-
-async def _novelty(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.stages.novelty import check_novelty
-    return await check_novelty(ctx, idea_id)
-
-
-async def _experiment(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.stages.experiment import run_experiments
-    return await run_experiments(ctx, idea_id)
-
-
-async def _plot(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.stages.plot import run_plots
-    return await run_plots(ctx, idea_id)
-
-
-async def _write(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.stages.write import write_paper
-    return await write_paper(ctx, idea_id)
-
-
-async def _integrity(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.stages.integrity import check_integrity
-    return await check_integrity(ctx, idea_id)
-
-
-async def _review(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.stages.review import review_paper
-    return await review_paper(ctx, idea_id)
-
-
-async def _improve(ctx: StageContext, idea_id: int) -> Any:
-    from aisci.engine.stages.improve import improve_paper
-    return await improve_paper(ctx, idea_id)
-
-
-async def _baseline(ctx: StageContext, template: str) -> Any:
-    from aisci.engine.lab.templates import find_template
-    from aisci.engine.stages.baseline import ensure_baseline
+async def _baseline(ctx: StageContext, template: str) -> Path:
     return await ensure_baseline(ctx, find_template(template, ctx.lab),
                                  ctx.settings.general.smoke)
-
-
-def default_stages() -> dict[str, Callable[..., Awaitable[Any]]]:
-    """Stage name -> function. ``ideate`` is lab-level: ``(ctx, template, n) -> ids``;
-    ``baseline`` is lab-level too: ``(ctx, template)``, the template's run_0 (shared by
-    every idea); the others are ``(ctx, idea_id) -> outcome``."""
-    return {"ideate": _ideate, "baseline": _baseline, "novelty": _novelty,
-            "experiment": _experiment, "plot": _plot, "write": _write,
-            "integrity": _integrity, "review": _review, "improve": _improve}
-
-
-def _auto_approve_decision(ctx: StageContext, idea_id: int) -> tuple[bool, str]:
-    """(approve?, reason) for batch runs, via triage's policy when it exists."""
-    idea = ctx.idea(idea_id)
-    try:
-        from aisci.engine.stages.approval import auto_approve_decision
-    except ImportError:  # triage not installed yet: fall back to the documented policy
-        novel = (idea.novelty or {}).get("novel")
-        if ctx.settings.novelty.require_novel_for_auto_approve and novel is False:
-            return False, "auto: the novelty check found it not novel"
-        return True, "auto"
-    ok = bool(auto_approve_decision(ctx.settings, idea))
-    return ok, "auto" if ok else "auto: the novelty check found it not novel"
-
-
-def _approve(ctx: StageContext, idea_id: int, source: str) -> None:
-    from aisci.engine.stages.approval import approve
-    approve(ctx.store, ctx.bus, idea_id, source=source)
-
-
-def _veto(ctx: StageContext, idea_id: int, reason: str, source: str) -> None:
-    from aisci.engine.stages.approval import veto
-    veto(ctx.store, ctx.bus, idea_id, reason, source=source)
-
-
-def _is_literature_unavailable(exc: BaseException) -> bool:
-    try:
-        from aisci.engine.literature import LiteratureUnavailable
-    except ImportError:
-        return type(exc).__name__ == "LiteratureUnavailable"
-    return isinstance(exc, LiteratureUnavailable)
-
-
-def outcome_failure(result: Any) -> str | None:
-    """A stage outcome object that says it failed (``ok``/``success`` False) -> reason."""
-    for attr in ("ok", "success", "succeeded"):
-        value = getattr(result, attr, None)
-        if value is False:
-            for name in ("reason", "error", "message", "summary"):
-                text = getattr(result, name, None)
-                if text:
-                    return str(text)
-            return f"{type(result).__name__} reports failure"
-    return None
-
-
-def outcome_summary(result: Any) -> str:
-    for name in ("summary", "reason", "message"):
-        text = getattr(result, name, None)
-        if isinstance(text, str) and text:
-            return text[:200]
-    if isinstance(result, list):
-        return f"{len(result)} item(s)"
-    return ""
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # -- options and outcomes ---------------------------------------------------------------
@@ -222,13 +112,24 @@ class _IdeaControl:
 class Pipeline:
     """Runs the stage machine for every eligible idea of a lab."""
 
-    def __init__(self, ctx: StageContext, *, stages: dict[str, Callable[..., Awaitable[Any]]]
-                 | None = None, headless: bool = True,
-                 options: PipelineOptions | None = None) -> None:
+    def __init__(self, ctx: StageContext, *,
+                 stages: Mapping[str, Callable[..., Any]] | None = None,
+                 headless: bool = True, options: PipelineOptions | None = None) -> None:
         self.ctx = ctx
         self.store = ctx.store
         self.bus = ctx.bus
-        self.stages = {**default_stages(), **(stages or {})}
+        override = dict(stages or {})
+        runnable = {s.name for s in STAGES if s.run is not None}
+        unknown = sorted(set(override) - runnable - set(LAB_JOBS))
+        if unknown:
+            raise ValueError(f"stages=: no stage function or lab job called "
+                             f"{', '.join(unknown)}; expected {', '.join(sorted(runnable))} "
+                             f"or {', '.join(LAB_JOBS)}")
+        self.ideate: IdeateFn = override.pop("ideate", generate_ideas)
+        self.baseline: BaselineFn = override.pop("baseline", _baseline)
+        self.stage_fns: dict[str, StageFn] = {
+            s.name: s.run for s in STAGES if s.run is not None}
+        self.stage_fns.update(override)
         self.headless = headless
         self.options = options or PipelineOptions(template=ctx.settings.general.template)
         n = ctx.settings.scheduler.max_llm_tasks
@@ -264,7 +165,7 @@ class Pipeline:
         self._watcher = asyncio.create_task(self._watch_new_ideas(sub), name="idea-watcher")
         if not self.options.skip_idea_generation and self._ideation_remaining() > 0:
             self._start_ideation()
-        if self.options.prefetch_baseline and "baseline" in self.stages:
+        if self.options.prefetch_baseline:
             self._baseline = asyncio.create_task(self._prefetch_baseline(), name="baseline")
         self.spawn_eligible()
 
@@ -272,12 +173,12 @@ class Pipeline:
         # Best effort: a failure here is reported again, with its log, by the first
         # idea's experiment stage, which needs the baseline anyway.
         try:
-            await self.stages["baseline"](self.ctx, self.options.template)
+            await self.baseline(self.ctx, self.options.template)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # reported as a notice; the experiment stage retries
             self.bus.publish(ev.Notice(level="warning", message=(
-                f"baseline of {self.options.template} not ready: {one_line(exc)}")))
+                f"baseline of {self.options.template} not ready: {user_message(exc)}")))
 
     async def stop(self) -> None:
         tasks = [t for t in (self._ideation, self._watcher, self._baseline,
@@ -350,18 +251,18 @@ class Pipeline:
             self.bus.publish(ev.StageStarted(idea_id=None, stage="ideate"))
             try:
                 async with self._llm_sem:
-                    await self.stages["ideate"](self.ctx, self.options.template, remaining)
+                    await self.ideate(self.ctx, self.options.template, remaining)
             except asyncio.CancelledError:
                 raise
             except BudgetExceeded as exc:
-                self.ideation_error = one_line(exc)
+                self.ideation_error = user_message(exc)
                 self.budget_stopped = self.headless
                 self.bus.publish(ev.StagePaused(idea_id=None, stage="ideate",
                                                 reason=f"budget: {exc}"))
                 break
             except Exception as exc:  # reported; the batch goes on
                 log.debug("ideation failed", exc_info=True)
-                self.ideation_error = one_line(exc)
+                self.ideation_error = user_message(exc)
                 self.bus.publish(ev.StageFailed(idea_id=None, stage="ideate",
                                                 reason=self.ideation_error))
                 break
@@ -389,7 +290,7 @@ class Pipeline:
                                           or self.options.skip_idea_generation):
             return False
         states = self.store.stages(idea_id)
-        return not all(states.get(s, {}).get("state") in FINISHED for s in STAGES)
+        return not all(states.get(s, {}).get("state") in FINISHED for s in STAGE_NAMES)
 
     def spawn_eligible(self) -> None:
         for idea in self.store.list_ideas():
@@ -440,10 +341,10 @@ class Pipeline:
         ids = ids | {idea_id} if paused else ids - {idea_id}
         self.store.kv_set("pipeline.paused_ideas", sorted(ids))
 
-    def _next_stage(self, idea_id: int) -> str | None:
+    def _next_stage(self, idea_id: int) -> StageSpec | None:
         states = self.store.stages(idea_id)
         for stage in STAGES:
-            if states.get(stage, {}).get("state") not in FINISHED:
+            if states.get(stage.name, {}).get("state") not in FINISHED:
                 return stage
         return None
 
@@ -460,19 +361,21 @@ class Pipeline:
                     self.outcomes[idea_id] = IdeaOutcome("done")
                     return
                 if idea.status == "vetoed":
-                    self.outcomes[idea_id] = IdeaOutcome("vetoed", stage)
+                    self.outcomes[idea_id] = IdeaOutcome("vetoed", stage.name)
                     return
                 if self.paused(idea_id):
-                    self.outcomes[idea_id] = IdeaOutcome("paused", stage, "paused by a human")
+                    self.outcomes[idea_id] = IdeaOutcome("paused", stage.name,
+                                                         "paused by a human")
                     if self.headless:
                         return
                     await self._wait(idea_id)
                     self.outcomes.pop(idea_id, None)
                     continue
-                state = self.store.stages(idea_id).get(stage, {})
-                if state.get("state") == "failed" and state.get("attempts", 0) >= MAX_AUTO_RETRIES:
+                state = self.store.stages(idea_id).get(stage.name, {})
+                if state.get("state") == StageState.FAILED \
+                        and state.get("attempts", 0) >= MAX_AUTO_RETRIES:
                     self.outcomes[idea_id] = IdeaOutcome(
-                        "failed", stage, state.get("detail", {}).get("reason", ""))
+                        "failed", stage.name, state.get("detail", {}).get("reason", ""))
                     return
                 outcome = await self._run_stage(idea_id, stage)
                 if outcome is not None:
@@ -486,86 +389,93 @@ class Pipeline:
             c.current_stage = None
 
     # -- one stage ------------------------------------------------------------------------
-    def _set(self, idea_id: int, stage: str, state: str, **detail: Any) -> None:
+    def _set(self, idea_id: int, stage: str, state: StageState, **detail: Any) -> None:
         # The detail always replaces the previous one: a stage running again must not
         # keep the reason it was paused or failed for.
         self.store.set_stage(idea_id, stage, state, detail)
 
-    async def _run_stage(self, idea_id: int, stage: str) -> IdeaOutcome | None:
+    def _switched_off(self, stage: StageSpec) -> str | None:
+        """Why an optional stage does not run in this batch, or None."""
+        if not stage.optional:
+            return None
+        if stage.name == "novelty" and (self.options.skip_novelty
+                                        or not self.ctx.settings.novelty.enabled):
+            return "novelty check skipped"
+        if stage.name == "improve" and not (self.options.improvement
+                                            or self.ctx.settings.review.improve):
+            return "improvement not requested"
+        return None
+
+    async def _run_stage(self, idea_id: int, stage: StageSpec) -> IdeaOutcome | None:
         """Run (or decide) one stage. None = go on to the next stage; an IdeaOutcome =
         the runner stops here (headless) or waits for a human (interactive)."""
-        if stage == "ideate":
+        if stage.kind is StageKind.RECORD:
             idea = self.ctx.idea(idea_id)
-            self._set(idea_id, stage, "done", origin=idea.origin)
+            self._set(idea_id, stage.name, StageState.DONE, origin=idea.origin)
             return None
-        if stage == "novelty" and (self.options.skip_novelty
-                                   or not self.ctx.settings.novelty.enabled):
-            self._set(idea_id, stage, "skipped", reason="novelty check skipped")
-            return None
-        if stage == "approval":
+        if stage.kind is StageKind.DECISION:
             return await self._approval(idea_id)
-        if stage == "improve" and not (self.options.improvement
-                                       or self.ctx.settings.review.improve):
-            self._set(idea_id, stage, "skipped", reason="improvement not requested")
+        off = self._switched_off(stage)
+        if off is not None:
+            self._set(idea_id, stage.name, StageState.SKIPPED, reason=off)
             return None
-        fn = self.stages.get(stage)
-        if fn is None:
-            self._set(idea_id, stage, "skipped", reason="no stage function")
-            return None
-        return await self._call_stage(idea_id, stage, fn)
+        return await self._call_stage(idea_id, stage, self.stage_fns[stage.name])
 
-    async def _call_stage(self, idea_id: int, stage: str,
-                          fn: Callable[..., Awaitable[Any]]) -> IdeaOutcome | None:
+    async def _call_stage(self, idea_id: int, stage: StageSpec, fn: StageFn) -> IdeaOutcome | None:
+        name = stage.name
         c = self.control(idea_id)
-        sem = self._llm_sem if stage in LLM_STAGES else self._slot_stage_sem
+        sem = self._llm_sem if stage.kind is StageKind.LLM else self._slot_stage_sem
         async with sem:
-            c.current_stage = stage
+            c.current_stage = name
             c.skip_current = False
-            self._set(idea_id, stage, "running")
-            self.bus.publish(ev.StageStarted(idea_id=idea_id, stage=stage))
+            self._set(idea_id, name, StageState.RUNNING)
+            self.bus.publish(ev.StageStarted(idea_id=idea_id, stage=name))
             c.stage_task = asyncio.create_task(fn(self.ctx, idea_id),
-                                               name=f"idea-{idea_id}-{stage}")
+                                               name=f"idea-{idea_id}-{name}")
             try:
                 result = await asyncio.shield(c.stage_task)
             except asyncio.CancelledError:
                 if c.skip_current:
-                    self._set(idea_id, stage, "skipped", reason="skipped by a human")
-                    self.bus.publish(ev.StageFinished(idea_id=idea_id, stage=stage,
+                    self._set(idea_id, name, StageState.SKIPPED, reason="skipped by a human")
+                    self.bus.publish(ev.StageFinished(idea_id=idea_id, stage=name,
                                                       summary="skipped by a human"))
                     return None
                 # The engine is stopping: leave the stage resumable, not failed.
                 c.stage_task.cancel()
                 with contextlib.suppress(BaseException):
                     await c.stage_task
-                self._set(idea_id, stage, "paused", reason="interrupted: engine stopped")
+                self._set(idea_id, name, StageState.PAUSED, reason="interrupted: engine stopped")
                 raise
             except BudgetExceeded as exc:
                 reason = f"budget: {exc}"
-                self._set(idea_id, stage, "paused", reason=reason, budget=exc.scope)
-                self.bus.publish(ev.StagePaused(idea_id=idea_id, stage=stage, reason=reason))
+                self._set(idea_id, name, StageState.PAUSED, reason=reason, budget=exc.scope)
+                self.bus.publish(ev.StagePaused(idea_id=idea_id, stage=name, reason=reason))
                 if self.headless:
                     self.budget_stopped = True
-                return IdeaOutcome("budget", stage, reason)
+                return IdeaOutcome("budget", name, reason)
             except Exception as exc:  # every failure becomes a stage state
-                if stage == "novelty" and _is_literature_unavailable(exc):
+                if name == "novelty" and isinstance(exc, LiteratureUnavailable):
                     return await self._literature_unavailable(idea_id, exc)
-                reason = one_line(exc)
-                log.debug("idea %s stage %s failed", idea_id, stage, exc_info=True)
-                self._set(idea_id, stage, "failed", reason=reason)
-                self.bus.publish(ev.StageFailed(idea_id=idea_id, stage=stage, reason=reason))
-                return IdeaOutcome("failed", stage, reason)
+                log.debug("idea %s stage %s failed", idea_id, name, exc_info=True)
+                return self._failed(idea_id, name, user_message(exc))
             finally:
                 c.current_stage = None
                 c.stage_task = None
-        failure = outcome_failure(result)
-        if failure is not None:
-            self._set(idea_id, stage, "failed", reason=failure)
-            self.bus.publish(ev.StageFailed(idea_id=idea_id, stage=stage, reason=failure))
-            return IdeaOutcome("failed", stage, failure)
-        summary = outcome_summary(result)
-        self._set(idea_id, stage, "done", summary=summary)
-        self.bus.publish(ev.StageFinished(idea_id=idea_id, stage=stage, summary=summary))
+        if not isinstance(result, StageOutcome):
+            return self._failed(idea_id, name, f"the {name} stage returned "
+                                f"{type(result).__name__}, not a StageOutcome")
+        if not result.ok:
+            return self._failed(idea_id, name, result.reason or result.summary
+                                or f"{type(result).__name__} reports failure")
+        summary = result.summary[:200]
+        self._set(idea_id, name, StageState.DONE, summary=summary)
+        self.bus.publish(ev.StageFinished(idea_id=idea_id, stage=name, summary=summary))
         return None
+
+    def _failed(self, idea_id: int, stage: str, reason: str) -> IdeaOutcome:
+        self._set(idea_id, stage, StageState.FAILED, reason=reason)
+        self.bus.publish(ev.StageFailed(idea_id=idea_id, stage=stage, reason=reason))
+        return IdeaOutcome("failed", stage, reason)
 
     def skip_running(self, idea_id: int, stage: str) -> bool:
         """Cancel the stage if it is running now; it is then marked skipped."""
@@ -580,10 +490,11 @@ class Pipeline:
 
     async def _literature_unavailable(self, idea_id: int, exc: BaseException) -> IdeaOutcome | None:
         reason = "literature unavailable"
-        self._set(idea_id, "novelty", "paused", reason=reason, detail=one_line(exc))
+        self._set(idea_id, "novelty", StageState.PAUSED, reason=reason,
+                  detail=user_message(exc))
         self.bus.publish(ev.StagePaused(idea_id=idea_id, stage="novelty", reason=reason))
         if self.headless:
-            msg = (f"idea {idea_id}: {reason} ({one_line(exc)}); rerun with "
+            msg = (f"idea {idea_id}: {reason} ({user_message(exc)}); rerun with "
                    "--skip-novelty-check or `aisci resume` when the network is back")
             self.bus.publish(ev.Notice(level="warning", message=msg, idea_id=idea_id))
             return IdeaOutcome("literature", "novelty", reason)
@@ -592,60 +503,59 @@ class Pipeline:
             await self._wait(idea_id)
         decision, c.literature = c.literature, None
         if decision == "skip":
-            self._set(idea_id, "novelty", "skipped", reason="skipped: literature unavailable")
+            self._set(idea_id, "novelty", StageState.SKIPPED,
+                      reason="skipped: literature unavailable")
         return None
 
     async def _approval(self, idea_id: int) -> IdeaOutcome | None:
         idea = self.ctx.idea(idea_id)
         if idea.status == "approved":
-            self._set(idea_id, "approval", "done", decision="approved")
+            self._set(idea_id, "approval", StageState.DONE, decision="approved")
             return None
         if idea.status == "vetoed":
-            self._set(idea_id, "approval", "done", decision="vetoed")
+            self._set(idea_id, "approval", StageState.DONE, decision="vetoed")
             return IdeaOutcome("vetoed", "approval")
         if self.auto_approve:
-            ok, reason = _auto_approve_decision(self.ctx, idea_id)
-            if ok:
-                _approve(self.ctx, idea_id, "auto")
-                self._set(idea_id, "approval", "done", decision="approved", source="auto")
+            if approval.auto_approve_decision(self.ctx.settings, idea):
+                approval.approve(self.store, self.bus, idea_id, source="auto")
+                self._set(idea_id, "approval", StageState.DONE, decision="approved",
+                          source="auto")
                 self.bus.publish(ev.StageFinished(idea_id=idea_id, stage="approval",
                                                   summary="approved (auto)"))
                 return None
-            _veto(self.ctx, idea_id, reason, "auto")
-            self._set(idea_id, "approval", "done", decision="vetoed", source="auto",
+            reason = "auto: the novelty check found it not novel"
+            approval.veto(self.store, self.bus, idea_id, reason, source="auto")
+            self._set(idea_id, "approval", StageState.DONE, decision="vetoed", source="auto",
                       reason=reason)
             return IdeaOutcome("vetoed", "approval", reason)
-        self._set(idea_id, "approval", "waiting", reason="waiting for a human decision")
+        self._set(idea_id, "approval", StageState.WAITING,
+                  reason="waiting for a human decision")
         self.bus.publish(ev.StagePaused(idea_id=idea_id, stage="approval",
                                         reason="waiting for a human decision"))
         return IdeaOutcome("waiting", "approval", "waiting for a human decision")
 
     # -- commands (take effect at the runner's next safe point) ---------------------------
     def retry_stage(self, idea_id: int, stage: str) -> None:
-        """Run ``stage`` again (and every later stage after it)."""
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
-        later = STAGES[STAGES.index(stage):]
+        """Run ``stage`` again (and every later stage after it); decisions stand."""
+        later = STAGES[STAGES.index(spec(stage)):]
         states = self.store.stages(idea_id)
         for s in later:
-            if s in states and s != "approval":
-                self._set(idea_id, s, "pending", reason="retry requested")
+            if s.name in states and s.kind is not StageKind.DECISION:
+                self._set(idea_id, s.name, StageState.PENDING, reason="retry requested")
         c = self.control(idea_id)
         if c.current_stage == "novelty" and stage == "novelty":
             c.literature = "retry"
         self.wake(idea_id)
 
     def skip_stage(self, idea_id: int, stage: str) -> None:
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
-        if stage == "approval":
-            raise ValueError("the approval stage cannot be skipped: approve or veto the idea")
+        if spec(stage).kind is StageKind.DECISION:
+            raise ValueError(f"the {stage} stage cannot be skipped: approve or veto the idea")
         if self.skip_running(idea_id, stage):
             return
         c = self.control(idea_id)
         if stage == "novelty":
             c.literature = "skip"
-        self._set(idea_id, stage, "skipped", reason="skipped by a human")
+        self._set(idea_id, stage, StageState.SKIPPED, reason="skipped by a human")
         self.wake(idea_id)
 
     def literature_decision(self, idea_id: int, decision: str) -> None:
@@ -654,6 +564,7 @@ class Pipeline:
         c = self.control(idea_id)
         c.literature = decision
         if decision == "skip" and self.store.stages(idea_id).get("novelty", {}).get(
-                "state") != "running":
-            self._set(idea_id, "novelty", "skipped", reason="skipped: literature unavailable")
+                "state") != StageState.RUNNING:
+            self._set(idea_id, "novelty", StageState.SKIPPED,
+                      reason="skipped: literature unavailable")
         self.wake(idea_id)

@@ -107,9 +107,14 @@ def terminate_orphan(pid: int, start_time: float | None, grace_s: float = 3.0) -
             with contextlib.suppress(psutil.Error):
                 for child in proc.children(recursive=True):
                     targets.setdefault(child.pid, child)
-    if not targets:
-        return []
-    procs = list(targets.values())
+    _terminate_then_kill(list(targets.values()), grace_s)
+    return sorted(targets)
+
+
+def _terminate_then_kill(procs: list[psutil.Process], grace_s: float) -> None:
+    """SIGCONT and SIGTERM each process, wait ``grace_s``, SIGKILL the ones still alive."""
+    if not procs:
+        return
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGCONT)  # a paused tree cannot handle SIGTERM
@@ -119,7 +124,6 @@ def terminate_orphan(pid: int, start_time: float | None, grace_s: float = 3.0) -
         with contextlib.suppress(psutil.Error):
             proc.kill()
     psutil.wait_procs(alive, timeout=2.0)
-    return sorted(targets)
 
 
 def _finish_interrupted(store: LabStore, row: RunRow) -> None:
@@ -153,15 +157,7 @@ def sweep_lab_orphans(lab: Path, grace_s: float = 3.0) -> list[int]:
     lab = Path(lab).resolve()
     me = os.getpid()
     procs = [p for p in psutil.process_iter() if p.pid != me and _is_lab_orphan(p, lab)]
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=2.0)
+    _terminate_then_kill(procs, grace_s)
     return sorted(p.pid for p in procs)
 
 

@@ -12,16 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine.lab.store import LabStore, RunRow
+from aisci.engine.stages.contract import StageState
+from aisci.engine.stages.registry import current_stage
 
-STAGE_ORDER: tuple[str, ...] = ("ideate", "novelty", "approval", "experiment", "plot", "write",
-                                "integrity", "review", "improve")
+_NEEDS_A_LOOK = frozenset({StageState.FAILED, StageState.PAUSED, StageState.WAITING})
 
 
 @dataclass(frozen=True)
-class StageState:
+class StageRecord:
+    """One stage of one idea, as the store has it."""
+
     stage: str
     state: str
-    """pending | running | done | failed | paused | skipped | waiting"""
+    """A :class:`StageState` value."""
     attempts: int = 0
     started_at: float | None = None
     finished_at: float | None = None
@@ -34,7 +37,8 @@ class StageState:
         if self.finished_at is not None:
             return max(0.0, self.finished_at - self.started_at)
         # Still running: so far. Paused or failed without an end time: unknown.
-        return max(0.0, time.time() - self.started_at) if self.state == "running" else None
+        return (max(0.0, time.time() - self.started_at) if self.state == StageState.RUNNING
+                else None)
 
     @property
     def reason(self) -> str:
@@ -50,10 +54,11 @@ class IdeaSnapshot:
     status: str
     """Triage status: proposed | checked | approved | vetoed | edited."""
     origin: str
-    stages: dict[str, StageState]
+    stages: dict[str, StageRecord]
     current_stage: str | None
-    """The running stage, else the first stage not done/skipped; "approval" for a vetoed
-    idea; None when the idea went through every stage or never started."""
+    """:func:`aisci.engine.stages.registry.current_stage`: the running stage, else the
+    first stage not done/skipped; "approval" for a vetoed idea; None when the idea went
+    through every stage or never started."""
     current_state: str
     """The state of that stage, or "done" / "vetoed" / "not started"."""
     cost_usd: float
@@ -66,6 +71,18 @@ class IdeaSnapshot:
     def finished(self) -> bool:
         """Went through every stage (vetoed and not-started ideas are not finished)."""
         return self.current_state == "done"
+
+    @property
+    def stage_label(self) -> str:
+        """The current stage; "finished" or "-" (not started, vetoed) when there is none."""
+        return self.current_stage or ("finished" if self.finished else "-")
+
+    def state_text(self, reason_chars: int) -> str:
+        """The current state, with the stage's reason when it failed, paused or waits."""
+        st = self.stages.get(self.current_stage or "")
+        if st is not None and st.reason and self.current_state in _NEEDS_A_LOOK:
+            return f"{self.current_state}: {st.reason[:reason_chars]}"
+        return self.current_state
 
     def elapsed_s(self) -> float:
         return sum(s.duration_s or 0.0 for s in self.stages.values())
@@ -87,20 +104,6 @@ class LabSnapshot:
         return next((i for i in self.ideas if i.id == idea_id), None)
 
 
-def _current(stages: dict[str, StageState]) -> tuple[str | None, str]:
-    for name in STAGE_ORDER:
-        st = stages.get(name)
-        if st is not None and st.state == "running":
-            return name, "running"
-    for name in STAGE_ORDER:
-        st = stages.get(name)
-        if st is None:
-            return name, "pending"
-        if st.state not in ("done", "skipped"):
-            return name, st.state
-    return None, "done"
-
-
 def build_snapshot(store: LabStore, *, budget_lab_usd: float | None = None,
                    budget_idea_usd: float | None = None,
                    ideation_active: bool = False) -> LabSnapshot:
@@ -111,14 +114,11 @@ def build_snapshot(store: LabStore, *, budget_lab_usd: float | None = None,
         runs_by_idea.setdefault(r.idea_id, []).append(r)
     ideas: list[IdeaSnapshot] = []
     for row in store.list_ideas():
-        stages = {name: StageState(name, d["state"], d["attempts"], d["started_at"],
-                                   d["finished_at"], d["detail"] or {})
+        stages = {name: StageRecord(name, d["state"], d["attempts"], d["started_at"],
+                                    d["finished_at"], d["detail"] or {})
                   for name, d in store.stages(row.id).items()}
-        cur, cur_state = _current(stages)
-        if row.status == "vetoed":
-            cur, cur_state = "approval", "vetoed"
-        elif not stages:
-            cur, cur_state = None, "not started"
+        cur, cur_state = current_stage({n: s.state for n, s in stages.items()},
+                                       vetoed=row.status == "vetoed")
         novel = (row.novelty or {}).get("novel") if row.novelty else None
         ideas.append(IdeaSnapshot(
             id=row.id, name=row.name, title=str(row.data.get("Title", "")),

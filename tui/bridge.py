@@ -5,7 +5,8 @@ The engine publishes frozen dataclass events on its :class:`EventBus` from any t
 posts at most one message of each kind per flush: output lines are merged per run,
 process stats keep only the newest sample per run, LLM stream deltas are joined per
 call. A run printing 100k lines/s therefore costs ~12 small messages per second, never
-one message per line.
+one message per line. Run starts, ends and controls (rare) are one message each, in
+order. Events are classified here only: the screen and the App route by message type.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from aisci.engine import events as ev
 from textual.message import Message
 from textual.message_pump import MessagePump
+from textual.notifications import SeverityLevel
 
 #: Lines of one run kept per flush; older ones are already in the log file.
 MAX_LINES_PER_FLUSH = 200
@@ -29,19 +31,54 @@ class IdeasChanged(Message):
     idea_ids: frozenset[int]
 
 
+@dataclass(frozen=True)
+class StageLine:
+    """One stage event as the activity pane shows it."""
+
+    idea_id: int | None
+    stage: str
+    state: str
+    """started | done | failed | paused | progress"""
+    text: str = ""
+    """The summary, reason or progress message."""
+
+
 @dataclass
 class StageActivity(Message):
-    """Stage lifecycle/progress events of one flush, in order."""
+    """Stage lifecycle/progress of one flush, in order."""
 
-    events: tuple[ev.Event, ...]
+    lines: tuple[StageLine, ...]
+
+
+@dataclass
+class OutputsChanged(Message):
+    """A stage that writes figures, the paper or the review finished for these ideas."""
+
+    idea_ids: frozenset[int]
+
+
+@dataclass
+class RunStarted(Message):
+    event: ev.RunStarted
+
+
+@dataclass
+class RunEnded(Message):
+    event: ev.RunFinished
+
+
+@dataclass
+class RunControlled(Message):
+    """A run was killed, extended, paused or resumed."""
+
+    event: ev.RunControl
 
 
 @dataclass
 class RunsChanged(Message):
-    """Runs started/finished or were controlled (kill, extend, pause) for these ideas."""
+    """Runs of these ideas started, finished or were controlled; reload their run lists."""
 
     idea_ids: frozenset[int | None]
-    events: tuple[ev.Event, ...]
 
 
 @dataclass
@@ -79,10 +116,15 @@ class BudgetHit(Message):
 
 
 @dataclass
-class EngineNotice(Message):
-    """Notices and literature status changes, for notifications."""
+class Alert(Message):
+    """Something the user should see now (a notification): a stage failed or paused, a
+    paper is ready, a run stalled, an engine notice, a literature source went down."""
 
-    events: tuple[ev.Event, ...]
+    text: str
+    title: str = ""
+    severity: SeverityLevel = "information"
+    timeout: float | None = None
+    """Seconds; None for Textual's default."""
 
 
 @dataclass
@@ -94,9 +136,29 @@ class BridgeStats:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
-_STAGE_EVENTS = (ev.StageStarted, ev.StageFinished, ev.StageFailed, ev.StagePaused,
-                 ev.StageProgress)
-_RUN_EVENTS = (ev.RunStarted, ev.RunFinished, ev.RunControl)
+#: Stage event -> (state shown, the field holding its text).
+_STAGE_LINES: dict[type[ev.Event], tuple[str, str | None]] = {
+    ev.StageStarted: ("started", None), ev.StageFinished: ("done", "summary"),
+    ev.StageFailed: ("failed", "reason"), ev.StagePaused: ("paused", "reason"),
+    ev.StageProgress: ("progress", "message")}
+#: Stages whose end changes what the plots, review and detail panes show.
+OUTPUT_STAGES = frozenset({"plot", "write", "improve", "review", "integrity"})
+#: Stages whose end is a (new) paper.
+PAPER_STAGES = frozenset({"write", "improve"})
+_NOTICE_SEVERITY: dict[str, SeverityLevel] = {"error": "error", "warning": "warning"}
+
+
+def _stage_alert(e: ev.Event) -> Alert | None:
+    if isinstance(e, ev.StageFailed):
+        return Alert(f"idea {e.idea_id}: {e.stage} failed: {e.reason}", "Stage failed",
+                     "error", 10)
+    if isinstance(e, ev.StageFinished) and e.stage in PAPER_STAGES:
+        return Alert(f"idea {e.idea_id}: paper ready {e.summary}".strip(), "Paper finished",
+                     timeout=8)
+    if isinstance(e, ev.StagePaused) and e.stage != "approval":
+        return Alert(f"idea {e.idea_id}: {e.stage} paused: {e.reason}", severity="warning",
+                     timeout=8)
+    return None
 
 
 class EngineBridge:
@@ -147,8 +209,9 @@ class EngineBridge:
     def translate(self, batch: list[ev.Event]) -> list[Message]:
         """Coalesce one batch of events into messages (pure; used by tests too)."""
         idea_ids: set[int] = set()
-        stage: list[ev.Event] = []
-        runs: list[ev.Event] = []
+        stage: list[StageLine] = []
+        outputs: set[int] = set()
+        runs: list[Message] = []
         run_ideas: set[int | None] = set()
         output: dict[tuple[int | None, str], deque[str]] = {}
         total_lines = 0
@@ -158,7 +221,7 @@ class EngineBridge:
         calls: list[ev.Event] = []
         cost: ev.CostUpdated | None = None
         budget: ev.BudgetReached | None = None
-        notices: list[ev.Event] = []
+        alerts: list[Alert] = []
         for e in batch:
             self.stats.kinds[e.kind] = self.stats.kinds.get(e.kind, 0) + 1
             if isinstance(e, ev.RunOutput):
@@ -172,30 +235,53 @@ class EngineBridge:
                 parts.append(e.text)
             elif isinstance(e, ev.IdeaAdded | ev.IdeaChanged):
                 idea_ids.add(e.idea_id)
-            elif isinstance(e, _STAGE_EVENTS):
-                stage.append(e)
+            elif isinstance(e, ev.StageStarted | ev.StageFinished | ev.StageFailed
+                            | ev.StagePaused | ev.StageProgress):
+                state, text_field = _STAGE_LINES[type(e)]
+                stage.append(StageLine(e.idea_id, e.stage, state,
+                                       getattr(e, text_field) if text_field else ""))
                 if e.idea_id is not None:
                     idea_ids.add(e.idea_id)
-            elif isinstance(e, _RUN_EVENTS):
-                runs.append(e)
+                    if isinstance(e, ev.StageFinished) and e.stage in OUTPUT_STAGES:
+                        outputs.add(e.idea_id)
+                alert = _stage_alert(e)
+                if alert is not None:
+                    alerts.append(alert)
+            elif isinstance(e, ev.RunStarted):
+                runs.append(RunStarted(e))
+                run_ideas.add(e.idea_id)
+            elif isinstance(e, ev.RunFinished):
+                runs.append(RunEnded(e))
+                run_ideas.add(e.idea_id)
+            elif isinstance(e, ev.RunControl):
+                runs.append(RunControlled(e))
                 run_ideas.add(e.idea_id)
             elif isinstance(e, ev.RunStalled):
                 stalled.append(e)
+                alerts.append(Alert(f"idea {e.idea_id} {e.run}: no output for "
+                                    f"{e.silent_for_s:.0f}s", "Run stalled", "warning"))
             elif isinstance(e, ev.LLMCallStarted | ev.LLMCallFinished | ev.LLMRetry):
                 calls.append(e)
             elif isinstance(e, ev.CostUpdated):
                 cost = e
             elif isinstance(e, ev.BudgetReached):
                 budget = e
-            elif isinstance(e, ev.Notice | ev.LiteratureStatus):
-                notices.append(e)
+            elif isinstance(e, ev.Notice):
+                alerts.append(Alert(e.message, severity=_NOTICE_SEVERITY.get(e.level,
+                                                                             "information")))
+            elif isinstance(e, ev.LiteratureStatus) and e.breaker == "open":
+                alerts.append(Alert(f"literature source {e.source} unavailable ({e.detail})",
+                                    severity="warning"))
         out: list[Message] = []
         if idea_ids:
             out.append(IdeasChanged(frozenset(idea_ids)))
         if stage:
             out.append(StageActivity(tuple(stage)))
+        if outputs:
+            out.append(OutputsChanged(frozenset(outputs)))
         if runs:
-            out.append(RunsChanged(frozenset(run_ideas), tuple(runs)))
+            out += runs
+            out.append(RunsChanged(frozenset(run_ideas)))
         if output:
             out.append(RunOutputBatch({k: tuple(v) for k, v in output.items()}, total_lines))
         if stats or stalled:
@@ -207,6 +293,5 @@ class EngineBridge:
             out.append(CostChanged(cost))
         if budget is not None:
             out.append(BudgetHit(budget))
-        if notices:
-            out.append(EngineNotice(tuple(notices)))
+        out += alerts
         return out

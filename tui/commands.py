@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from aisci.tui.screens.main import PANES
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the app imports this module
     from aisci.tui.app import AisciApp
 
 
@@ -16,31 +17,32 @@ class AisciCommands(Provider):
     """Commands for the selected idea / process, panes, themes and the lab."""
 
     def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
-        app: AisciApp = self.app  # type: ignore[assignment]
+        app = cast("AisciApp", self.app)
+        engine = app.engine
         out: list[tuple[str, Callable[[], object], str]] = []
-        idea = app.selected_idea_label()
+        idea = app.main.selected_idea_label()
         if idea:
             out += [
                 (f"Approve idea {idea}", app.action_approve_selected, "start its experiments"),
                 (f"Veto idea {idea}", app.action_veto_selected, "asks for a reason"),
                 (f"Edit idea {idea}", app.action_edit_selected, "title, plan and scores"),
-                (f"Pause idea {idea}", partial(app.idea_command, "pause_idea"),
+                (f"Pause idea {idea}", partial(app.idea_command, engine.pause_idea),
                  "at its next safe point"),
-                (f"Resume idea {idea}", partial(app.idea_command, "resume_idea"), ""),
+                (f"Resume idea {idea}", partial(app.idea_command, engine.resume_idea), ""),
             ]
-            stage = app.selected_stage()
+            stage = app.main.selected_stage()
             if stage:
                 out += [
                     (f"Retry stage {stage} of idea {idea}",
-                     partial(app.idea_command, "retry_stage", stage), ""),
+                     partial(app.idea_command, engine.retry_stage, stage), ""),
                     (f"Skip stage {stage} of idea {idea}",
-                     partial(app.idea_command, "skip_stage", stage), ""),
+                     partial(app.idea_command, engine.skip_stage, stage), ""),
                 ]
             out += [
                 (f"Literature down for {idea}: skip the novelty check",
-                 partial(app.idea_command, "literature_decision", "skip"), ""),
+                 partial(app.idea_command, engine.literature_decision, "skip"), ""),
                 (f"Literature down for {idea}: retry the search",
-                 partial(app.idea_command, "literature_decision", "retry"), ""),
+                 partial(app.idea_command, engine.literature_decision, "retry"), ""),
             ]
         out.append(("Generate more ideas", app.action_generate, "ask for N new ideas"))
         proc = app.selected_process_label()
@@ -52,7 +54,7 @@ class AisciCommands(Provider):
                 (f"Extend {proc} by …", app.action_extend_selected, "choose minutes"),
                 (f"Pause / resume {proc}", app.action_pause_selected, "SIGSTOP / SIGCONT"),
             ]
-        for key, title in app.PANES:
+        for key, title in PANES:
             out.append((f"Show pane: {title}", partial(app.action_pane, key), ""))
         for name in ("aisci-dark", "aisci-light"):
             out.append((f"Theme: {name}", partial(app.set_theme_name, name), ""))

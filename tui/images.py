@@ -28,6 +28,7 @@ def choose_protocol(requested: str = "auto") -> ImageSupport:
         raise ValueError(f"image protocol {requested!r}: expected one of {', '.join(PROTOCOLS)}")
     if requested == "none":
         return ImageSupport("none", None)
+    # deferred: textual-image probes the terminal when imported (see the module docstring)
     import textual_image.renderable as renderables
     import textual_image.widget as widgets
 
@@ -81,10 +82,8 @@ def install_sixel_register_fix() -> bool:
     """Route textual-image's sixel widget through :func:`hoist_color_registers`.
     Idempotent; returns False when this textual-image has no such hook (then its own
     encoder is used unchanged)."""
-    try:
-        import textual_image.widget.sixel as sixel_widget
-    except ImportError:
-        return False
+    import textual_image.widget.sixel as sixel_widget  # deferred: probes the terminal
+
     encode = getattr(sixel_widget, "image_to_sixels", None)
     if encode is None:
         return False
@@ -94,6 +93,7 @@ def install_sixel_register_fix() -> bool:
     def encode_hoisted(*args: Any, **kwargs: Any) -> str:
         return hoist_color_registers(encode(*args, **kwargs))
 
-    encode_hoisted._aisci_hoisted = True  # type: ignore[attr-defined]
-    sixel_widget.image_to_sixels = encode_hoisted
+    encode_hoisted._aisci_hoisted = True  # type: ignore[attr-defined]  # a marker attribute
+    # replaced in place: the module imports the encoder without re-exporting it
+    sixel_widget.image_to_sixels = encode_hoisted  # type: ignore[attr-defined]  # not exported
     return True

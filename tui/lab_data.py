@@ -9,20 +9,18 @@ link, bounded), like the engine does: the folder is an experiment's.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aisci.engine.lab import safe_files
+from aisci.engine.lab import layout, safe_files
 from aisci.engine.lab.store import IdeaRow, LabStore, RunRow
-
-#: Pipeline order, for "what is this idea doing now".
-STAGES = ("ideate", "novelty", "approval", "experiment", "plot", "write", "integrity",
-          "review", "improve")
+from aisci.engine.stages import registry
 
 
 def idea_dir(lab: Path, idea: IdeaRow) -> Path:
-    return lab / "ideas" / f"{idea.id}-{idea.name}"
+    return layout.idea_dir(lab, idea.id, idea.name)
 
 
 def read_json(path: Path, root: Path | None = None) -> Any:
@@ -62,27 +60,22 @@ def novelty_verdict(novelty: dict[str, Any] | None) -> str:
     return "novel" if novelty.get("novel") else "not novel"
 
 
-def current_stage(stages: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    """The stage an idea is in now: the running/paused/failed one, else the last touched."""
-    for state in ("running", "paused", "failed", "waiting"):
-        for name in STAGES:
-            if stages.get(name, {}).get("state") == state:
-                return name, state
-    last = ("", "")
-    for name in STAGES:
-        # a skipped optional stage (improve) says less than the last one that ran
-        if name in stages and (stages[name]["state"] != "skipped" or not last[0]):
-            last = (name, stages[name]["state"])
-    return last
+def current_stage(idea: IdeaRow, stages: Mapping[str, Mapping[str, Any]]) -> tuple[str, str]:
+    """(stage, state) of an idea, as ``aisci status`` shows it
+    (:func:`aisci.engine.stages.registry.current_stage`); the stage is "" when the idea
+    has not started or went through every stage."""
+    stage, state = registry.current_stage({n: d["state"] for n, d in stages.items()},
+                                          vetoed=idea.status == "vetoed")
+    return stage or "", state
 
 
 def summarize(lab: Path, store: LabStore, idea: IdeaRow, cost: float) -> IdeaSummary:
-    stage, state = current_stage(store.stages(idea.id))
+    stage, state = current_stage(idea, store.stages(idea.id))
     review = read_json(idea_dir(lab, idea) / "review.json")
     overall = ""
     if isinstance(review, dict):
-        form = review.get("review") if isinstance(review.get("review"), dict) else review
-        val = form.get("Overall")
+        form = review.get("review")
+        val = (form if isinstance(form, dict) else review).get("Overall")
         overall = "" if val is None else str(val)
     d = idea.data
     return IdeaSummary(
@@ -141,9 +134,7 @@ def run_summaries(lab: Path, store: LabStore, idea: IdeaRow, now: float) -> list
     """The newest attempt of every run label of ``idea``, plus finished run folders that
     have no row (e.g. run_0 copied from the lab's baseline)."""
     base = idea_dir(lab, idea)
-    newest: dict[str, RunRow] = {}
-    for row in store.runs(idea.id):
-        newest[row.run] = row
+    newest: dict[str, RunRow] = {r.run: r for r in store.runs(idea.id)}
     out: list[RunSummary] = []
     labels = set(newest)
     try:
@@ -167,10 +158,9 @@ def run_summaries(lab: Path, store: LabStore, idea: IdeaRow, now: float) -> list
             out.append(RunSummary(label, 1, "ok" if metrics else "—", "experiment", None, None,
                                   metrics, _log(base, label, None), ""))
             continue
+        elapsed: float | None = row.duration_s
         if row.status == "running" and row.started_at:
             elapsed = now - row.started_at
-        else:
-            elapsed = row.duration_s
         out.append(RunSummary(label, row.attempt, row.status, row.kind, elapsed, row.limit_s,
                               metrics, _log(base, label, row.log_path), row.reason or ""))
     return out
@@ -244,3 +234,68 @@ def newest_draft(base: Path) -> Path | None:
         if n.isdigit():
             drafts.append((int(n), base / "latex" / e.name))
     return max(drafts)[1] if drafts else None
+
+
+# -- the reader the panes use -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Spend:
+    """LLM spend of the lab in dollars: total, per stage, per idea (None: lab-level)."""
+
+    total: float
+    by_stage: dict[str, float]
+    by_idea: dict[int | None, float]
+    unpriced_calls: int
+    """Calls whose price is unknown (not in the total)."""
+
+
+class LabReader:
+    """The lab as the App and the panes see it: the store's rows and the idea folders,
+    read-only. Nothing in the TUI reads the store except through this object."""
+
+    def __init__(self, lab: Path, store: LabStore) -> None:
+        self.lab = lab
+        self._store = store
+
+    def idea(self, idea_id: int) -> IdeaRow | None:
+        return self._store.get_idea(idea_id)
+
+    def folder(self, idea: IdeaRow) -> Path:
+        return idea_dir(self.lab, idea)
+
+    def summaries(self, ids: frozenset[int] | None = None) -> list[IdeaSummary]:
+        """Table rows of every idea, or of ``ids`` (those that exist), in id order."""
+        spend = self._store.spend_by("idea_id")
+        ideas = self._store.list_ideas() if ids is None else [
+            i for i in (self._store.get_idea(n) for n in sorted(ids)) if i is not None]
+        return [summarize(self.lab, self._store, idea, spend.get(idea.id, 0.0))
+                for idea in ideas]
+
+    def history(self, idea_id: int) -> list[dict[str, Any]]:
+        """Approve / veto / edit actions on the idea, oldest first."""
+        return self._store.idea_history(idea_id)
+
+    def stage(self, idea_id: int) -> tuple[str, str]:
+        """(stage, state) the idea is in now; see :func:`current_stage`."""
+        idea = self._store.get_idea(idea_id)
+        return current_stage(idea, self._store.stages(idea_id)) if idea else ("", "")
+
+    def stages_now(self) -> list[tuple[int, str, str]]:
+        """(idea id, stage, state) of every idea that has reached a stage."""
+        out = []
+        for idea in self._store.list_ideas():
+            stage, state = self.stage(idea.id)
+            if stage:
+                out.append((idea.id, stage, state))
+        return out
+
+    def runs(self, idea: IdeaRow, now: float) -> list[RunSummary]:
+        return run_summaries(self.lab, self._store, idea, now)
+
+    def running_runs(self) -> list[RunRow]:
+        """Runs the store has as running (started before the TUI attached)."""
+        return self._store.running_runs()
+
+    def spend(self) -> Spend:
+        return Spend(self._store.spend(), self._store.spend_by("stage"),
+                     self._store.spend_by("idea_id"), self._store.unknown_cost_calls())

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from aisci.tui.images import PROTOCOLS
+from aisci.engine import demo
+from aisci.engine.config import LAB_CONFIG_NAME, load_config, parse_override
+from aisci.engine.doctor import api_key_var
+from aisci.engine.engine import Engine
+from aisci.engine.errors import EXIT_USAGE, AisciError, exit_code, user_message
+from aisci.tui.app import AisciApp
+from aisci.tui.images import PROTOCOLS, choose_protocol
 
 DEMO_BANNER = "DEMO · model is SCRIPTED (recorded answers, no API calls)"
 
@@ -30,8 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from aisci.engine.config import parse_override
-
     out: dict[str, Any] = {}
     for text in args.set:
         key, value = parse_override(text)
@@ -45,17 +50,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def open_engine(args: argparse.Namespace) -> tuple[Any, str | None]:
+def open_engine(args: argparse.Namespace) -> tuple[Engine, str | None]:
     """The engine for the requested lab (or the demo lab) and the demo banner."""
-    from aisci.engine.config import load_config
-    from aisci.engine.engine import Engine
-
     overrides = _overrides(args)
     if not args.demo and _wants_demo(args, overrides):
         args.demo = True
     if args.demo:
-        from aisci.engine import demo
-
         lab = (args.lab or Path.cwd() / "aisci-demo-lab").expanduser().resolve()
         if not overrides:
             return demo.make_demo_engine(lab, headless=False), demo.SCRIPTED_NOTICE
@@ -74,15 +74,9 @@ def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:
     """Without --demo, the demo still runs when the lab is a demo lab, or when the lab is
     new and the configured model's API key is not set (so a first run on a machine
     without keys shows the whole pipeline instead of failing on the first LLM call)."""
-    import os
-
-    from aisci.engine.config import LAB_CONFIG_NAME, load_config
-    from aisci.engine.demo import DEMO_MARKER
-    from aisci.engine.doctor import api_key_var
-
     lab = (args.lab or Path.cwd()).expanduser().resolve()
     cfg_file = lab / LAB_CONFIG_NAME
-    if cfg_file.is_file() and cfg_file.read_text(encoding="utf-8").startswith(DEMO_MARKER):
+    if cfg_file.is_file() and cfg_file.read_text(encoding="utf-8").startswith(demo.DEMO_MARKER):
         return True
     if (lab / "aisci.db").exists():
         return False
@@ -100,20 +94,16 @@ def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from aisci.engine.config import ConfigError
-    from aisci.engine.lab.store import LabInUse, StoreError
-
     try:
         engine, note = open_engine(args)
-    except (ConfigError, LabInUse, StoreError, ValueError) as exc:
+    except AisciError as exc:  # config, lab in use, no usable lab, demo folder taken
+        print(f"aisci-tui: {user_message(exc)}", file=sys.stderr)
+        return exit_code(exc)
+    except ValueError as exc:  # a setting the engine rejects
         print(f"aisci-tui: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError | ValueError) else 4
-    # textual-image probes the terminal at import: this must happen before App.run()
-    from aisci.tui.images import choose_protocol
-
+        return EXIT_USAGE
+    # textual-image probes the terminal when imported: this must happen before App.run()
     images = choose_protocol(engine.settings.tui.image_protocol)
-    from aisci.tui.app import AisciApp
-
     app = AisciApp(engine, images=images, demo_note=DEMO_BANNER if note else None,
                    start_notice=note)
     app.run(mouse=True)

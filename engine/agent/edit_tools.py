@@ -14,7 +14,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+from aisci.engine.errors import AisciError
 from aisci.engine.lab import safe_files
 from aisci.engine.llm.base import ToolCall, ToolResult, ToolSpec
 
@@ -35,7 +37,7 @@ STAGE_WRITABLE: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
-class EditError(Exception):
+class EditError(AisciError):
     """A tool call that cannot be carried out; the message goes back to the model."""
 
 
@@ -208,7 +210,7 @@ class EditTools:
         rel = self._resolve(path or ".")
         if self._kind(rel) != "dir":
             raise EditError(f"{rel}: not a folder")
-        out = []
+        out: list[str] = []
         entries = safe_files.walk(self.root, rel, prune=lambda e: e.name in (
             ".git", "__pycache__"))
         for e in sorted(entries, key=lambda e: e.path.split("/")):
@@ -225,14 +227,15 @@ class EditTools:
         return "\n".join(out) or "(empty)"
 
 
-def _args(tc: ToolCall) -> dict:
+def _args(tc: ToolCall) -> dict[str, Any]:
     if not isinstance(tc.arguments, dict):
         raise EditError(f"arguments of {tc.name} must be a JSON object")
     return tc.arguments
 
 
 def _find_all(text: str, sub: str) -> list[int]:
-    out, i = [], text.find(sub)
+    out: list[int] = []
+    i = text.find(sub)
     while i != -1 and len(out) < 50:
         out.append(i)
         i = text.find(sub, i + 1)

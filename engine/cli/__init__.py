@@ -1,52 +1,35 @@
 """The headless ``aisci`` command. Each command group lives in its own module with a
-``register(subparsers)`` function; this module wires them together and owns the exit
-codes and the one-line error format."""
+``register(subparsers)`` function; this module wires them together and reports errors
+through the engine's error root (engine/errors.py): one line, and the exit code."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
 from aisci import __version__
-from aisci.engine.config import ConfigError
+from aisci.engine.cli import (
+    config_cmd,
+    doctor_cmd,
+    ideas_cmd,
+    review_cmd,
+    run_cmd,
+    template_cmd,
+)
+from aisci.engine.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    AisciError,
+    exit_code,
+    save_traceback,
+    user_message,
+)
 
-# Exit codes shared by every command.
-EXIT_OK = 0
-EXIT_FAILED = 1
-"""The command ran and something it did failed (a stage, a check)."""
-EXIT_USAGE = 2
-"""Bad input: arguments, configuration, template, file."""
-EXIT_BUDGET = 3
-"""Stopped cleanly because a budget was reached."""
-EXIT_LAB_IN_USE = 4
-EXIT_INTERRUPTED = 130
-
-# Command modules under aisci.engine.cli, in help order.
-COMMAND_MODULES = [
-    "config_cmd",
-    "doctor_cmd",
-    "ideas_cmd",
-    "review_cmd",
-    "run_cmd",
-    "template_cmd",
-]
-
-
-class CommandError(Exception):
-    """A user-facing failure: printed as one line, then the exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.hint = hint
-
-
-def add_lab_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lab", default=".", help="lab directory (default: current directory)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set experiment.max_runs=3 (repeatable)")
+# The command modules, in help order.
+COMMAND_MODULES = (config_cmd, doctor_cmd, ideas_cmd, review_cmd, run_cmd, template_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aisci {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        mod = importlib.import_module(f"aisci.engine.cli.{name}")
+    for mod in COMMAND_MODULES:
         mod.register(sub)
     return parser
 
@@ -71,20 +53,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"aisci: config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except CommandError as exc:
-        print(f"aisci: {exc}", file=sys.stderr)
+    except AisciError as exc:
+        print(f"aisci: {user_message(exc)}", file=sys.stderr)
         if exc.hint:
             print(f"  see: {exc.hint}", file=sys.stderr)
-        return exc.code
+        return exit_code(exc)
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return EXIT_OK
     except KeyboardInterrupt:
         print("aisci: interrupted; state is saved, `aisci resume` continues", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line here, the traceback in a file
+        command = " ".join(sys.argv[1:] if argv is None else argv)
+        where = save_traceback(exc, f"aisci {__version__}: aisci {command}")
+        print(f"aisci: internal error: {user_message(exc)} ({where})", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,20 +1,39 @@
-"""Helpers shared by the CLI command modules: loading the lab's configuration and store."""
+"""Helpers shared by the CLI command modules: the ``--lab``/``--set`` arguments, loading
+the lab's configuration and store."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aisci.engine.config import EffectiveConfig, load_config, parse_override
-from aisci.engine.lab.store import LabInUse, LabStore
+from aisci.engine.errors import EXIT_USAGE
+from aisci.engine.lab.store import LabStore
+
+
+def add_lab_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lab", default=".", help="lab directory (default: current directory)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set experiment.max_runs=3 (repeatable)")
+
+
+def show_help(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The ``func`` of a command given without its action: print the command's help."""
+    def func(_args: argparse.Namespace) -> int:
+        p.print_help()
+        return EXIT_USAGE
+    return func
 
 
 def lab_dir(args: argparse.Namespace) -> Path:
     return Path(getattr(args, "lab", ".") or ".").expanduser().resolve()
 
 
-def config_from_args(args: argparse.Namespace, extra: dict | None = None) -> EffectiveConfig:
-    overrides: dict = {}
+def config_from_args(args: argparse.Namespace,
+                     extra: dict[str, Any] | None = None) -> EffectiveConfig:
+    overrides: dict[str, Any] = {}
     for text in getattr(args, "overrides", []) or []:
         key, value = parse_override(text)
         overrides[key] = value
@@ -23,8 +42,5 @@ def config_from_args(args: argparse.Namespace, extra: dict | None = None) -> Eff
 
 
 def open_store(args: argparse.Namespace, *, read_only: bool = False) -> LabStore:
-    from aisci.engine.cli import EXIT_LAB_IN_USE, CommandError
-    try:
-        return LabStore(lab_dir(args), read_only=read_only)
-    except LabInUse as exc:
-        raise CommandError(str(exc), EXIT_LAB_IN_USE) from None
+    """The lab's store; LabInUse / StoreError reach the user through cli.main()."""
+    return LabStore(lab_dir(args), read_only=read_only)

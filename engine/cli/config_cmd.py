@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from aisci.engine.cli import add_lab_argument
-from aisci.engine.cli.common import config_from_args
+from aisci.engine.cli.common import add_lab_argument, config_from_args, show_help
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("config", help="show the effective configuration")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
     show = csub.add_parser("show", help="print every setting, its value and its origin")
     add_lab_argument(show)
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=_show)
-    p.set_defaults(func=lambda a: p.print_help() or 2)
+    p.set_defaults(func=show_help(p))
 
 
 def _show(args: argparse.Namespace) -> int:

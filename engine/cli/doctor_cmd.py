@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from aisci.engine.cli import EXIT_FAILED, add_lab_argument
-from aisci.engine.cli.common import config_from_args, lab_dir
+from aisci.engine.cli.common import add_lab_argument, config_from_args, lab_dir
+from aisci.engine.doctor import run_checks
+from aisci.engine.errors import EXIT_FAILED
 
 _MARK = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("doctor", help="check what this machine offers the pipeline")
     add_lab_argument(p)
     p.set_defaults(func=_doctor)
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from aisci.engine.doctor import run_checks
     cfg = config_from_args(args)
     checks = run_checks(cfg.settings, lab_dir(args))
     width = max(len(c.name) for c in checks)

@@ -16,22 +16,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aisci.engine.cli import (
-    EXIT_BUDGET,
-    EXIT_FAILED,
-    EXIT_USAGE,
-    CommandError,
+from aisci.engine.cli.common import (
     add_lab_argument,
+    config_from_args,
+    lab_dir,
+    open_store,
+    show_help,
 )
-from aisci.engine.cli.common import config_from_args, lab_dir, open_store
-from aisci.engine.lab.idea_schema import IdeaError, validate_idea
-from aisci.engine.lab.store import IdeaRow, LabStore, StoreError
+from aisci.engine.config import parse_override
+from aisci.engine.errors import EXIT_BUDGET, EXIT_FAILED, AisciError, UsageError
+from aisci.engine.events import EventBus, Notice
+from aisci.engine.lab.idea_schema import validate_idea
+from aisci.engine.lab.store import IdeaRow, LabStore
+from aisci.engine.literature import LiteratureUnavailable
+from aisci.engine.llm.base import LLMError
+from aisci.engine.llm.client import BudgetExceeded, LLMClient
+from aisci.engine.llm.prompts import PromptLibrary
+from aisci.engine.stages import approval
+from aisci.engine.stages.context import StageContext
+from aisci.engine.stages.ideate import generate_ideas
+from aisci.engine.stages.novelty import check_novelty
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("ideas", help="generate, list, show, import and export ideas")
     isub = p.add_subparsers(dest="ideas_command", metavar="ACTION")
-    p.set_defaults(func=lambda a: p.print_help() or EXIT_USAGE)
+    p.set_defaults(func=show_help(p))
 
     gen = isub.add_parser("generate", help="propose new ideas with the LLM (with reflection)")
     add_lab_argument(gen)
@@ -93,17 +103,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 # -- helpers ---------------------------------------------------------------------------------
 
 def _read_store(args: argparse.Namespace) -> LabStore:
-    try:
-        return open_store(args, read_only=True)
-    except StoreError as exc:
-        raise CommandError(str(exc), EXIT_USAGE) from None
+    return open_store(args, read_only=True)
 
 
 def _find(store: LabStore, key: str) -> IdeaRow:
     row = store.find_idea(key)
     if row is None:
-        raise CommandError(f"no idea {key!r} in {store.lab_dir} (see `aisci ideas list`)",
-                           EXIT_USAGE)
+        raise UsageError(f"no idea {key!r} in {store.lab_dir} (see `aisci ideas list`)")
     return row
 
 
@@ -114,12 +120,7 @@ def _verdict(row: IdeaRow) -> str:
     return "novel" if nov.get("novel") else "not novel"
 
 
-def _context(args: argparse.Namespace, store: LabStore, extra: dict[str, Any]) -> Any:
-    from aisci.engine.events import EventBus, Notice
-    from aisci.engine.llm.client import LLMClient
-    from aisci.engine.llm.prompts import PromptLibrary
-    from aisci.engine.stages.context import StageContext
-
+def _context(args: argparse.Namespace, store: LabStore, extra: dict[str, Any]) -> StageContext:
     settings = config_from_args(args, extra).settings
     bus = EventBus()
 
@@ -133,24 +134,20 @@ def _context(args: argparse.Namespace, store: LabStore, extra: dict[str, Any]) -
 
 
 def _run_stage(coro_factory: Any) -> Any:
-    from aisci.engine.literature import LiteratureUnavailable
-    from aisci.engine.llm.base import LLMError
-    from aisci.engine.llm.client import BudgetExceeded
     try:
         return asyncio.run(coro_factory())
     except BudgetExceeded as exc:
-        raise CommandError(str(exc), EXIT_BUDGET, hint="raise [budget] in aisci.toml") from None
+        raise AisciError(str(exc), hint="raise [budget] in aisci.toml",
+                         exit_code=EXIT_BUDGET) from None
     except LiteratureUnavailable as exc:
-        raise CommandError(str(exc), EXIT_FAILED,
-                           hint="retry later, or run with --skip-novelty-check") from None
+        raise AisciError(str(exc), hint="retry later, or run with --skip-novelty-check") from None
     except LLMError as exc:
-        raise CommandError(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
+        raise AisciError(f"{type(exc).__name__}: {exc}") from None
 
 
 # -- commands --------------------------------------------------------------------------------
 
 def _generate(args: argparse.Namespace) -> int:
-    from aisci.engine.stages.ideate import IdeationError, generate_ideas
     extra = {"models.ideate": args.model} if args.model else {}
     store = open_store(args)
     try:
@@ -158,17 +155,14 @@ def _generate(args: argparse.Namespace) -> int:
         template = args.template or ctx.settings.general.template
         n = args.n if args.n is not None else ctx.settings.ideation.num_ideas
         if n < 1:
-            raise CommandError(f"-n {n}: expected 1 or more", EXIT_USAGE)
+            raise UsageError(f"-n {n}: expected 1 or more")
 
         async def go() -> list[int]:
             try:
                 return await generate_ideas(ctx, template, n)
             finally:
                 await ctx.llm.aclose()
-        try:
-            ids = _run_stage(go)
-        except IdeationError as exc:
-            raise CommandError(str(exc), EXIT_USAGE) from None
+        ids = _run_stage(go)
         for iid in ids:
             row = store.get_idea(iid)
             assert row is not None
@@ -253,7 +247,6 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from aisci.engine.stages.novelty import check_novelty
     store = open_store(args)
     try:
         row = _find(store, args.idea)
@@ -275,18 +268,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _edit(args: argparse.Namespace) -> int:
-    from aisci.engine.config import parse_override
-    from aisci.engine.stages.approval import TriageError, edit
     if not args.fields:
-        raise CommandError("nothing to change: give --field KEY=VALUE", EXIT_USAGE)
+        raise UsageError("nothing to change: give --field KEY=VALUE")
     fields = dict(parse_override(f) for f in args.fields)
     store = open_store(args)
     try:
         row = _find(store, args.idea)
-        try:
-            new = edit(store, None, row.id, fields, source="human")
-        except TriageError as exc:
-            raise CommandError(str(exc), EXIT_USAGE) from None
+        new = approval.edit(store, None, row.id, fields, source="human")
         print(f"#{new.id} {new.name}: {new.status}")
         return 0
     finally:
@@ -294,11 +282,10 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    from aisci.engine.stages.approval import approve
     store = open_store(args)
     try:
         row = _find(store, args.idea)
-        approve(store, None, row.id, source="human")
+        approval.approve(store, None, row.id, source="human")
         print(f"#{row.id} {row.name}: approved")
         return 0
     finally:
@@ -306,14 +293,10 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _veto(args: argparse.Namespace) -> int:
-    from aisci.engine.stages.approval import TriageError, veto
     store = open_store(args)
     try:
         row = _find(store, args.idea)
-        try:
-            veto(store, None, row.id, args.why, source="human")
-        except TriageError as exc:
-            raise CommandError(str(exc), EXIT_USAGE) from None
+        approval.veto(store, None, row.id, args.why, source="human")
         print(f"#{row.id} {row.name}: vetoed ({args.why})")
         return 0
     finally:
@@ -324,20 +307,15 @@ def _import(args: argparse.Namespace) -> int:
     try:
         raw = json.loads(args.file.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise CommandError(f"{args.file}: cannot read ({exc.strerror})", EXIT_USAGE) from None
+        raise UsageError(f"{args.file}: cannot read ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
-        raise CommandError(f"{args.file}: invalid JSON ({exc.msg} at line {exc.lineno})",
-                           EXIT_USAGE) from None
+        raise UsageError(f"{args.file}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(raw, list):
-        raise CommandError(f"{args.file}: expected a list of idea objects (ideas.json)",
-                           EXIT_USAGE)
+        raise UsageError(f"{args.file}: expected a list of idea objects (ideas.json)")
     for i, obj in enumerate(raw):
-        try:
-            validate_idea(obj, f"{args.file}[{i}]")
-        except IdeaError as exc:
-            raise CommandError(str(exc), EXIT_USAGE) from None
+        validate_idea(obj, f"{args.file}[{i}]")
         if "novel" in obj and not isinstance(obj["novel"], bool):
-            raise CommandError(f"{args.file}[{i}]: novel: expected true or false", EXIT_USAGE)
+            raise UsageError(f"{args.file}[{i}]: novel: expected true or false")
     template = args.template or config_from_args(args).settings.general.template
     store = open_store(args)
     try:

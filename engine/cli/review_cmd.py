@@ -12,12 +12,18 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from aisci.engine.cli import EXIT_BUDGET, EXIT_FAILED, EXIT_USAGE, CommandError, add_lab_argument
-from aisci.engine.cli.common import config_from_args, lab_dir
+from aisci.engine.cli.common import add_lab_argument, config_from_args, lab_dir
+from aisci.engine.errors import AisciError, UsageError
+from aisci.engine.lab.layout import DB_NAME
+from aisci.engine.lab.store import LabInUse, LabStore
+from aisci.engine.llm.base import LLMError
+from aisci.engine.llm.client import BudgetExceeded, LLMClient
+from aisci.engine.stages.review import ReviewResult, review_pdf, scorecard
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("review", help="review a PDF like a NeurIPS reviewer (ensemble, "
                                       "meta-review, reflections) and print the scorecard")
     p.add_argument("pdf", type=Path, help="the paper to review (PDF)")
@@ -33,14 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _review(args: argparse.Namespace) -> int:
-    from aisci.engine.llm.base import LLMError
-    from aisci.engine.llm.client import BudgetExceeded, LLMClient
-    from aisci.engine.stages.review import ReviewError, review_pdf, scorecard
-
-    extra: dict = {}
+    extra: dict[str, Any] = {}
     if args.ensemble is not None:
         if args.ensemble < 1:
-            raise CommandError("--ensemble must be at least 1", EXIT_USAGE)
+            raise UsageError("--ensemble must be at least 1")
         extra["review.ensemble"] = args.ensemble
     if args.reflections is not None:
         extra["review.reflection_rounds"] = args.reflections
@@ -48,17 +50,17 @@ def _review(args: argparse.Namespace) -> int:
         extra["review.meta_review"] = False
     if args.model:
         if ":" not in args.model:
-            raise CommandError(f"--model {args.model!r}: expected provider:model", EXIT_USAGE)
+            raise UsageError(f"--model {args.model!r}: expected provider:model")
         extra["models.review"] = args.model
     settings = config_from_args(args, extra).settings
     pdf = args.pdf.expanduser()
     if not pdf.is_file():
-        raise CommandError(f"{pdf}: no such file", EXIT_USAGE)
+        raise UsageError(f"{pdf}: no such file")
     out = args.out or pdf.with_name(pdf.stem + ".review.json")
     store = _optional_store(args)
     client = LLMClient(settings, store, None)
 
-    async def run():  # one event loop for the calls and the providers' cleanup
+    async def run() -> ReviewResult:  # one event loop for the calls and the providers' cleanup
         try:
             return await review_pdf(client, settings, pdf, lab=lab_dir(args))
         finally:
@@ -66,12 +68,10 @@ def _review(args: argparse.Namespace) -> int:
 
     try:
         result = asyncio.run(run())
-    except ReviewError as exc:
-        raise CommandError(str(exc), EXIT_USAGE if "PDF" in str(exc) else EXIT_FAILED) from None
-    except BudgetExceeded as exc:
-        raise CommandError(str(exc), EXIT_BUDGET) from None
+    except BudgetExceeded:
+        raise  # its own message and exit code (3), through cli.main()
     except LLMError as exc:
-        raise CommandError(f"review failed: {exc}", EXIT_FAILED) from None
+        raise AisciError(f"review failed: {exc}") from None
     finally:
         if store is not None:
             store.close()
@@ -85,10 +85,8 @@ def _review(args: argparse.Namespace) -> int:
     return 0
 
 
-def _optional_store(args: argparse.Namespace):
+def _optional_store(args: argparse.Namespace) -> LabStore | None:
     """The lab's store when one exists and is free; reviewing a PDF never creates a lab."""
-    from aisci.engine.lab.store import DB_NAME, LabInUse, LabStore
-
     lab = lab_dir(args)
     if not (lab / DB_NAME).is_file():
         return None
@@ -99,4 +97,4 @@ def _optional_store(args: argparse.Namespace):
         return None
 
 
-__all__ = ["register", "EXIT_FAILED"]
+__all__ = ["register"]

@@ -15,16 +15,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aisci.engine.cli import EXIT_LAB_IN_USE, EXIT_USAGE, CommandError, add_lab_argument
-from aisci.engine.cli.common import lab_dir
+from aisci.engine.batch import run_batch, summary_lines
+from aisci.engine.cli.common import add_lab_argument, lab_dir
+from aisci.engine.cli.run_progress import ProgressDisplay
 from aisci.engine.config import EffectiveConfig, Settings, load_config, parse_override
-from aisci.engine.lab.store import LabInUse, LabStore, StoreError
+from aisci.engine.demo import (
+    SCRIPTED_NOTICE,
+    demo_options,
+    demo_provider_factory,
+    prepare_demo_lab,
+)
+from aisci.engine.errors import EXIT_LAB_IN_USE, AisciError, UsageError
+from aisci.engine.lab.store import LabStore, StoreError
+from aisci.engine.lab.templates import TemplateError, find_template
+from aisci.engine.pipeline import PipelineOptions
 from aisci.engine.run.sandbox import isolation_warning
+from aisci.engine.snapshot import build_snapshot
 
 _OVERRIDES_KV = "pipeline.cli_overrides"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run the whole pipeline headless (batch)",
                          description="Generate ideas, check novelty, run experiments, plot, "
                                      "write and review papers, headless.")
@@ -74,8 +85,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         try:
             out["scheduler.gpus"] = [int(g) for g in args.gpus.split(",") if g.strip()]
         except ValueError:
-            raise CommandError(f"--gpus {args.gpus!r}: expected indices like 0,1",
-                               EXIT_USAGE) from None
+            raise UsageError(f"--gpus {args.gpus!r}: expected indices like 0,1") from None
     if args.parallel is not None:
         out["scheduler.parallel"] = args.parallel
     if args.budget is not None:
@@ -92,32 +102,17 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check_template(name: str, lab: Path) -> None:
     try:
-        from aisci.engine.lab.templates import find_template
-    except ImportError:
-        return
-    try:
         find_template(name, lab)
-    except Exception as exc:  # the templates module raises its own error types
-        raise CommandError(f"template {name!r}: {exc}", EXIT_USAGE) from None
+    except TemplateError as exc:
+        raise UsageError(f"template {name!r}: {exc}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
-    from aisci.engine.pipeline import PipelineOptions
-
     if args.num_ideas is not None and args.num_ideas < 0:
-        raise CommandError(f"--num-ideas {args.num_ideas}: expected 0 or more", EXIT_USAGE)
+        raise UsageError(f"--num-ideas {args.num_ideas}: expected 0 or more")
     if args.demo:
-        from aisci.engine.demo import (
-            SCRIPTED_NOTICE,
-            demo_options,
-            demo_provider_factory,
-            prepare_demo_lab,
-        )
         lab = Path(args.lab if args.lab != "." else "aisci-demo").expanduser().resolve()
-        try:
-            cfg = prepare_demo_lab(lab, overrides=_flag_overrides(args))
-        except ValueError as exc:
-            raise CommandError(str(exc), EXIT_USAGE) from None
+        cfg = prepare_demo_lab(lab, overrides=_flag_overrides(args))
         options = demo_options(cfg.settings, headless=True)
         print(f"aisci demo: {SCRIPTED_NOTICE}", flush=True)
         print(f"aisci demo: lab {lab}", flush=True)
@@ -138,18 +133,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from aisci.engine.pipeline import PipelineOptions
-
     lab = lab_dir(args)
     try:
         with LabStore(lab, read_only=True) as ro:
             saved = ro.kv_get("pipeline.options")
             saved_overrides = ro.kv_get(_OVERRIDES_KV, {}) or {}
     except StoreError:
-        raise CommandError(f"{lab}: no lab here (no aisci.db); start one with `aisci run`",
-                           EXIT_USAGE) from None
+        raise UsageError(f"{lab}: no lab here (no aisci.db); start one with `aisci run`"
+                         ) from None
     if not saved:
-        raise CommandError(f"{lab}: no batch to resume (run `aisci run` first)", EXIT_USAGE)
+        raise UsageError(f"{lab}: no batch to resume (run `aisci run` first)")
     overrides = dict(saved_overrides)
     for text in args.overrides or []:
         key, value = parse_override(text)
@@ -162,22 +155,16 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _execute(lab: Path, cfg: EffectiveConfig, options: Any, num_ideas: int,
              overrides: dict[str, Any] | None = None, provider_factory: Any = None) -> int:
-    from aisci.engine.batch import run_batch, summary_lines
-    from aisci.engine.cli.run_progress import ProgressDisplay
-
     holder = LabStore.lock_holder(lab) if lab.exists() else None
     if holder is not None:
-        raise CommandError(f"lab {lab} is in use by pid {holder}; use `aisci status` to watch "
-                           "it, or stop that process", EXIT_LAB_IN_USE)
+        raise AisciError(f"lab {lab} is in use by pid {holder}; use `aisci status` to watch "
+                         "it, or stop that process", exit_code=EXIT_LAB_IN_USE)
     if overrides:
         _save_overrides(lab, overrides)
     started = time.monotonic()
-    try:
-        result = asyncio.run(run_batch(lab, cfg.settings, options, num_ideas=num_ideas,
-                                       provider_factory=provider_factory,
-                                       display=lambda eng: ProgressDisplay(eng)))
-    except LabInUse as exc:
-        raise CommandError(str(exc), EXIT_LAB_IN_USE) from None
+    result = asyncio.run(run_batch(lab, cfg.settings, options, num_ideas=num_ideas,
+                                   provider_factory=provider_factory,
+                                   display=lambda eng: ProgressDisplay(eng)))
     print(f"aisci: batch ended after {time.monotonic() - started:.0f} s "
           f"(exit {result.exit_code})", flush=True)
     for line in summary_lines(result):
@@ -187,11 +174,8 @@ def _execute(lab: Path, cfg: EffectiveConfig, options: Any, num_ideas: int,
 
 def _save_overrides(lab: Path, overrides: dict[str, Any]) -> None:
     # So that `aisci resume` continues with the same model, GPUs and budget.
-    try:
-        with LabStore(lab) as store:
-            store.kv_set(_OVERRIDES_KV, overrides)
-    except LabInUse as exc:
-        raise CommandError(str(exc), EXIT_LAB_IN_USE) from None
+    with LabStore(lab) as store:
+        store.kv_set(_OVERRIDES_KV, overrides)
 
 
 # -- status -----------------------------------------------------------------------------
@@ -208,12 +192,7 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 def status_lines(lab: Path) -> list[str]:
-    from aisci.engine.snapshot import build_snapshot
-
-    try:
-        store = LabStore(lab, read_only=True)
-    except StoreError as exc:
-        raise CommandError(str(exc), EXIT_USAGE) from None
+    store = LabStore(lab, read_only=True)
     try:
         cfg = None
         try:
@@ -230,13 +209,8 @@ def status_lines(lab: Path) -> list[str]:
     for idea in snap.ideas:
         exp = [r for r in idea.runs if r.kind == "experiment"]
         ok = {r.run for r in exp if r.status == "ok"}
-        state = idea.current_state
-        st = idea.stages.get(idea.current_stage or "")
-        if st is not None and st.reason and state in ("failed", "paused", "waiting"):
-            state = f"{state}: {st.reason[:50]}"
-        stage = idea.current_stage or ("finished" if idea.finished else "-")
-        rows.append((str(idea.id), idea.name[:36], idea.status, stage,
-                     state, f"{len(ok)}/{len({r.run for r in exp})}",
+        rows.append((str(idea.id), idea.name[:36], idea.status, idea.stage_label,
+                     idea.state_text(50), f"{len(ok)}/{len({r.run for r in exp})}",
                      f"${idea.cost_usd:.4f}", _fmt_duration(idea.elapsed_s())))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

@@ -15,6 +15,9 @@ from typing import IO, Any
 
 from aisci.engine import events as ev
 from aisci.engine.snapshot import LabSnapshot
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
 MAX_REDRAWS_PER_S = 4
 
@@ -62,10 +65,8 @@ def format_event(event: ev.Event, snap: LabSnapshot | None = None) -> str | None
     return None
 
 
-def render_table(snap: LabSnapshot) -> Any:
+def render_table(snap: LabSnapshot) -> Table:
     """The live table (a rich renderable)."""
-    from rich.table import Table
-
     title = f"aisci {snap.lab.name}: ${snap.cost_usd:.4f}"
     if snap.budget_lab_usd is not None:
         title += f" of ${snap.budget_lab_usd:.2f}"
@@ -81,14 +82,8 @@ def render_table(snap: LabSnapshot) -> Any:
         ok = {r.run for r in idea.runs if r.kind == "experiment" and r.status == "ok"}
         running = [r for r in idea.runs if r.status == "running"]
         run_txt = f"{len(ok)}/{len(runs)}" + (f" ({running[0].run})" if running else "")
-        state = idea.current_state
-        reason = idea.stages[idea.current_stage].reason if idea.current_stage in idea.stages \
-            else ""
-        if reason and state in ("failed", "paused", "waiting"):
-            state = f"{state}: {reason[:40]}"
-        table.add_row(str(idea.id), idea.name[:32], idea.status,
-                      idea.current_stage or ("finished" if idea.finished else "-"), state,
-                      run_txt,
+        table.add_row(str(idea.id), idea.name[:32], idea.status, idea.stage_label,
+                      idea.state_text(40), run_txt,
                       f"${idea.cost_usd:.4f}", f"{idea.elapsed_s():.0f}s")
     return table
 
@@ -121,9 +116,6 @@ class ProgressDisplay:
                 print(f"{stamp} {line}", file=self.stream, flush=True)
 
     async def _run_live(self) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
         console = Console(file=self.stream)
         self._live = Live(render_table(self.engine.snapshot()), console=console,
                           refresh_per_second=MAX_REDRAWS_PER_S, transient=False)

@@ -17,11 +17,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aisci.engine.cli import EXIT_FAILED, EXIT_USAGE, CommandError, add_lab_argument
-from aisci.engine.cli.common import config_from_args, lab_dir, open_store
+from aisci.engine.cli.common import (
+    add_lab_argument,
+    config_from_args,
+    lab_dir,
+    open_store,
+    show_help,
+)
+from aisci.engine.errors import EXIT_FAILED
+from aisci.engine.events import EventBus, Notice, RunOutput, StageProgress
+from aisci.engine.lab.layout import baseline_dir
+from aisci.engine.lab.template_check import check_template
+from aisci.engine.lab.templates import TemplateError, available_templates, find_template
+from aisci.engine.llm.client import LLMClient
+from aisci.engine.llm.prompts import PromptLibrary
+from aisci.engine.run.executor import Executor
+from aisci.engine.run.scheduler import Scheduler
+from aisci.engine.stages.baseline import ensure_baseline
+from aisci.engine.stages.context import StageContext
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("template", help="work with research templates")
     tsub = p.add_subparsers(dest="template_command", metavar="ACTION")
     c = tsub.add_parser("check", help="validate a template folder against the contract")
@@ -37,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = tsub.add_parser("list", help="list the templates available to a lab")
     add_lab_argument(ls)
     ls.set_defaults(func=_list)
-    p.set_defaults(func=lambda args: (p.print_help(), EXIT_USAGE)[1])
+    p.set_defaults(func=show_help(p))
 
     b = sub.add_parser("baseline", help="run a template's baseline (run_0) for this lab")
     b.add_argument("--template", required=True, help="template name or folder")
@@ -50,17 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _resolve(path_or_name: str, lab: Path | None) -> Path:
-    from aisci.engine.lab.templates import TemplateError, find_template
     if Path(path_or_name).is_dir():
         return Path(path_or_name).resolve()
-    try:
-        return find_template(path_or_name, lab).path
-    except TemplateError as exc:
-        raise CommandError(str(exc), EXIT_USAGE) from None
+    return find_template(path_or_name, lab).path
 
 
 def _check(args: argparse.Namespace) -> int:
-    from aisci.engine.lab.templates import check_template
     path = _resolve(args.path, None)
     steps = ["files", "prompt.json", "seed_ideas.json"]
     steps += [] if args.no_smoke else ["smoke run", "final_info.json", "plot.py"]
@@ -81,7 +92,6 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from aisci.engine.lab.templates import TemplateError, available_templates, find_template
     lab = lab_dir(args)
     for name in available_templates(lab):
         try:
@@ -94,12 +104,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    from aisci.engine.lab.templates import TemplateError, baseline_dir, find_template
     lab = lab_dir(args)
-    try:
-        template = find_template(args.template, lab)
-    except TemplateError as exc:
-        raise CommandError(str(exc), EXIT_USAGE) from None
+    template = find_template(args.template, lab)
     cfg = config_from_args(args)
     run0 = baseline_dir(lab, template.name, args.smoke)
     if args.force and run0.parent.exists():
@@ -127,15 +133,6 @@ def _baseline(args: argparse.Namespace) -> int:
 
 async def _produce(lab: Path, settings: Any, store: Any, template: Any, smoke: bool) -> Path:
     """Run the baseline through the pipeline's own code (executor, scheduler, prepare)."""
-    from aisci.engine.events import EventBus, Notice, RunOutput, StageProgress
-    from aisci.engine.llm.client import LLMClient
-    from aisci.engine.llm.prompts import PromptLibrary
-    from aisci.engine.run.executor import Executor
-    from aisci.engine.run.scheduler import Scheduler
-    from aisci.engine.stages.baseline import ensure_baseline
-    from aisci.engine.stages.context import StageContext
-    from aisci.engine.stages.runtime import ExperimentError
-
     bus = EventBus()
     bus.bind_loop()
 
@@ -153,8 +150,6 @@ async def _produce(lab: Path, settings: Any, store: Any, template: Any, smoke: b
                        executor=executor, scheduler=Scheduler(settings))
     try:
         return await ensure_baseline(ctx, template, smoke)
-    except ExperimentError as exc:
-        raise CommandError(str(exc), EXIT_FAILED) from None
     finally:
         await executor.shutdown()
         await ctx.llm.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from aisci.engine.errors import UsageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,79}$")
@@ -36,8 +37,8 @@ class Idea(BaseModel):
         return v
 
 
-class IdeaError(ValueError):
-    pass
+class IdeaError(UsageError):
+    """An idea object that does not fit the schema (one line: where, which field, why)."""
 
 
 def validate_idea(data: Any, where: str = "idea") -> Idea:

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, BinaryIO, TextIO
 
+from aisci.engine.errors import AisciError
+
 MB = 1024 * 1024
 #: Bounds of what the engine reads from an idea folder.
 MAX_JSON_BYTES = 16 * MB
@@ -68,7 +70,7 @@ _RETRIES = 4
 """Bound on re-tries when an entry is swapped while the engine replaces it."""
 
 
-class UnsafeFile(OSError, ValueError):
+class UnsafeFile(AisciError, OSError, ValueError):
     """A path inside an idea folder the engine refuses to use; the message is one line:
     ``<relative path> <reason>: refused``."""
 
@@ -303,7 +305,7 @@ def lexists(root: Path | str, rel: str | PurePath) -> bool:
 
 
 def _entries(dfd: int, prefix: str, limit: int) -> list[Entry]:
-    out = []
+    out: list[Entry] = []
     with os.scandir(dfd) as it:
         for de in it:
             if len(out) >= limit:

@@ -21,19 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DB_NAME = "aisci.db"
-LOCK_NAME = "aisci.lock"
+from aisci.engine.errors import EXIT_LAB_IN_USE, AisciError, UsageError
+from aisci.engine.lab.layout import DB_NAME, LOCK_NAME
 
 
-class LabInUse(RuntimeError):
+class LabInUse(AisciError):
+    """Another process holds the lab (its lock names the pid)."""
+
+    exit_code = EXIT_LAB_IN_USE
+
     def __init__(self, lab: Path, pid: int | None) -> None:
         self.pid = pid
         who = f"pid {pid}" if pid else "another process"
         super().__init__(f"lab {lab} is in use by {who}; open it read-only or stop that process")
 
 
-class StoreError(RuntimeError):
-    pass
+class StoreError(UsageError):
+    """The lab database cannot be used as asked (missing, read-only, newer schema)."""
 
 
 # Each entry migrates the schema from version i to i+1. Never edit a released entry:
@@ -363,7 +367,8 @@ class LabStore:
                     status: str | None = None, novelty: dict[str, Any] | None = None,
                     action: str | None = None, source: str = "auto",
                     detail: dict[str, Any] | None = None) -> None:
-        sets, params = ["updated_at=?"], [time.time()]
+        sets = ["updated_at=?"]
+        params: list[Any] = [time.time()]
         if data is not None:
             sets.append("data=?")
             params.append(json.dumps(data))
@@ -449,7 +454,8 @@ class LabStore:
         return RunRow(**d)
 
     def runs(self, idea_id: int | None = None, kind: str | None = None) -> list[RunRow]:
-        sql, params = "SELECT * FROM runs WHERE 1=1", []
+        sql = "SELECT * FROM runs WHERE 1=1"
+        params: list[Any] = []
         if idea_id is not None:
             sql += " AND idea_id=?"
             params.append(idea_id)

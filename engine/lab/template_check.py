@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -27,15 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aisci.engine.lab.idea_schema import IdeaError, validate_idea
-from aisci.engine.lab.templates import REQUIRED_FILES, TemplateError, load_template_info
+from aisci.engine.lab.secret_names import is_secret_name
+from aisci.engine.lab.templates import (
+    REQUIRED_FILES,
+    TemplateError,
+    check_argv,
+    load_template_info,
+)
 
 SMOKE_TIMEOUT_S = 300.0
 PLOT_TIMEOUT_S = 120.0
 LATEX_TIMEOUT_S = 180.0
 KILL_GRACE_S = 3.0
 TAIL_LINES = 3
-#: Environment variables never passed to the template's code.
-_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.I)
 _COPY_IGNORE = shutil.ignore_patterns("run_*", "logs", "__pycache__", "*.pyc", ".git")
 
 
@@ -63,7 +66,7 @@ class _Proc:
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
+    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
     env.update({"MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
@@ -259,17 +262,7 @@ def _smoke_and_plot(work: Path, smoke_env: dict[str, str], timeout_s: float,
 
 def _check_command(work: Path, template: Path, cmd: list[str], env: dict[str, str]
                    ) -> list[TemplateProblem]:
-    argv = []
-    for part in cmd:
-        if part in ("python", "python3"):
-            argv.append(sys.executable)
-        elif "{project}" in part or "{template}" in part:
-            argv.append(part.replace("{project}", str(work)).replace("{template}", str(template)))
-        elif part.endswith(".py") and not Path(part).is_absolute():
-            argv.append(str(template / part))
-        else:
-            argv.append(part)
-    res = run_bounded(argv, work, SMOKE_TIMEOUT_S, env, work / "logs" / "check_command.log")
+    res = run_bounded(check_argv(cmd, template, work), work, SMOKE_TIMEOUT_S, env, work / "logs" / "check_command.log")
     if res.returncode == 0:
         return []
     return [TemplateProblem("check_command", f"the template's check command failed on the "

@@ -6,17 +6,19 @@ A template is a folder with ``experiment.py`` (``--out_dir DIR`` writes
 datasets, smoke environment, metric directions, prepare and check commands, expected
 run time); templates written for the reference system have none and get defaults.
 
-``check_template`` validates a folder against that contract (implemented in
-:mod:`aisci.engine.lab.template_check`, re-exported here).
+:mod:`aisci.engine.lab.template_check` validates a folder against that contract; where
+a template's baseline lives in a lab is :func:`aisci.engine.lab.layout.baseline_dir`.
 """
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisci.engine.errors import UsageError
 from aisci.engine.resources import templates_dir
 
 TOML_NAME = "template.toml"
@@ -25,7 +27,7 @@ REQUIRED_FILES = ("experiment.py", "plot.py", "prompt.json", "seed_ideas.json",
                   "latex/template.tex")
 
 
-class TemplateError(ValueError):
+class TemplateError(UsageError):
     """A template cannot be found or its template.toml is malformed (one-line message)."""
 
 
@@ -96,7 +98,7 @@ def load_template_info(path: Path) -> TemplateInfo:
     _expect(not unknown, where, ", ".join(unknown), f"only keys {sorted(known)}", "unknown key")
     info.has_toml = True
     if "name" in data:
-        _expect(isinstance(data["name"], str) and data["name"], where, "name", "a string",
+        _expect(isinstance(data["name"], str) and bool(data["name"]), where, "name", "a string",
                 data["name"])
         info.name = data["name"]
     if "description" in data:
@@ -130,7 +132,7 @@ def load_template_info(path: Path) -> TemplateInfo:
 
 
 def available_templates(lab: Path | None = None) -> list[str]:
-    names = set()
+    names: set[str] = set()
     roots = [templates_dir()] + ([Path(lab) / "templates"] if lab else [])
     for root in roots:
         if root.is_dir():
@@ -157,13 +159,19 @@ def find_template(name_or_path: str | Path, lab: Path | None = None) -> Template
                         f"{', '.join(str(c) for c in candidates)}); available: {known}")
 
 
-def baseline_dir(lab: Path, template_name: str, smoke: bool) -> Path:
-    """Where the template's baseline run_0 lives in a lab; new ideas copy it from here."""
-    suffix = "-smoke" if smoke else ""
-    return Path(lab) / "baselines" / f"{template_name}{suffix}" / "run_0"
-
-
-def check_template(path: Path, run_smoke: bool = True, **options: Any) -> list[Any]:
-    """Problems of the template at ``path`` (empty list = passes); see template_check."""
-    from aisci.engine.lab.template_check import check_template as _check
-    return _check(Path(path), run_smoke=run_smoke, **options)
+def check_argv(check: list[str], template_path: Path, project: Path) -> list[str]:
+    """The template's check command as run (see ``TemplateInfo.check_command``): "python"
+    is the engine's interpreter, ``{project}`` the idea folder, ``{template}`` and relative
+    ``*.py`` paths the pristine template folder (never the idea's copy)."""
+    out = []
+    for part in check:
+        if part in ("python", "python3"):
+            out.append(sys.executable)
+        elif "{project}" in part or "{template}" in part:
+            out.append(part.replace("{project}", str(project))
+                       .replace("{template}", str(template_path)))
+        elif part.endswith(".py") and not Path(part).is_absolute():
+            out.append(str(Path(template_path) / part))
+        else:
+            out.append(part)
+    return out

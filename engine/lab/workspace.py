@@ -40,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import git
-from aisci.engine.lab import safe_files
+from aisci.engine.errors import AisciError
+from aisci.engine.lab import layout, safe_files
+from aisci.engine.lab.secret_names import is_secret_name
 from aisci.engine.lab.store import IdeaRow
-from aisci.engine.run.sandbox import is_secret_name
 
 MAX_COMMIT_BYTES = 5 * 1024 * 1024
 #: Results and logs; excluded from the code diffs shown for a run.
@@ -58,8 +59,6 @@ __pycache__/
 *.safetensors
 *.bin
 """
-#: Lab folder holding the git directory of every idea (``<name>.git``).
-REPOS_DIR = "repos"
 #: Bound on the entries scanned for nested repositories before a commit.
 _MAX_SCAN_ENTRIES = 200_000
 #: Configuration every engine git command runs with, above the repository's own
@@ -108,19 +107,8 @@ _COPY_IGNORE = shutil.ignore_patterns("run_*", "logs", "__pycache__", "*.pyc", "
                                       "draft-*.pdf")
 
 
-class WorkspaceError(RuntimeError):
+class WorkspaceError(AisciError):
     """A workspace operation that cannot be carried out (message names the idea dir)."""
-
-
-def idea_dir_for(lab: Path, idea: IdeaRow) -> Path:
-    return Path(lab) / "ideas" / f"{idea.id}-{idea.name}"
-
-
-def git_dir_for(idea_dir: Path) -> Path:
-    """The git directory of the idea folder ``<lab>/ideas/<name>``:
-    ``<lab>/repos/<name>.git``, outside anything an experiment can write."""
-    idea_dir = Path(idea_dir).absolute()
-    return idea_dir.parent.parent / REPOS_DIR / f"{idea_dir.name}.git"
 
 
 def git_environment(git_dir: Path, work_tree: Path | None) -> dict[str, str]:
@@ -179,8 +167,8 @@ def _pin_git_dir(git_dir: Path) -> None:
 
 def adopt_legacy_git_dir(idea_dir: Path) -> bool:
     """Labs made before the git directory moved out kept it at ``<idea>/.git``: move it
-    to :func:`git_dir_for` and re-pin it. True when something was adopted."""
-    old, new = Path(idea_dir) / ".git", git_dir_for(idea_dir)
+    to :func:`layout.git_dir` and re-pin it. True when something was adopted."""
+    old, new = Path(idea_dir) / ".git", layout.git_dir(idea_dir)
     if new.exists() or old.is_symlink() or not old.is_dir():
         return False
     try:
@@ -196,7 +184,7 @@ def has_workspace(idea_dir: Path) -> bool:
     """True when the idea folder has its engine-owned git directory (legacy layouts are
     adopted first)."""
     adopt_legacy_git_dir(idea_dir)
-    return (git_dir_for(idea_dir) / "HEAD").is_file()
+    return (layout.git_dir(idea_dir) / "HEAD").is_file()
 
 
 def read_final_info(run_dir: Path) -> dict[str, Any]:
@@ -269,7 +257,7 @@ class IdeaWorkspace:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path).absolute()
-        self.git_dir = git_dir_for(self.path)
+        self.git_dir = layout.git_dir(self.path)
         if not has_workspace(self.path) or not self.path.is_dir():
             raise WorkspaceError(f"{self.path}: not an idea workspace (no git repository at "
                                  f"{self.git_dir})")
@@ -294,9 +282,9 @@ class IdeaWorkspace:
         base (tag ``base``). Idempotent: an existing workspace is returned as it is.
 
         ``baseline`` is the folder holding the baseline ``final_info.json``; by default
-        ``templates.baseline_dir(lab, template.name, smoke)`` when it has one."""
+        ``layout.baseline_dir(lab, template.name, smoke)`` when it has one."""
         lab = Path(getattr(ctx_or_lab, "lab", ctx_or_lab))
-        path = idea_dir_for(lab, idea_row).absolute()
+        path = layout.idea_dir(lab, idea_row.id, idea_row.name).absolute()
         if has_workspace(path) and path.is_dir():
             ws = cls(path)
             if "base" in ws.tags():
@@ -307,15 +295,14 @@ class IdeaWorkspace:
                 path.unlink()
             elif path.exists():
                 shutil.rmtree(path)
-            if git_dir_for(path).exists():
-                shutil.rmtree(git_dir_for(path))
+            if layout.git_dir(path).exists():
+                shutil.rmtree(layout.git_dir(path))
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(Path(template.path), path, ignore=_COPY_IGNORE, symlinks=True)
-            _init_git_dir(git_dir_for(path))
+            _init_git_dir(layout.git_dir(path))
             ws = cls(path)
         if baseline is None:
-            from aisci.engine.lab.templates import baseline_dir
-            baseline = baseline_dir(lab, template.name, smoke)
+            baseline = layout.baseline_dir(lab, template.name, smoke)
         base_info = None
         baseline = Path(baseline)
         if safe_files.is_file(baseline.parent, f"{baseline.name}/final_info.json"):
@@ -519,7 +506,8 @@ class IdeaWorkspace:
             blob = self.repo.commit(ref).tree / rel
         except KeyError:
             return None
-        return blob.data_stream.read().decode("utf-8", errors="replace")
+        data: bytes = blob.data_stream.read()
+        return data.decode("utf-8", errors="replace")
 
     def log(self, limit: int = 200) -> list[tuple[str, str]]:
         """(sha, subject) newest first, bounded."""

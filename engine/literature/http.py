@@ -14,12 +14,13 @@ import urllib.request
 from typing import Any
 
 from aisci import __version__
+from aisci.engine.errors import ExternalServiceError
 from aisci.engine.retry_after import parse_retry_after
 
 USER_AGENT = f"aisci/{__version__} (+literature search for novelty checks and citations)"
 
 
-class SourceError(RuntimeError):
+class SourceError(ExternalServiceError):
     """A failed request to a literature source."""
 
     def __init__(self, message: str, *, status: int | None = None,

@@ -6,8 +6,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from aisci.engine.errors import ExternalServiceError
 
-class DeadlinePassed(TimeoutError):
+
+class DeadlinePassed(ExternalServiceError):
     """Waiting for a token would pass the caller's deadline."""
 
 

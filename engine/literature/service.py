@@ -12,16 +12,20 @@ from typing import Any, Protocol
 
 from aisci.engine import events as ev
 from aisci.engine.config import Settings
+from aisci.engine.errors import ExternalServiceError
 from aisci.engine.events import EventBus
 from aisci.engine.lab.store import LabStore
 from aisci.engine.literature.bibtex import ensure_bibtex
 from aisci.engine.literature.breaker import CircuitBreaker
 from aisci.engine.literature.http import SourceError
+from aisci.engine.literature.offline import OfflineSource
+from aisci.engine.literature.openalex import OpenAlexSource
 from aisci.engine.literature.paper import Paper
 from aisci.engine.literature.ratelimit import DeadlinePassed, TokenBucket
+from aisci.engine.literature.semantic_scholar import SemanticScholarSource
 
 
-class LiteratureUnavailable(RuntimeError):
+class LiteratureUnavailable(ExternalServiceError):
     """No literature source could answer (all down, breakers open, or deadline passed)."""
 
     def __init__(self, message: str, errors: dict[str, str] | None = None) -> None:
@@ -30,17 +34,16 @@ class LiteratureUnavailable(RuntimeError):
 
 
 class Source(Protocol):
-    name: str
-    has_key: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def has_key(self) -> bool: ...
 
     async def search(self, query: str, limit: int, timeout: float) -> list[Paper]: ...
 
 
 def make_sources(settings: Settings) -> list[Source]:
-    from aisci.engine.literature.offline import OfflineSource
-    from aisci.engine.literature.openalex import OpenAlexSource
-    from aisci.engine.literature.semantic_scholar import SemanticScholarSource
-
     cfg = settings.literature
     out: list[Source] = []
     for name in cfg.sources:
@@ -185,4 +188,4 @@ class Literature:
         cfg = self.settings.literature
         if exc.retry_after is not None:
             return min(exc.retry_after, cfg.retry_after_cap_s)
-        return cfg.backoff_base_s * (2 ** attempt) * (0.75 + random.random() / 2)
+        return cfg.backoff_base_s * (2.0 ** attempt) * (0.75 + random.random() / 2)

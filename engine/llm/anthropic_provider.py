@@ -129,7 +129,8 @@ def _content(m: Message, model: str) -> list[dict[str, Any]]:
 
 
 def build_params(model: str, request: LLMRequest, *, effort: str | None = None) -> dict[str, Any]:
-    messages = [{"role": m.role, "content": _content(m, model)} for m in request.messages]
+    messages: list[dict[str, Any]] = [{"role": m.role, "content": _content(m, model)}
+                                      for m in request.messages]
     prefix = min(request.cache_prefix_messages, len(messages))
     if prefix > 0:
         cacheable = [b for b in messages[prefix - 1]["content"] if b.get("type") in _CACHEABLE]

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from aisci.engine.errors import ExternalServiceError
+
 
 @dataclass(frozen=True)
 class ToolSpec:
@@ -110,7 +112,7 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
-class LLMError(RuntimeError):
+class LLMError(ExternalServiceError):
     """A failed call. ``retryable`` tells the client whether trying again can help."""
 
     retryable = False

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from aisci.engine import events as ev
 from aisci.engine.config import Settings
+from aisci.engine.errors import EXIT_BUDGET
 from aisci.engine.events import EventBus
 from aisci.engine.lab.store import LabStore
 from aisci.engine.llm.base import (
@@ -32,6 +33,7 @@ from aisci.engine.llm.base import (
 )
 from aisci.engine.llm.pricing import PriceTable
 from aisci.engine.llm.prompts import PromptLibrary
+from aisci.engine.llm.providers import make_provider
 from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
@@ -39,6 +41,8 @@ T = TypeVar("T", bound=BaseModel)
 
 class BudgetExceeded(LLMError):
     """The next call would cross a budget; it was not made. The stage should pause."""
+
+    exit_code = EXIT_BUDGET
 
     def __init__(self, scope: str, idea_id: int | None, spent: float, budget: float) -> None:
         super().__init__(f"{scope} budget reached: ${spent:.4f} spent of ${budget:.2f}")
@@ -78,7 +82,6 @@ class LLMClient:
             if self._factory is not None:
                 prov = self._factory(spec)
             else:
-                from aisci.engine.llm.providers import make_provider
                 prov = make_provider(spec, self.settings)
             self._providers[spec] = prov
         return prov
@@ -234,7 +237,7 @@ class LLMClient:
         cfg = self.settings.llm
         if exc.retry_after is not None:
             return min(max(exc.retry_after, 0.0), cfg.retry_after_cap_s)
-        base = min(cfg.backoff_max_s, cfg.backoff_base_s * (2 ** (tries - 1)))
+        base = min(cfg.backoff_max_s, cfg.backoff_base_s * (2.0 ** (tries - 1)))
         return base * (0.5 + random.random() / 2)
 
     def _record(self, call_id: str, stage: str, idea_id: int | None, provider: Provider,

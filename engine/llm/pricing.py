@@ -9,6 +9,7 @@ import re
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from aisci.engine.resources import data_dir
 
@@ -34,7 +35,7 @@ class Price:
         return self
 
 
-def _price(p: dict) -> Price:
+def _price(p: dict[str, Any]) -> Price:
     inp = float(p["input"])
     return Price(input=inp, output=float(p["output"]),
                  cache_write=float(p.get("cache_write", inp)),

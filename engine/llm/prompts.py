@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from aisci.engine.errors import UsageError
 from aisci.engine.resources import prompts_dir
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 
 
-class PromptError(ValueError):
+class PromptError(UsageError):
     """A prompt file is missing or a placeholder has no value."""
 
 

@@ -13,8 +13,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from aisci.engine.agent.edit_tools import EditTools
+from aisci.engine.agent.tool_loop import run_tool_loop
+from aisci.engine.events import Notice
 from aisci.engine.lab import safe_files
-from aisci.engine.llm.base import ToolCall, ToolResult, ToolSpec
+from aisci.engine.literature import LiteratureUnavailable
+from aisci.engine.literature.bibtex import build_bibtex, make_key, rekey
+from aisci.engine.llm.base import LLMRequest, Message, ToolCall, ToolResult, ToolSpec
 from aisci.engine.paper.texscan import strip_comments
 from pydantic import BaseModel
 
@@ -68,8 +73,6 @@ class Bibliography:
     def add(self, paper: Any) -> tuple[str, bool]:
         """Add ``paper``'s BibTeX; returns (key, added). An entry with the same title is
         reused; a key taken by another paper gets a suffix (b, c, ...)."""
-        from aisci.engine.literature.bibtex import build_bibtex, make_key, rekey
-
         entries = self.entries()
         title = _norm_title(paper.title)
         for key, t in entries.items():
@@ -144,12 +147,6 @@ async def citation_round(ctx: Any, idea_id: int, name: str, idea_dir: Path, r: i
                          rounds: int) -> str:
     """One round; returns 'done' (no more citations needed), 'unavailable' (literature
     down) or 'continue'."""
-    from aisci.engine.agent.edit_tools import EditTools
-    from aisci.engine.agent.tool_loop import run_tool_loop
-    from aisci.engine.events import Notice
-    from aisci.engine.literature import LiteratureUnavailable
-    from aisci.engine.llm.base import LLMRequest, Message
-
     latex_dir = idea_dir / "latex"
     bib = Bibliography(latex_dir)
     tex = safe_files.read_text(idea_dir, "latex/template.tex", errors="replace")

@@ -13,7 +13,9 @@ import math
 import re
 from dataclasses import asdict, dataclass
 from itertools import combinations
+from pathlib import Path
 
+from aisci.engine.lab import safe_files
 from aisci.engine.paper.run_facts import Fact, RunFacts
 from aisci.engine.paper.texscan import TexText, mask_spans
 
@@ -35,6 +37,29 @@ class Finding:
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+INTEGRITY_FILE = "integrity.json"
+"""The integrity stage's report in the idea folder (its findings, read by improve)."""
+
+
+def load_findings(idea_dir: Path) -> list[Finding]:
+    """The findings of the idea's integrity report; none when it is missing or unreadable."""
+    try:
+        data = safe_files.read_json(idea_dir, INTEGRITY_FILE)
+        return [Finding(**f) for f in data.get("findings", [])]
+    except (OSError, ValueError, TypeError, AttributeError):  # incl. safe_files.UnsafeFile
+        return []
+
+
+def format_findings(findings: list[Finding], limit: int = 40) -> str:
+    """The findings as a bullet list for the model (at most ``limit``)."""
+    lines = [f"- [{f.kind}] {f.location}: {f.message}" + (f"\n    context: {f.context}"
+                                                           if f.context else "")
+             for f in findings[:limit]]
+    if len(findings) > limit:
+        lines.append(f"- ... {len(findings) - limit} more")
+    return "\n".join(lines)
 
 
 # -- numbers -----------------------------------------------------------------------------

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisci.engine.agent.edit_tools import EditTools
+from aisci.engine.agent.tool_loop import run_tool_loop
+from aisci.engine.errors import StageError
+from aisci.engine.events import StageProgress
 from aisci.engine.lab import safe_files
+from aisci.engine.llm.base import Message
 from aisci.engine.paper.lint import (
     CHKTEX_DISABLED,
     LatexProblem,
@@ -30,13 +35,14 @@ from aisci.engine.paper.lint import (
     parse_chktex,
     trim_log,
 )
+from aisci.engine.run.executor import Executor, RunSpec
 
 MAIN_TEX = "template.tex"
 DRAFT_RE = re.compile(r"^draft-(\d+)\.pdf$")
 CHKTEX_TIMEOUT_S = 60.0
 
 
-class TexMissing(RuntimeError):
+class TexMissing(StageError):
     """No TeX installation: the stage stops, the .tex stays."""
 
 
@@ -67,7 +73,8 @@ def latest_draft(latex_dir: Path) -> Path | None:
 
 def _next_draft(latex_dir: Path) -> Path:
     last = latest_draft(latex_dir)
-    n = int(DRAFT_RE.match(last.name).group(1)) + 1 if last else 1  # type: ignore[union-attr]
+    m = DRAFT_RE.match(last.name) if last else None  # drafts() lists matching names only
+    n = int(m.group(1)) + 1 if m else 1
     return Path(latex_dir) / f"draft-{n}.pdf"
 
 
@@ -107,7 +114,6 @@ class LatexCompiler:
 
     def _spec(self, argv: list[str], latex_dir: Path, run: str, limit_s: float,
               kind: str = "latex") -> Any:
-        from aisci.engine.run.executor import RunSpec
         log = latex_dir.parent / "logs" / f"{run}.log"
         # The idea folder is bound (not only latex/) so figures referenced as ../fig.png
         # are visible inside the sandbox, which masks /tmp and the user's home; TeX's own
@@ -208,18 +214,12 @@ async def compile_with_fixes(ctx: Any, idea_id: int, *, stage: str = "write",
     """Lint + compile; feed every problem back to the model through the edit tools for
     at most ``writeup.compile_fix_rounds`` rounds (style-only problems: at most
     ``writeup.chktex_rounds``). Raises TexMissing when TeX is not installed."""
-    from aisci.engine.agent.edit_tools import EditTools
-    from aisci.engine.agent.tool_loop import run_tool_loop
-    from aisci.engine.events import StageProgress
-    from aisci.engine.llm.base import Message
-
     row = ctx.idea(idea_id)
     idea_dir = ctx.idea_dir(row)
     latex_dir = idea_dir / "latex"
     prefix = step_prefix or row.name
     executor = ctx.executor
     if executor is None:
-        from aisci.engine.run.executor import Executor
         executor = Executor(ctx.settings, ctx.bus, ctx.store)
     compiler = LatexCompiler(ctx.settings, executor, idea_id=idea_id)
     compiler.check_toolchain()

@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aisci.engine.errors import AisciError
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -160,7 +162,7 @@ _MAX_TREE_ENTRIES = 20_000
 _MAX_ENV_BYTES = 64 * 1024 * 1024
 
 
-class ConfineError(OSError):
+class ConfineError(AisciError, OSError):
     """The isolation layer cannot be prepared (one line, names what failed)."""
 
 
@@ -491,7 +493,7 @@ class Plan:
                  slots: list[int], drop_caps: bool, drop_bounding: bool) -> None:
         self.ruleset_fd = ruleset_fd
         self.abi = abi
-        self._filter = (_SockFilter * max(1, len(program)))(*program)
+        self._filter = (_SockFilter * max(1, len(program)))(*(_SockFilter(*i) for i in program))
         self._fprog = _SockFprog(len(program), ctypes.addressof(self._filter))
         self._slots = slots
         self._drop_caps = drop_caps
@@ -502,7 +504,7 @@ class Plan:
 
     @property
     def has_seccomp(self) -> bool:
-        return self._fprog.len > 0
+        return int(self._fprog.len) > 0
 
     def close(self) -> None:
         if self.ruleset_fd >= 0:

@@ -71,7 +71,7 @@ def _cpu_model() -> str:
 
 def _nvml_gpus() -> tuple[list[str], str | None] | None:
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml  # optional (not a dependency)
     except ImportError:
         return None
     try:

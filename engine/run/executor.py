@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Literal
 
 from aisci.engine.config import Settings
+from aisci.engine.errors import AisciError
 from aisci.engine.events import (
+    Event,
     EventBus,
     ProcessStats,
     RunControl,
@@ -35,6 +37,7 @@ from aisci.engine.events import (
     RunStalled,
     RunStarted,
 )
+from aisci.engine.lab.secret_names import is_secret_name
 from aisci.engine.lab.store import LabStore
 from aisci.engine.run import confine, sandbox
 from aisci.engine.run import gpu as gpu_mod
@@ -54,7 +57,7 @@ _OOM_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out 
                 "DefaultCPUAllocator: can't allocate memory")
 
 
-class IsolationUnavailable(RuntimeError):
+class IsolationUnavailable(AisciError):
     """No isolation layer of ``sandbox.mode`` works here (one line: why, and the fix)."""
 
 
@@ -92,25 +95,6 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-@dataclass
-class ProcessInfo:
-    idea_id: int | None
-    run: str
-    kind: str
-    pid: int
-    elapsed_s: float
-    limit_s: float
-    cpu_percent: float
-    rss_bytes: int
-    gpu_mem_bytes: int | None
-    last_output_age_s: float
-    paused: bool
-    isolation: str
-    stalled: bool
-    attempt: int = 1
-    processes: int = 1
 
 
 class _LiveRun:
@@ -166,7 +150,7 @@ class Executor:
         self._live: dict[tuple[int | None, str], _LiveRun] = {}
         # Non-dumpable, secrets out of the initial environment block: the children cannot
         # read the engine's /proc environ or memory, whatever layer isolates them.
-        confine.harden_engine(sandbox.is_secret_name)
+        confine.harden_engine(is_secret_name)
 
     # -- public API ------------------------------------------------------------------------
     def isolation(self) -> tuple[str, str]:
@@ -280,7 +264,7 @@ class Executor:
             raise
         return self._finish(live, status, reason, cgroup, private_dir)
 
-    def running(self) -> list[ProcessInfo]:
+    def running(self) -> list[ProcessStats]:
         now = time.monotonic()
         return [self._info(lr, now) for lr in self._live.values()]
 
@@ -382,12 +366,7 @@ class Executor:
                 next_stats = now + _STATS_EVERY_S
                 live.gpu_mem = gpu_mod.tree_gpu_memory(self._gpu_probe, live.tree.pids()) \
                     if self._gpu_probe is not None else None
-                info = self._info(live, now)
-                self._publish(ProcessStats(
-                    idea_id=info.idea_id, run=info.run, elapsed_s=info.elapsed_s,
-                    limit_s=info.limit_s, cpu_percent=info.cpu_percent,
-                    rss_bytes=info.rss_bytes, gpu_mem_bytes=info.gpu_mem_bytes,
-                    last_output_age_s=info.last_output_age_s, paused=info.paused))
+                self._publish(self._info(live, now))
 
     async def _terminate(self, live: _LiveRun, grace: float | None = None) -> None:
         """SIGTERM the tree, wait the grace period, then SIGKILL whatever is left."""
@@ -443,8 +422,8 @@ class Executor:
         return RunResult(status, exit_code, duration, reason, live.pump.stderr_tail(),
                          live.isolation, Path(spec.log_path), live.row_id, live.proc.pid)
 
-    def _info(self, live: _LiveRun, now: float) -> ProcessInfo:
-        return ProcessInfo(
+    def _info(self, live: _LiveRun, now: float) -> ProcessStats:
+        return ProcessStats(
             idea_id=live.spec.idea_id, run=live.spec.run, kind=live.spec.kind,
             pid=live.proc.pid, elapsed_s=live.elapsed(now), limit_s=live.limit_s,
             cpu_percent=live.cpu, rss_bytes=live.rss, gpu_mem_bytes=live.gpu_mem,
@@ -479,9 +458,9 @@ class Executor:
             fields["controls"] = controls
         self.store.update_run(row_id, **fields)
 
-    def _publish(self, event: object) -> None:
+    def _publish(self, event: Event) -> None:
         if self.bus is not None:
-            self.bus.publish(event)  # type: ignore[arg-type]
+            self.bus.publish(event)
 
     def _memory_exhausted(self, live: _LiveRun) -> bool:
         """Whether a failed run died of its memory limit: the kernel killed inside its

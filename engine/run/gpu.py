@@ -112,7 +112,7 @@ def default_probe() -> NvmlProbe | None:
 
 def _init_nvml() -> NvmlProbe | None:
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml  # optional (not a dependency)
     except ImportError:
         return None
     try:

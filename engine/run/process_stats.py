@@ -106,7 +106,7 @@ class ProcessTree:
     def _has_marker(self, pid: int) -> bool:
         try:
             with open(f"/proc/{pid}/environ", "rb") as fh:
-                return self._marker in fh.read(1 << 20).split(b"\0")  # type: ignore[operator]
+                return self._marker in fh.read(1 << 20).split(b"\0")
         except OSError:
             return False
 

@@ -29,7 +29,6 @@ import functools
 import glob
 import itertools
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aisci.engine.config import SandboxSettings
+from aisci.engine.lab.secret_names import is_secret_name
 from aisci.engine.run import confine
 from aisci.engine.run.cgroups import controller_root
 
@@ -49,25 +49,10 @@ ENV_ALLOWLIST = (
     "VECLIB_MAXIMUM_THREADS", "AISCI_SMOKE", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
 )
 
-_SECRET_WORDS = re.compile(
-    r"KEY|TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|CERT|PWD")
-_SECRET_PREFIXES = (
-    "ANTHROPIC_", "OPENAI_", "AWS_", "HF_", "HUGGING", "GOOGLE_", "GCP_", "GCLOUD_", "AZURE_",
-    "GITHUB_", "GH_", "GITLAB_", "S2_", "WANDB_", "COHERE_", "MISTRAL_", "DEEPSEEK_",
-    "OPENROUTER_", "GROQ_", "TOGETHER_", "SSH_", "GPG_", "GNUPG", "DOCKER_", "NPM_", "PYPI_",
-    "TWINE_", "SLACK_", "DATABASE_", "DB_", "KUBE",
-)
-
 #: Bubblewrap namespace flags; --unshare-net is added unless the run needs the network.
 _BWRAP_NS = ("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
              "--unshare-user", "--uid", "1000", "--gid", "1000")
 _SANDBOX_HOME = "/tmp/home"
-
-
-def is_secret_name(name: str) -> bool:
-    """True for names that look like credentials; such variables never reach a child."""
-    upper = name.upper()
-    return bool(_SECRET_WORDS.search(upper)) or upper.startswith(_SECRET_PREFIXES)
 
 
 def child_environment(settings: SandboxSettings, *, home: str, tmpdir: str,
@@ -217,7 +202,7 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 def _prctl() -> Callable[..., int] | None:
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
 

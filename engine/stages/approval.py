@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from aisci.engine.config import Settings
+from aisci.engine.errors import UsageError
 from aisci.engine.events import EventBus, IdeaChanged
+from aisci.engine.lab import layout
 from aisci.engine.lab.idea_schema import IdeaError, validate_idea
 from aisci.engine.lab.store import IdeaRow, LabStore
 
@@ -18,7 +20,7 @@ from aisci.engine.lab.store import IdeaRow, LabStore
 PROTECTED_FIELDS = frozenset({"novel"})
 
 
-class TriageError(ValueError):
+class TriageError(UsageError):
     """A triage command that cannot be applied (unknown idea, missing reason, ...)."""
 
 
@@ -35,7 +37,7 @@ def _publish(bus: EventBus | None, event: IdeaChanged) -> None:
 
 
 def workspace_exists(store: LabStore, row: IdeaRow) -> bool:
-    return (store.lab_dir / "ideas" / f"{row.id}-{row.name}").exists()
+    return layout.idea_dir(store.lab_dir, row.id, row.name).exists()
 
 
 def approve(store: LabStore, bus: EventBus | None, idea_id: int, source: str = "human",

@@ -8,12 +8,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from aisci.engine import events as ev
-from aisci.engine.lab import safe_files
+from aisci.engine.lab import layout, safe_files
+from aisci.engine.lab.templates import TemplateInfo
 from aisci.engine.lab.workspace import IdeaWorkspace, has_workspace, read_final_info
 from aisci.engine.run.environment import write_run_env
+from aisci.engine.run.executor import RunSpec
 from aisci.engine.stages import runtime as rt
 from aisci.engine.stages.context import StageContext
 from aisci.engine.stages.runtime import ExperimentError
@@ -23,11 +24,10 @@ PREPARE_LIMIT_S = 3600.0
 _baseline_locks: dict[Path, asyncio.Lock] = {}
 
 
-async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path:
-    """The template's baseline run_0 (``templates.baseline_dir``), produced through the
+async def ensure_baseline(ctx: StageContext, template: TemplateInfo, smoke: bool) -> Path:
+    """The template's baseline run_0 (``layout.baseline_dir``), produced through the
     executor (kind ``baseline``) the first time and reused by every later idea."""
-    from aisci.engine.lab.templates import baseline_dir
-    run0 = baseline_dir(ctx.lab, template.name, smoke)
+    run0 = layout.baseline_dir(ctx.lab, template.name, smoke)
     lock = _baseline_locks.setdefault(run0, asyncio.Lock())
     async with lock:
         if safe_files.is_file(run0.parent, f"{run0.name}/final_info.json"):
@@ -45,7 +45,7 @@ async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path
         env = rt.smoke_env(template, smoke)
         rt.progress(ctx, None, "experiment", f"producing the {template.name} baseline (run_0)")
         run0.mkdir()
-        if getattr(template, "prepare_command", None):
+        if template.prepare_command:
             await _prepare_data(ctx, template, root, smoke)
         async with rt.stage_slot(ctx, None) as slot:
             result = await rt.run_process(
@@ -67,14 +67,14 @@ async def ensure_baseline(ctx: StageContext, template: Any, smoke: bool) -> Path
         return run0
 
 
-async def _prepare_data(ctx: StageContext, template: Any, folder: Path, smoke: bool) -> None:
+async def _prepare_data(ctx: StageContext, template: TemplateInfo, folder: Path,
+                        smoke: bool) -> None:
     """The template's data preparation, in a fresh copy of the template (the pristine
     code, so it may use the network to download datasets). A failure is reported, not
     fatal: the experiment says itself what data it misses."""
     argv = [sys.executable if a in ("python", "python3") else a
-            for a in template.prepare_command]
+            for a in template.prepare_command or []]
     rt.progress(ctx, None, "experiment", f"preparing the data of template {template.name}")
-    from aisci.engine.run.executor import RunSpec
     spec = RunSpec(argv=argv, cwd=folder, log_path=folder / "logs" / "prepare.log",
                    limit_s=PREPARE_LIMIT_S, kind="prepare", run="prepare", idea_id=None,
                    writable=[folder], network=True,
@@ -114,7 +114,8 @@ def _copy_prepared(src_root: Path, dst_root: Path) -> int:
     return n
 
 
-async def prepare_workspace(ctx: StageContext, idea_id: int) -> tuple[IdeaWorkspace, Any]:
+async def prepare_workspace(ctx: StageContext,
+                            idea_id: int) -> tuple[IdeaWorkspace, TemplateInfo]:
     """The idea's workspace with its baseline (and prepared data), created on first use
     (idempotent)."""
     idea = ctx.idea(idea_id)

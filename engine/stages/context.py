@@ -8,18 +8,50 @@ is already finished).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from aisci.engine.config import Settings
 from aisci.engine.events import Event, EventBus
+from aisci.engine.lab import layout
 from aisci.engine.lab.store import IdeaRow, LabStore
+from aisci.engine.literature import Paper
 from aisci.engine.llm.client import LLMClient, StageLLM
 from aisci.engine.llm.prompts import PromptLibrary
+from aisci.engine.run.executor import RunResult, RunSpec
 
-if TYPE_CHECKING:  # the services below import heavier modules; keep the context light
-    pass
+
+class ProcessRunner(Protocol):
+    """Runs one contained process (:class:`aisci.engine.run.executor.Executor`)."""
+
+    async def run(self, spec: RunSpec) -> RunResult: ...
+
+
+class SlotInfo(Protocol):
+    """A GPU or CPU slot held while a process runs (:class:`aisci.engine.run.scheduler.Slot`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def cuda_visible_devices(self) -> str: ...
+
+
+class SlotScheduler(Protocol):
+    """Hands out GPU / CPU slots (:class:`aisci.engine.run.scheduler.Scheduler`)."""
+
+    def slot(self, *, idea_id: int | None = None,
+             priority: int = 0) -> AbstractAsyncContextManager[SlotInfo]: ...
+
+
+class LiteratureSearch(Protocol):
+    """Searches papers with cache, limits and failover
+    (:class:`aisci.engine.literature.Literature`)."""
+
+    async def search(self, query: str, limit: int = 10, *,
+                     deadline: float | None = None) -> list[Paper]: ...
 
 
 @dataclass
@@ -30,13 +62,12 @@ class StageContext:
     bus: EventBus
     llm: LLMClient
     prompts: PromptLibrary
-    executor: Any = None
-    """aisci.engine.run.executor.Executor: runs experiments, plots and LaTeX, contained."""
-    scheduler: Any = None
-    """aisci.engine.run.scheduler.Scheduler: hands out GPU / CPU slots."""
-    literature: Any = None
-    """aisci.engine.literature.Literature: searches with cache, limits and failover."""
-    extras: dict[str, Any] = field(default_factory=dict)
+    executor: ProcessRunner | None = None
+    """Runs experiments, plots and LaTeX, contained; None: no process can run."""
+    scheduler: SlotScheduler | None = None
+    """None: one process at a time on the CPU (:func:`runtime.stage_slot`)."""
+    literature: LiteratureSearch | None = None
+    """None: the novelty stage makes one; the write stage skips citations."""
 
     def publish(self, event: Event) -> None:
         self.bus.publish(event)
@@ -52,4 +83,4 @@ class StageContext:
 
     def idea_dir(self, idea: IdeaRow | int) -> Path:
         row = self.idea(idea) if isinstance(idea, int) else idea
-        return self.lab / "ideas" / f"{row.id}-{row.name}"
+        return layout.idea_dir(self.lab, row.id, row.name)

@@ -22,16 +22,16 @@ where ``<idea>`` is the idea's Name. Processes run through ``ctx.executor`` (kin
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aisci.engine.agent.edit_tools import STAGE_WRITABLE, EditTools
+from aisci.engine.agent.edit_tools import EditTools
 from aisci.engine.agent.tool_loop import run_tool_loop
 from aisci.engine.lab import safe_files
 from aisci.engine.lab.store import IdeaRow
+from aisci.engine.lab.templates import TemplateInfo, check_argv
 from aisci.engine.lab.workspace import (
     IdeaWorkspace,
     format_results,
@@ -42,25 +42,21 @@ from aisci.engine.run.environment import write_run_env
 from aisci.engine.stages import runtime as rt
 from aisci.engine.stages.baseline import prepare_workspace
 from aisci.engine.stages.context import StageContext
+from aisci.engine.stages.contract import StageOutcome
+from aisci.engine.stages.runtime import DONE_TAG
 
-DONE_TAG = "experiments_done"
 COMPLETION_WORD = "ALL_COMPLETED"
-_PLAN_LINE = re.compile(r"^\s*(?:[-*]\s*)?\**run[ _]?(\d+)\**\s*[:.)\-\u2013]\s*(.+?)\s*$",
-                        re.IGNORECASE | re.MULTILINE)
 
 
-@dataclass
-class ExperimentOutcome:
-    ok: bool
+@dataclass(kw_only=True)
+class ExperimentOutcome(StageOutcome):
     runs: list[int] = field(default_factory=list)
     """Finished runs (tags run_<i>)."""
     completed: bool = False
     """The model said ALL_COMPLETED or every planned run was done."""
-    reason: str = ""
 
-    @property
-    def summary(self) -> str:
-        return self.reason or f"{len(self.runs)} run(s) finished"
+    def __post_init__(self) -> None:
+        self.summary = self.summary or self.reason or f"{len(self.runs)} run(s) finished"
 
 
 @dataclass
@@ -77,46 +73,14 @@ class _Attempt:
 
 # -- planning ------------------------------------------------------------------------------
 
-def parse_plan(text: str, max_runs: int) -> dict[int, str]:
-    items: dict[int, str] = {}
-    for m in _PLAN_LINE.finditer(text or ""):
-        i = int(m.group(1))
-        if 1 <= i <= max_runs and i not in items:
-            items[i] = rt.one_line(m.group(2).strip("* "))
-    return items
-
-
-def plan_of(ws: IdeaWorkspace, max_runs: int) -> dict[int, str]:
-    if "plan" not in ws.tags():
-        return {}
-    return parse_plan(str(ws.repo.commit("plan").message), max_runs)
-
-
-def system_prompt(ctx: StageContext, stage: str) -> str:
-    allowed, denied = STAGE_WRITABLE[stage]
-    writable = ", ".join(allowed) + (f" (not {', '.join(denied)})" if denied else "")
-    if stage == "experiment":
-        return ctx.prompts.render("experiment_system", writable=writable,
-                                  run_timeout=rt.fmt_s(ctx.settings.experiment.run_timeout_s))
-    return ctx.prompts.render("plot_system", writable=writable,
-                              timeout=rt.fmt_s(ctx.settings.plot.timeout_s))
-
-
-def _task_description(template: Any) -> str:
-    p = Path(template.path) / "prompt.json"
-    try:
-        return str(json.loads(p.read_text(encoding="utf-8")).get("task_description", ""))
-    except (OSError, ValueError, AttributeError):
-        return getattr(template, "description", "") or ""
-
-
-async def _plan(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, template: Any,
+async def _plan(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, template: TemplateInfo,
                 system: str) -> dict[int, str]:
     cfg = ctx.settings.experiment
     baseline = read_final_info(ws.path / "run_0")
     prompt = ctx.prompts.render(
         "experiment_plan", title=idea.data.get("Title", idea.name),
-        experiment=idea.data.get("Experiment", ""), task_description=_task_description(template),
+        experiment=idea.data.get("Experiment", ""),
+        task_description=rt.task_description(Path(template.path)) or template.description,
         baseline_results=format_results(baseline, None, template.lower_is_better,
                                         template.higher_is_better),
         max_runs=cfg.max_runs)
@@ -126,9 +90,9 @@ async def _plan(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, template: A
                                messages=[Message(role="user", text=prompt)],
                                tools=EditTools(ws.path, ["notes.txt"]),
                                step=f"{idea.name}/plan", max_turns=cfg.max_tool_turns)
-    items = parse_plan(loop.text, cfg.max_runs)
+    items = rt.parse_plan(loop.text, cfg.max_runs)
     if not items:
-        items = parse_plan(safe_files.read_text(ws.path, "notes.txt"), cfg.max_runs)
+        items = rt.parse_plan(safe_files.read_text(ws.path, "notes.txt"), cfg.max_runs)
     body = "\n".join(f"Run {i}: {t}" for i, t in sorted(items.items())) or rt.one_line(loop.text, 500)
     ws.commit(f"plan: {len(items)} run(s)\n\n{body}\n")
     ws.tag("plan")
@@ -137,7 +101,7 @@ async def _plan(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, template: A
 
 # -- the run loop --------------------------------------------------------------------------
 
-def _results_so_far(ws: IdeaWorkspace, plan: dict[int, str], template: Any) -> str:
+def _results_so_far(ws: IdeaWorkspace, plan: dict[int, str], template: TemplateInfo) -> str:
     baseline = read_final_info(ws.path / "run_0")
     lines = ["Run 0 (baseline):\n" + format_results(baseline, None, template.lower_is_better,
                                                     template.higher_is_better)]
@@ -151,13 +115,14 @@ def _results_so_far(ws: IdeaWorkspace, plan: dict[int, str], template: Any) -> s
     return "\n\n".join(lines)
 
 
-async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, template: Any,
+async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow,
+                       template: TemplateInfo,
                        i: int, a: int, plan_item: str) -> tuple[_Attempt, int | None, str]:
     """Run the committed code of run i, attempt a: checker first (if any), then
     experiment.py. Returns the outcome, the store row id and the slot's GPUs."""
     cfg = ctx.settings.experiment
     env = rt.smoke_env(template, ctx.settings.general.smoke)
-    check = getattr(template, "check_command", None)
+    check = template.check_command
     async with rt.stage_slot(ctx, idea.id) as slot:
         cvd = slot.cuda_visible_devices
         if check:
@@ -199,17 +164,7 @@ async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow, temp
 def _check_argv(check: list[str], template: Any, idea_dir: Path) -> list[str]:
     """The template's checker command, run from the PRISTINE template copy: relative
     script paths resolve in the template folder; ``{project}`` is the idea folder."""
-    out = []
-    for part in check:
-        if part in ("python", "python3"):
-            out.append(sys.executable)
-        elif "{project}" in part or "{template}" in part:
-            out.append(part.replace("{project}", str(idea_dir))
-                       .replace("{template}", str(template.path)))
-        elif part.endswith(".py") and not Path(part).is_absolute():
-            out.append(str(Path(template.path) / part))
-        else:
-            out.append(part)
+    out = check_argv(check, Path(template.path), idea_dir)
     if not any("{project}" in p for p in check) and "--project" not in check:
         out += ["--project", str(idea_dir)]
     return out
@@ -242,9 +197,9 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
     ws, template = await prepare_workspace(ctx, idea_id)
     rt.mark_interrupted(ctx, idea_id, ("experiment", "check"))
     if DONE_TAG in ws.tags():
-        return ExperimentOutcome(True, ws.finished_runs(), True, "")
-    system = system_prompt(ctx, "experiment")
-    plan = plan_of(ws, cfg.max_runs) if "plan" in ws.tags() else \
+        return ExperimentOutcome(ok=True, runs=ws.finished_runs(), completed=True)
+    system = rt.system_prompt(ctx, "experiment")
+    plan = rt.plan_of(ws, cfg.max_runs) if "plan" in ws.tags() else \
         await _plan(ctx, ws, idea, template, system)
     llm = ctx.stage_llm("experiment", idea_id)
     finished = ws.finished_runs()
@@ -269,7 +224,7 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
                 ws.commit(f"experiments complete after {i - 1} run(s) ({COMPLETION_WORD})")
                 ws.tag(DONE_TAG)
                 rt.progress(ctx, idea_id, "experiment", f"the model ended the runs after run {i - 1}")
-                return ExperimentOutcome(True, ws.finished_runs(), True)
+                return ExperimentOutcome(ok=True, runs=ws.finished_runs(), completed=True)
             # a failed attempt's partial output (kept in history), a planted symlink itself
             safe_files.remove_tree(ws.path, f"run_{i}")
             sha = ws.commit(f"run_{i}: {plan_item}")
@@ -301,8 +256,8 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
         else:
             done = ws.finished_runs()
             reason = (f"run_{i} failed after {cfg.max_attempts} attempt(s): {last_reason}")
-            return ExperimentOutcome(False, done, False, reason)
+            return ExperimentOutcome(ok=False, runs=done, reason=reason)
         i += 1
     ws.commit(f"experiments complete: {cfg.max_runs} run(s)")
     ws.tag(DONE_TAG)
-    return ExperimentOutcome(True, ws.finished_runs(), True)
+    return ExperimentOutcome(ok=True, runs=ws.finished_runs(), completed=True)

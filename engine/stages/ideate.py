@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine import events as ev
+from aisci.engine.errors import UsageError
 from aisci.engine.lab import safe_files
 from aisci.engine.lab.idea_schema import Idea
 from aisci.engine.lab.store import IdeaRow
+from aisci.engine.lab.templates import find_template
 from aisci.engine.llm.base import LLMRequest, MalformedOutput, Message
 from aisci.engine.resources import templates_dir
 from aisci.engine.stages.context import StageContext
@@ -34,7 +36,7 @@ ARCHIVE_LIMIT = 150
 REJECT_LOG_LIMIT = 100
 
 
-class IdeationError(RuntimeError):
+class IdeationError(UsageError):
     """The template cannot be used for ideation (missing files, bad JSON)."""
 
 
@@ -49,18 +51,13 @@ class TemplateSources:
 
 
 def resolve_template(template: str, lab: Path | None) -> tuple[str, Path]:
-    """(name, directory) of a template: the templates module when present, else the lab's
-    templates/, the bundled templates/, or a path."""
+    """(name, directory) of a template: :func:`find_template`, else (a template.toml it
+    refuses) the lab's templates/, the bundled templates/, or a path."""
     try:
-        from aisci.engine.lab.templates import find_template
-    except ImportError:
-        find_template = None  # type: ignore[assignment]
-    if find_template is not None:
-        try:
-            info = find_template(template, lab)
-            return info.name, Path(info.path)
-        except Exception:  # any lookup problem: fall back to the plain lookup below
-            pass
+        info = find_template(template, lab)
+        return info.name, Path(info.path)
+    except Exception:  # any lookup problem: fall back to the plain lookup below
+        pass
     candidates = []
     if lab is not None:
         candidates.append(Path(lab) / "templates" / template)

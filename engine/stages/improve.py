@@ -17,47 +17,49 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aisci.engine.agent.edit_tools import EditTools
 from aisci.engine.agent.tool_loop import run_tool_loop
 from aisci.engine.lab import safe_files
 from aisci.engine.llm.base import Message
+from aisci.engine.paper.integrity_checks import format_findings, load_findings
 from aisci.engine.paper.latex import compile_with_fixes, latest_draft
 from aisci.engine.paper.run_facts import load_run_facts, results_summary
-from aisci.engine.stages.integrity import format_findings, load_findings
+from aisci.engine.stages.context import StageContext
+from aisci.engine.stages.contract import StageOutcome
 from aisci.engine.stages.review import ReviewError, ReviewResult, review_paper
 
 STAGE = "improve"
 IMPROVED_REVIEW = "review-improved.json"
 
 
-@dataclass
-class ImproveOutcome:
+@dataclass(kw_only=True)
+class ImproveOutcome(StageOutcome):
+    """``ok``: the revised paper compiled."""
+
     before: ReviewResult
-    after: ReviewResult | None
-    """None when the revised paper did not compile."""
-    draft: Path | None
-    compiled: bool
+    after: ReviewResult | None = None
+    """None when the revised paper did not compile or was not re-reviewed."""
+    draft: Path | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.compiled
-
-    @property
-    def summary(self) -> str:
+    def __post_init__(self) -> None:
         b = self.before.review
         if self.after is None:
-            return f"revised; Overall {b.Overall}/10 (no re-review)"
-        a = self.after.review
-        return f"Overall {b.Overall} -> {a.Overall}/10, {b.Decision} -> {a.Decision}"
+            summary = f"revised; Overall {b.Overall}/10 (no re-review)"
+        else:
+            a = self.after.review
+            summary = f"Overall {b.Overall} -> {a.Overall}/10, {b.Decision} -> {a.Decision}"
+        self.summary = self.summary or summary
+        if not self.ok and not self.reason:
+            self.reason = ("the revised paper did not compile; the earlier draft and review "
+                           "are kept")
 
     @property
-    def reason(self) -> str:
-        return "the revised paper did not compile; the earlier draft and review are kept"
+    def compiled(self) -> bool:
+        return self.ok
 
 
-async def improve_paper(ctx: Any, idea_id: int) -> ImproveOutcome:
+async def improve_paper(ctx: StageContext, idea_id: int) -> ImproveOutcome:
     row = ctx.idea(idea_id)
     idea_dir = ctx.idea_dir(row)
     review_path = idea_dir / "review.json"
@@ -91,11 +93,12 @@ async def improve_paper(ctx: Any, idea_id: int) -> ImproveOutcome:
         progress["draft"] = outcome.draft.name if outcome.ok and outcome.draft else None
         ctx.store.kv_set(key, progress)
         if not outcome.ok:
-            return ImproveOutcome(before, None, latest_draft(idea_dir / "latex"), False)
+            return ImproveOutcome(ok=False, before=before,
+                                  draft=latest_draft(idea_dir / "latex"))
     draft = idea_dir / "latex" / progress["draft"] if progress.get("draft") else None
     if draft is None or not safe_files.is_file(idea_dir, f"latex/{draft.name}") \
             or draft.name == Path(previous).name:
-        return ImproveOutcome(before, None, draft, bool(progress.get("compiled")))
+        return ImproveOutcome(ok=bool(progress.get("compiled")), before=before, draft=draft)
     after = await review_paper(ctx, idea_id, out_name=IMPROVED_REVIEW, pdf=draft,
                                name=f"{row.name}/improved")
-    return ImproveOutcome(before, after, draft, True)
+    return ImproveOutcome(ok=True, before=before, after=after, draft=draft)

@@ -14,31 +14,50 @@ import hashlib
 import json
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisci.engine.agent.edit_tools import EditTools
+from aisci.engine.agent.tool_loop import run_tool_loop
 from aisci.engine.lab import safe_files
+from aisci.engine.lab.templates import TemplateInfo, check_argv, find_template
+from aisci.engine.llm.base import Message
 from aisci.engine.paper.integrity_checks import (
     _GPU_RE,
     _JARGON_RE,
     _VERSION_RES,
+    INTEGRITY_FILE,
     Finding,
     check_directions,
     check_environment,
     check_jargon,
     check_numbers,
+    format_findings,
+    load_findings,
 )
-from aisci.engine.paper.run_facts import load_run_facts
+from aisci.engine.paper.latex import compile_with_fixes, main_tex_path
+from aisci.engine.paper.run_facts import environment_summary, load_run_facts, results_summary
 from aisci.engine.paper.texscan import TexText, mask_spans, prose_text
+from aisci.engine.run.executor import RunSpec
+from aisci.engine.stages.context import StageContext
+from aisci.engine.stages.contract import StageOutcome
 
-INTEGRITY_FILE = "integrity.json"
 CAUSALITY_FILE = "causality.json"
 CAUSALITY_TIMEOUT_S = 600.0
 
-__all__ = ["Finding", "IntegrityReport", "check_integrity", "scan_paper", "load_findings"]
+__all__ = ["Finding", "IntegrityOutcome", "IntegrityReport", "check_integrity", "scan_paper",
+           "load_findings"]
+
+
+@dataclass(kw_only=True)
+class IntegrityOutcome(StageOutcome):
+    findings: list[Finding] = field(default_factory=list)
+    """What remains after the correction rounds (also in integrity.json)."""
+
+    def __post_init__(self) -> None:
+        self.summary = self.summary or f"{len(self.findings)} finding(s)"
 
 
 @dataclass
@@ -88,14 +107,6 @@ def _line_key(location: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def load_findings(idea_dir: Path) -> list[Finding]:
-    try:
-        data = safe_files.read_json(idea_dir, INTEGRITY_FILE)
-        return [Finding(**f) for f in data.get("findings", [])]
-    except (OSError, ValueError, TypeError, AttributeError):  # incl. safe_files.UnsafeFile
-        return []
-
-
 def read_causality(idea_dir: Path) -> dict[str, Any] | None:
     try:
         data = safe_files.read_json(idea_dir, CAUSALITY_FILE)
@@ -125,23 +136,8 @@ def _last_json(idea_dir: Path, rel: str, max_bytes: int = 65536) -> dict[str, An
     return None
 
 
-def _check_argv(check: list[str], template_path: Path, idea_dir: Path) -> list[str]:
-    """The template's checker, from the pristine template copy (never the idea's)."""
-    out = []
-    for part in check:
-        if part in ("python", "python3"):
-            out.append(sys.executable)
-        elif "{project}" in part or "{template}" in part:
-            out.append(part.replace("{project}", str(idea_dir))
-                       .replace("{template}", str(template_path)))
-        elif part.endswith(".py") and not Path(part).is_absolute():
-            out.append(str(template_path / part))
-        else:
-            out.append(part)
-    return out
-
-
-async def run_causality_check(ctx: Any, idea_id: int, template: Any) -> dict[str, Any] | None:
+async def run_causality_check(ctx: StageContext, idea_id: int,
+                              template: TemplateInfo | None) -> dict[str, Any] | None:
     """The template checker's verdict on the idea's final code (nanogpt's causality
     check), kept in causality.json. The check the experiment stage ran before the last
     run (``logs/check_<i>.log``) is reused; otherwise it is run once under the executor."""
@@ -149,7 +145,7 @@ async def run_causality_check(ctx: Any, idea_id: int, template: Any) -> dict[str
     cached = read_causality(idea_dir)
     if cached is not None:
         return cached
-    check = getattr(template, "check_command", None) if template is not None else None
+    check = template.check_command if template is not None else None
     try:
         names = [e.name for e in safe_files.list_dir(idea_dir, "logs")
                  if e.kind == "file" and fnmatch.fnmatchcase(e.name, "check_*.log")]
@@ -159,11 +155,10 @@ async def run_causality_check(ctx: Any, idea_id: int, template: Any) -> dict[str
                   if (m := re.search(r"(\d+)$", Path(n).stem)) else -1)
     verdict = _last_json(idea_dir, f"logs/{logs[-1]}") if logs else None
     source = f"logs/{logs[-1]}" if verdict is not None else ""
-    if verdict is None and check and ctx.executor is not None:
-        from aisci.engine.run.executor import RunSpec
+    if verdict is None and check and template is not None and ctx.executor is not None:
         log = idea_dir / "logs" / "check_integrity.log"
         res = await ctx.executor.run(RunSpec(
-            argv=_check_argv(list(check), Path(template.path), idea_dir), cwd=idea_dir,
+            argv=check_argv(list(check), Path(template.path), idea_dir), cwd=idea_dir,
             log_path=log, limit_s=CAUSALITY_TIMEOUT_S, kind="check", run="integrity-check",
             idea_id=idea_id))
         verdict = _last_json(idea_dir, f"logs/{log.name}") or {
@@ -186,20 +181,9 @@ def _causality_finding(causality: dict[str, Any] | None) -> list[Finding]:
                     "its reported losses are not valid", CAUSALITY_FILE, detail)]
 
 
-def format_findings(findings: list[Finding], limit: int = 40) -> str:
-    lines = [f"- [{f.kind}] {f.location}: {f.message}" + (f"\n    context: {f.context}"
-                                                           if f.context else "")
-             for f in findings[:limit]]
-    if len(findings) > limit:
-        lines.append(f"- ... {len(findings) - limit} more")
-    return "\n".join(lines)
-
-
-async def check_integrity(ctx: Any, idea_id: int) -> list[Finding]:
+async def check_integrity(ctx: StageContext, idea_id: int) -> IntegrityOutcome:
     """Scan, correct through the model (bounded rounds), re-compile, store, return what
     remains. Resumable: a paper already checked with the same text is not re-done."""
-    from aisci.engine.paper.latex import main_tex_path
-
     row = ctx.idea(idea_id)
     idea_dir = ctx.idea_dir(row)
     tex_path = main_tex_path(idea_dir)
@@ -210,10 +194,10 @@ async def check_integrity(ctx: Any, idea_id: int) -> list[Finding]:
                                                safe_files.MAX_TEXT_BYTES)).hexdigest()
     stored = _read_report(idea_dir)
     if stored and stored.get("tex_sha256") == sha and stored.get("final"):
-        return load_findings(idea_dir)
+        return IntegrityOutcome(findings=load_findings(idea_dir))
     template = _template(ctx, row.template)
-    lower = list(getattr(template, "lower_is_better", []) or [])
-    higher = list(getattr(template, "higher_is_better", []) or [])
+    lower = list(template.lower_is_better) if template is not None else []
+    higher = list(template.higher_is_better) if template is not None else []
     causality = await run_causality_check(ctx, idea_id, template)
     report = scan_paper(tex_path, idea_dir, lower_is_better=lower, higher_is_better=higher)
     rounds = ctx.settings.writeup.integrity_correction_rounds
@@ -229,7 +213,7 @@ async def check_integrity(ctx: Any, idea_id: int) -> list[Finding]:
     data = report.to_dict()
     data["final"] = True
     safe_files.write_text(idea_dir, INTEGRITY_FILE, json.dumps(data, indent=2))
-    return report.findings
+    return IntegrityOutcome(findings=report.findings)
 
 
 def _read_report(idea_dir: Path) -> dict[str, Any] | None:
@@ -240,23 +224,16 @@ def _read_report(idea_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _template(ctx: Any, template_name: str) -> Any:
+def _template(ctx: StageContext, template_name: str) -> TemplateInfo | None:
     """The idea's TemplateInfo, or None (then: name heuristics, no checker)."""
     try:
-        from aisci.engine.lab.templates import find_template
         return find_template(template_name, ctx.lab)
     except Exception:  # a deleted or renamed template must not block the paper
         return None
 
 
-async def _correct(ctx: Any, idea_id: int, name: str, idea_dir: Path,
+async def _correct(ctx: StageContext, idea_id: int, name: str, idea_dir: Path,
                    findings: list[Finding], r: int) -> bool:
-    from aisci.engine.agent.edit_tools import EditTools
-    from aisci.engine.agent.tool_loop import run_tool_loop
-    from aisci.engine.llm.base import Message
-    from aisci.engine.paper.latex import compile_with_fixes
-    from aisci.engine.paper.run_facts import environment_summary, results_summary
-
     facts = load_run_facts(idea_dir)
     tools = EditTools(idea_dir, ["latex/*.tex"])
     prompt = ctx.prompts.render(

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aisci.engine import events as ev
+from aisci.engine.lab.templates import find_template
 from aisci.engine.literature import Literature, LiteratureUnavailable, Paper
 from aisci.engine.llm.base import LLMRequest, Message
-from aisci.engine.stages.context import StageContext
-from aisci.engine.stages.ideate import load_template_sources
+from aisci.engine.stages import runtime as rt
+from aisci.engine.stages.context import LiteratureSearch, StageContext
+from aisci.engine.stages.contract import StageOutcome
 from pydantic import BaseModel, ConfigDict, model_validator
 
 ABSTRACT_CHARS = 1500
@@ -51,8 +53,10 @@ class NoveltyReply(BaseModel):
         return self
 
 
-@dataclass
-class NoveltyResult:
+@dataclass(kw_only=True)
+class NoveltyResult(StageOutcome):
+    """The verdict; "not novel" is a finished check too (``ok``), approval decides."""
+
     novel: bool
     rationale: str
     queries: list[str] = field(default_factory=list)
@@ -90,7 +94,7 @@ def _evidence_paper(p: Paper, round_no: int, query: str) -> dict[str, Any]:
     return d
 
 
-def _literature(ctx: StageContext) -> Literature:
+def _literature(ctx: StageContext) -> LiteratureSearch:
     if ctx.literature is None:
         ctx.literature = Literature(ctx.settings, ctx.store, ctx.bus)
     return ctx.literature
@@ -105,9 +109,10 @@ async def check_novelty(ctx: StageContext, idea_id: int) -> NoveltyResult:
     cfg = ctx.settings.novelty
     deadline = time.monotonic() + cfg.deadline_s
     try:
-        task = load_template_sources(row.template, ctx.lab).task_description
+        task = rt.task_description(find_template(row.template, ctx.lab).path)
     except Exception:  # the verdict does not need the template; say what it is instead
-        task = f"The {row.template} template."
+        task = ""
+    task = task or f"The {row.template} template."
     idea_json = json.dumps({k: v for k, v in row.data.items() if k != "novel"}, indent=1)
     system = ctx.prompts.render("novelty_system", num_rounds=cfg.max_rounds,
                                 results_per_query=cfg.results_per_query, task_description=task)
@@ -118,12 +123,12 @@ async def check_novelty(ctx: StageContext, idea_id: int) -> NoveltyResult:
     # Rebuild the conversation from the saved rounds.
     messages = [Message(role="user", text=ctx.prompts.render(
         "novelty_first", idea=idea_json, num_rounds=cfg.max_rounds))]
-    for entry in log:
-        messages.append(Message(role="assistant", text=entry["reply"]))
-        if entry.get("query") is not None and "results" in entry:
-            messages.append(_round_message(ctx, entry["round"] + 1, cfg.max_rounds,
-                                           entry["query"],
-                                           [by_id[i] for i in entry["results"] if i in by_id]))
+    for saved in log:
+        messages.append(Message(role="assistant", text=saved["reply"]))
+        if saved.get("query") is not None and "results" in saved:
+            messages.append(_round_message(ctx, saved["round"] + 1, cfg.max_rounds,
+                                           saved["query"],
+                                           [by_id[i] for i in saved["results"] if i in by_id]))
 
     llm = ctx.stage_llm("novelty", idea_id)
     decision: NoveltyReply | None = None

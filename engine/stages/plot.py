@@ -15,22 +15,19 @@ from aisci.engine.lab.workspace import IdeaWorkspace
 from aisci.engine.llm.base import Message
 from aisci.engine.stages import runtime as rt
 from aisci.engine.stages.context import StageContext
-from aisci.engine.stages.experiment import DONE_TAG, plan_of, system_prompt
-from aisci.engine.stages.runtime import ExperimentError
+from aisci.engine.stages.contract import StageOutcome
+from aisci.engine.stages.runtime import DONE_TAG, ExperimentError
 
 _FIGURE_SKIP = ("run_", "latex", ".git", "logs")
 
 
-@dataclass
-class PlotOutcome:
-    ok: bool
+@dataclass(kw_only=True)
+class PlotOutcome(StageOutcome):
     figures: list[str] = field(default_factory=list)
     attempts: int = 0
-    reason: str = ""
 
-    @property
-    def summary(self) -> str:
-        return self.reason or f"{len(self.figures)} figure(s)"
+    def __post_init__(self) -> None:
+        self.summary = self.summary or self.reason or f"{len(self.figures)} figure(s)"
 
 
 def figures_in(idea_dir: Path) -> list[str]:
@@ -58,9 +55,9 @@ async def run_plots(ctx: StageContext, idea_id: int) -> PlotOutcome:
     rt.mark_interrupted(ctx, idea_id, ("plot",))
     if not ws.finished_runs():
         raise ExperimentError(f"{ws.path.name}: no finished experiment run to plot")
-    plan = plan_of(ws, ctx.settings.experiment.max_runs)
+    plan = rt.plan_of(ws, ctx.settings.experiment.max_runs)
     llm = ctx.stage_llm("plot", idea_id)
-    system = system_prompt(ctx, "plot")
+    system = rt.system_prompt(ctx, "plot")
     attempts = 0
     if "plot" not in ws.tags():
         start = DONE_TAG if DONE_TAG in ws.tags() else f"run_{ws.finished_runs()[-1]}"
@@ -106,8 +103,8 @@ async def run_plots(ctx: StageContext, idea_id: int) -> PlotOutcome:
             feedback = ctx.prompts.render("plot_feedback", attempt=a, reason=reason,
                                           details=details, max_attempts=cfg.max_attempts)
         if not ok:
-            return PlotOutcome(False, [], attempts,
-                               f"plot.py failed after {cfg.max_attempts} attempt(s): {reason}")
+            return PlotOutcome(ok=False, attempts=attempts, reason=(
+                f"plot.py failed after {cfg.max_attempts} attempt(s): {reason}"))
     figures = figures_in(ws.path)
     if "plot_notes" not in ws.tags():
         rt.restart_point(ws, "plot", "plot notes")
@@ -118,4 +115,4 @@ async def run_plots(ctx: StageContext, idea_id: int) -> PlotOutcome:
                             max_turns=ctx.settings.experiment.max_tool_turns)
         ws.commit("notes: figure descriptions")
         ws.tag("plot_notes")
-    return PlotOutcome(True, figures, attempts)
+    return PlotOutcome(ok=True, figures=figures, attempts=attempts)

@@ -21,11 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine.config import Settings
+from aisci.engine.errors import EXIT_USAGE, StageError
 from aisci.engine.lab import safe_files
 from aisci.engine.llm.base import LLMRequest, Message
 from aisci.engine.llm.client import BudgetExceeded, LLMClient
 from aisci.engine.llm.prompts import PromptLibrary
+from aisci.engine.paper.latex import latest_draft
 from aisci.engine.paper.review_form import ReviewForm, aggregate, score_means
+from aisci.engine.stages.context import StageContext
+from aisci.engine.stages.contract import StageOutcome
 
 MAX_PAPER_CHARS = 100_000
 MAX_IMAGE_PAGES = 10
@@ -34,8 +38,14 @@ MAX_FEW_SHOT_CHARS = 8_000
 DONE_MARK = "I am done"
 
 
-class ReviewError(RuntimeError):
+class ReviewError(StageError):
     """The review could not be made; the message names the file or the reviewer."""
+
+
+class PdfError(ReviewError):
+    """The PDF cannot be read (missing, damaged, encrypted, no text): bad input."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass
@@ -50,37 +60,39 @@ def read_pdf(path: Path, *, images: bool = False, dpi: int = 100,
     """The PDF's text (and page PNGs when asked); a clear one-line error otherwise.
     ``data``: the PDF's bytes, already read (safe_files) from an idea folder; ``path``
     then only names it in messages."""
-    import pymupdf
+    import pymupdf  # deferred: PyMuPDF is heavy; only reviews read PDFs
 
     path = Path(path)
     if data is None and not path.is_file():
-        raise ReviewError(f"{path}: no such PDF file")
+        raise PdfError(f"{path}: no such PDF file")
     try:
         doc = pymupdf.open(path) if data is None else pymupdf.open(stream=data,
                                                                    filetype="pdf")
     except Exception as exc:  # pymupdf raises FileDataError/RuntimeError subclasses
-        raise ReviewError(f"{path}: not a readable PDF ({exc})") from None
+        raise PdfError(f"{path}: not a readable PDF ({exc})") from None
     with doc:
         if not doc.is_pdf:
-            raise ReviewError(f"{path}: not a PDF document")
+            raise PdfError(f"{path}: not a PDF document")
         if doc.needs_pass:
-            raise ReviewError(f"{path}: the PDF is encrypted (password protected); "
-                              "decrypt it first")
+            raise PdfError(f"{path}: the PDF is encrypted (password protected); "
+                           "decrypt it first")
         if doc.page_count == 0:
-            raise ReviewError(f"{path}: the PDF has no pages")
-        text = "\n".join(page.get_text() for page in doc)
+            raise PdfError(f"{path}: the PDF has no pages")
+        text = "\n".join(doc[i].get_text() for i in range(doc.page_count))
         pngs = ([doc[i].get_pixmap(dpi=dpi).tobytes("png")
                  for i in range(min(doc.page_count, MAX_IMAGE_PAGES))] if images else [])
         pages = doc.page_count
     if not text.strip():
-        raise ReviewError(f"{path}: no extractable text (a scanned PDF without a text layer?)")
+        raise PdfError(f"{path}: no extractable text (a scanned PDF without a text layer?)")
     if len(text) > MAX_PAPER_CHARS:
         text = text[:MAX_PAPER_CHARS] + "\n[... paper text truncated]"
     return PaperText(text, pages, pngs)
 
 
-@dataclass
-class ReviewResult:
+@dataclass(kw_only=True)
+class ReviewResult(StageOutcome):
+    """The review of one paper: the review stage's outcome, and ``aisci review``'s."""
+
     review: ReviewForm
     """The scorecard: rounded ensemble means + meta-review text."""
     reviewers: list[ReviewForm]
@@ -93,11 +105,11 @@ class ReviewResult:
     pdf: str = ""
     integrity: dict[str, Any] | None = None
 
-    @property
-    def summary(self) -> str:
+    def __post_init__(self) -> None:
         r = self.review
-        return (f"Overall {r.Overall}/10, {r.Decision} ({len(self.reviewers)} reviewer(s)"
-                + (f", {len(self.failed)} failed" if self.failed else "") + ")")
+        self.summary = self.summary or (
+            f"Overall {r.Overall}/10, {r.Decision} ({len(self.reviewers)} reviewer(s)"
+            + (f", {len(self.failed)} failed" if self.failed else "") + ")")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,12 +125,14 @@ class ReviewResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ReviewResult:
         meta = data.get("meta_review")
-        return cls(ReviewForm.model_validate(data["review"]),
-                   [ReviewForm.model_validate(r) for r in data.get("reviewers", [])],
-                   ReviewForm.model_validate(meta) if meta else None,
-                   dict(data.get("scores_mean", {})), str(data.get("model", "")),
-                   list(data.get("reflections", [])), list(data.get("failed_reviewers", [])),
-                   str(data.get("pdf", "")), data.get("integrity"))
+        return cls(review=ReviewForm.model_validate(data["review"]),
+                   reviewers=[ReviewForm.model_validate(r) for r in data.get("reviewers", [])],
+                   meta=ReviewForm.model_validate(meta) if meta else None,
+                   scores_mean=dict(data.get("scores_mean", {})),
+                   model=str(data.get("model", "")),
+                   reflections=list(data.get("reflections", [])),
+                   failed=list(data.get("failed_reviewers", [])),
+                   pdf=str(data.get("pdf", "")), integrity=data.get("integrity"))
 
 
 def few_shot_examples(settings: Settings, lab: Path | None) -> str:
@@ -225,8 +239,9 @@ async def review_text(client: LLMClient, settings: Settings, paper: PaperText, *
     if not reviews:
         raise ReviewError(f"every reviewer failed; first error: {failed[0]}")
     meta = await reviewer.meta_review(reviews) if settings.review.meta_review else None
-    return ReviewResult(aggregate(reviews, meta), reviews, meta, score_means(reviews),
-                        reviewer.model, used, failed)
+    return ReviewResult(review=aggregate(reviews, meta), reviewers=reviews, meta=meta,
+                        scores_mean=score_means(reviews), model=reviewer.model,
+                        reflections=used, failed=failed)
 
 
 async def review_pdf(llm_client: LLMClient, settings: Settings, pdf_path: Path,
@@ -260,12 +275,10 @@ def integrity_summary(idea_dir: Path) -> dict[str, Any] | None:
             "items": findings[:20], "causality": data.get("causality")}
 
 
-async def review_paper(ctx: Any, idea_id: int, *, out_name: str = "review.json",
+async def review_paper(ctx: StageContext, idea_id: int, *, out_name: str = "review.json",
                        pdf: Path | None = None, name: str | None = None) -> ReviewResult:
     """The review stage: review the newest draft PDF of the idea into ``review.json``.
     Resumable: an existing review of the same PDF is returned as is."""
-    from aisci.engine.paper.latex import latest_draft
-
     row = ctx.idea(idea_id)
     idea_dir = ctx.idea_dir(row)
     pdf = pdf or latest_draft(idea_dir / "latex")

@@ -1,43 +1,60 @@
-"""What the experiment, baseline and plot stages share: progress events, the template
-of an idea, smoke settings, scheduler slots, running a contained process through the
-executor, failure descriptions and restart points in the idea's repository."""
+"""What several stages share, so that no stage imports another: progress events, the
+template of an idea and its task description, smoke settings, scheduler slots, running a
+contained process through the executor, failure descriptions, restart points in the
+idea's repository, and the experiment plan the plot stage reads back."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from aisci.engine import events as ev
+from aisci.engine.agent.edit_tools import STAGE_WRITABLE
+from aisci.engine.errors import StageError
 from aisci.engine.lab.store import IdeaRow
+from aisci.engine.lab.templates import DEFAULT_SMOKE_ENV, TemplateInfo, find_template
 from aisci.engine.lab.workspace import IdeaWorkspace
-from aisci.engine.run.executor import HUMAN_KILL
-from aisci.engine.stages.context import StageContext
+from aisci.engine.run.executor import HUMAN_KILL, RunResult, RunSpec
+from aisci.engine.stages.context import ProcessRunner, SlotInfo, StageContext
 
 MAX_PLAN_ITEM_CHARS = 120
+DONE_TAG = "experiments_done"
+"""Tag of the idea's repository: the experiment stage finished its runs."""
+_PLAN_LINE = re.compile(r"^\s*(?:[-*]\s*)?\**run[ _]?(\d+)\**\s*[:.)\-\u2013]\s*(.+?)\s*$",
+                        re.IGNORECASE | re.MULTILINE)
 
 
-class ExperimentError(RuntimeError):
+class ExperimentError(StageError):
     """The stage cannot go on (no baseline, no finished run, engine stopping)."""
 
 
-def progress(ctx: StageContext, idea_id: int, stage: str, message: str) -> None:
+def progress(ctx: StageContext, idea_id: int | None, stage: str, message: str) -> None:
     ctx.publish(ev.StageProgress(idea_id=idea_id, stage=stage, message=message))
 
 
-def template_of(ctx: StageContext, idea: IdeaRow) -> Any:
-    from aisci.engine.lab.templates import find_template
+def template_of(ctx: StageContext, idea: IdeaRow) -> TemplateInfo:
     return find_template(idea.template, ctx.lab)
 
 
-def smoke_env(template: Any, smoke: bool) -> dict[str, str]:
+def task_description(template_dir: Path) -> str:
+    """``task_description`` of the template's prompt.json; "" when missing or unreadable."""
+    try:
+        prompt = json.loads((template_dir / "prompt.json").read_text(encoding="utf-8"))
+        return str(prompt.get("task_description", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def smoke_env(template: TemplateInfo, smoke: bool) -> dict[str, str]:
     """The environment that puts the template in smoke mode, or nothing for a full run."""
     if not smoke:
         return {}
-    from aisci.engine.lab.templates import DEFAULT_SMOKE_ENV
-    return dict(getattr(template, "smoke_env", None) or DEFAULT_SMOKE_ENV)
+    return dict(template.smoke_env or DEFAULT_SMOKE_ENV)
 
 
 def fmt_s(seconds: float) -> str:
@@ -55,7 +72,8 @@ class CpuSlot:
 
 
 @contextlib.asynccontextmanager
-async def stage_slot(ctx: StageContext, idea_id: int | None, priority: int = 0) -> AsyncIterator[Any]:
+async def stage_slot(ctx: StageContext, idea_id: int | None,
+                     priority: int = 0) -> AsyncIterator[SlotInfo]:
     if ctx.scheduler is None:  # a bare context (one process at a time, CPU only)
         yield CpuSlot()
         return
@@ -63,7 +81,7 @@ async def stage_slot(ctx: StageContext, idea_id: int | None, priority: int = 0) 
         yield slot
 
 
-def executor_of(ctx: StageContext) -> Any:
+def executor_of(ctx: StageContext) -> ProcessRunner:
     if ctx.executor is None:
         raise ExperimentError("the stage context has no executor: experiments cannot run")
     return ctx.executor
@@ -78,7 +96,7 @@ def mark_interrupted(ctx: StageContext, idea_id: int, kinds: tuple[str, ...]) ->
                                  finished_at=time.time())
 
 
-def describe_failure(result: Any, limit_s: float, tail_chars: int) -> tuple[str, str]:
+def describe_failure(result: RunResult, limit_s: float, tail_chars: int) -> tuple[str, str]:
     """(reason, details for the model) of a RunResult that is not ok."""
     tail = (result.stderr_tail or "")[-tail_chars:]
     if result.status == "timeout":
@@ -103,15 +121,14 @@ def restart_point(ws: IdeaWorkspace, ref: str, label: str) -> None:
 
 async def run_process(ctx: StageContext, *, argv: list[str], cwd: Path, log: Path,
                        limit_s: float, kind: str, run: str, attempt: int, idea_id: int | None,
-                       env: dict[str, str], gpu: str | None) -> Any:
-    from aisci.engine.run.executor import RunSpec
+                       env: dict[str, str], gpu: str | None) -> RunResult:
     # the executor creates logs/ (no symlink followed, safe_files.open_log)
     spec = RunSpec(argv=argv, cwd=cwd, log_path=log, limit_s=limit_s, kind=kind, run=run,
                    attempt=attempt, idea_id=idea_id, writable=[cwd], env=env, gpu=gpu)
     return await executor_of(ctx).run(spec)
 
 
-def check_interrupted(result: Any, what: str) -> None:
+def check_interrupted(result: RunResult, what: str) -> None:
     if result.status == "interrupted":
         raise ExperimentError(f"{what} was interrupted (engine stopping); it restarts on resume")
 
@@ -119,3 +136,31 @@ def check_interrupted(result: Any, what: str) -> None:
 def update_row(ctx: StageContext, row_id: int | None, **fields: Any) -> None:
     if row_id is not None:
         ctx.store.update_run(row_id, **fields)
+
+
+# -- the experiment plan (written by the experiment stage, read by the plot stage) ------
+
+def parse_plan(text: str, max_runs: int) -> dict[int, str]:
+    items: dict[int, str] = {}
+    for m in _PLAN_LINE.finditer(text or ""):
+        i = int(m.group(1))
+        if 1 <= i <= max_runs and i not in items:
+            items[i] = one_line(m.group(2).strip("* "))
+    return items
+
+
+def plan_of(ws: IdeaWorkspace, max_runs: int) -> dict[int, str]:
+    if "plan" not in ws.tags():
+        return {}
+    return parse_plan(str(ws.repo.commit("plan").message), max_runs)
+
+
+def system_prompt(ctx: StageContext, stage: str) -> str:
+    """The system prompt of the experiment or the plot stage's code editing."""
+    allowed, denied = STAGE_WRITABLE[stage]
+    writable = ", ".join(allowed) + (f" (not {', '.join(denied)})" if denied else "")
+    if stage == "experiment":
+        return ctx.prompts.render("experiment_system", writable=writable,
+                                  run_timeout=fmt_s(ctx.settings.experiment.run_timeout_s))
+    return ctx.prompts.render("plot_system", writable=writable,
+                              timeout=fmt_s(ctx.settings.plot.timeout_s))

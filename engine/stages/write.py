@@ -21,13 +21,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aisci.engine.agent.edit_tools import EditTools
 from aisci.engine.agent.tool_loop import run_tool_loop
 from aisci.engine.events import StageProgress
 from aisci.engine.lab import safe_files
+from aisci.engine.lab.store import IdeaRow, LabStore
+from aisci.engine.lab.templates import find_template
+from aisci.engine.lab.workspace import IdeaWorkspace, WorkspaceError
 from aisci.engine.llm.base import Message
+from aisci.engine.llm.prompts import PromptLibrary
 from aisci.engine.paper.citations import Bibliography, citation_round
 from aisci.engine.paper.latex import (
     MAIN_TEX,
@@ -44,6 +47,8 @@ from aisci.engine.paper.run_facts import (
     notes,
     results_summary,
 )
+from aisci.engine.stages.context import StageContext
+from aisci.engine.stages.contract import StageOutcome
 
 STAGE = "write"
 
@@ -69,35 +74,33 @@ SECTIONS = (
 RELATED = SectionSpec("related-work", "Related Work", ("RELATED WORK HERE",))
 
 
-@dataclass
-class WriteupOutcome:
-    ok: bool
-    """A draft PDF was compiled by this stage (problems may remain, see ``problems``)."""
-    draft: Path | None
+@dataclass(kw_only=True)
+class WriteupOutcome(StageOutcome):
+    """``ok``: a draft PDF was compiled by this stage (problems may remain, see
+    ``problems``)."""
+
+    draft: Path | None = None
     problems: list[LatexProblem] = field(default_factory=list)
     steps_done: list[str] = field(default_factory=list)
     citations_added: list[str] = field(default_factory=list)
     compile: CompileOutcome | None = None
 
-    @property
-    def summary(self) -> str:
+    def __post_init__(self) -> None:
         left = [p for p in self.problems if p.blocking]
         tail = f"; {len(left)} problem(s) left, first: {left[0].format()}" if left else ""
         name = self.draft.name if self.draft else "no PDF"
-        return (f"{name}, {len(self.citations_added)} citation(s) added" + tail)[:300]
-
-    @property
-    def reason(self) -> str:
-        first = next((p for p in self.problems if p.blocking), None)
-        kept = f"; earlier draft kept: {self.draft.name}" if self.draft else ""
-        return ("the paper did not compile within the fix rounds"
-                + (f": {first.format()}" if first else "") + kept)[:300]
+        self.summary = self.summary or (
+            f"{name}, {len(self.citations_added)} citation(s) added" + tail)[:300]
+        if not self.ok and not self.reason:
+            kept = f"; earlier draft kept: {self.draft.name}" if self.draft else ""
+            self.reason = ("the paper did not compile within the fix rounds"
+                           + (f": {left[0].format()}" if left else "") + kept)[:300]
 
 
 class WriteupProgress:
     """Finished steps of one idea's writeup, kept in the store (survives a crash)."""
 
-    def __init__(self, store: Any, idea_id: int) -> None:
+    def __init__(self, store: LabStore, idea_id: int) -> None:
         self.store = store
         self.key = f"writeup/{idea_id}"
         data = store.kv_get(self.key, {}) or {}
@@ -116,7 +119,7 @@ class WriteupProgress:
         self.store.kv_set(self.key, {"done": []})
 
 
-def section_tips(prompts: Any) -> dict[str, str]:
+def section_tips(prompts: PromptLibrary) -> dict[str, str]:
     raw = prompts.raw("write_section_tips")
     out: dict[str, str] = {}
     for m in re.finditer(r"^## (\S+)\n(.*?)(?=^## |\Z)", raw, re.MULTILINE | re.DOTALL):
@@ -124,13 +127,12 @@ def section_tips(prompts: Any) -> dict[str, str]:
     return out
 
 
-def ensure_latex(ctx: Any, row: Any, idea_dir: Path) -> Path:
+def ensure_latex(ctx: StageContext, row: IdeaRow, idea_dir: Path) -> Path:
     """latex/template.tex in the idea (copied from the template when the workspace did not;
     never through a symlink the experiment left in the idea folder)."""
     tex = main_tex_path(idea_dir)
     if safe_files.is_file(idea_dir, f"latex/{MAIN_TEX}"):
         return tex
-    from aisci.engine.lab.templates import find_template
     src = Path(find_template(row.template, ctx.lab).path) / "latex"
     if not (src / "template.tex").is_file():
         raise FileNotFoundError(f"{src / 'template.tex'}: the template has no paper skeleton")
@@ -139,7 +141,6 @@ def ensure_latex(ctx: Any, row: Any, idea_dir: Path) -> Path:
 
 
 def _commit(idea_dir: Path, message: str) -> None:
-    from aisci.engine.lab.workspace import IdeaWorkspace, WorkspaceError
     try:
         ws = IdeaWorkspace.open(idea_dir)
     except WorkspaceError:
@@ -151,7 +152,7 @@ def _commit(idea_dir: Path, message: str) -> None:
 class PaperWriter:
     """Runs the write stage for one idea; see the module docstring for the steps."""
 
-    def __init__(self, ctx: Any, idea_id: int) -> None:
+    def __init__(self, ctx: StageContext, idea_id: int) -> None:
         self.ctx = ctx
         self.idea_id = idea_id
         self.row = ctx.idea(idea_id)
@@ -255,10 +256,11 @@ class PaperWriter:
                                            step_prefix=self.name)
         _commit(self.idea_dir, "write: compiled paper"
                 + (f" ({outcome.draft.name})" if outcome.draft else " (compile failed)"))
-        return WriteupOutcome(outcome.compiled_any, outcome.draft, outcome.problems,
-                              list(self.progress.done), added, outcome)
+        return WriteupOutcome(ok=outcome.compiled_any, draft=outcome.draft,
+                              problems=outcome.problems, steps_done=list(self.progress.done),
+                              citations_added=added, compile=outcome)
 
 
-async def write_paper(ctx: Any, idea_id: int) -> WriteupOutcome:
+async def write_paper(ctx: StageContext, idea_id: int) -> WriteupOutcome:
     """The write stage (see the module docstring)."""
     return await PaperWriter(ctx, idea_id).run()

@@ -34,7 +34,7 @@ TICKER = ("import sys, time\ni = 0\nwhile True:\n    print('tick', i, flush=True
 
 def make(tmp_path: Path, mode: str = "none", **exp: object):
     s = Settings()
-    s.sandbox.mode = mode  # type: ignore[assignment]
+    s.sandbox.mode = mode  # type: ignore[assignment]  # a str; the field is a Literal
     s.sandbox.grace_period_s = 0.5
     for k, v in exp.items():
         setattr(s.experiment, k, v)

@@ -60,7 +60,7 @@ def leftovers(idea: Path) -> list[str]:
 
 def settings(mode: str, cgroup: bool, **sandbox: object) -> Settings:
     s = Settings()
-    s.sandbox.mode = mode  # type: ignore[assignment]
+    s.sandbox.mode = mode  # type: ignore[assignment]  # a str; the field is a Literal
     s.sandbox.pids_cgroup = cgroup
     s.sandbox.grace_period_s = 0.5
     for k, v in sandbox.items():

@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from aisci.engine.lab.workspace import IdeaWorkspace, adopt_legacy_git_dir, git_dir_for
+from aisci.engine.lab.layout import git_dir
+from aisci.engine.lab.workspace import IdeaWorkspace, adopt_legacy_git_dir
 from support.labs import idea_row
 
 
@@ -131,7 +132,7 @@ def test_legacy_git_dir_is_adopted_and_repinned(tmp_path, template, baseline):
     (again.path / "experiment.py").write_text("print(2)\n")
     again.commit("run_1: after adoption")
     assert not marker.exists() and not (again.path / ".git").exists()
-    assert git_dir_for(again.path) == again.git_dir and "base" in again.tags()
+    assert git_dir(again.path) == again.git_dir and "base" in again.tags()
     assert "fsmonitor" not in (again.git_dir / "config").read_text()
 
 

@@ -40,7 +40,7 @@ HOME_SECRET = "ssh-private-hostile-suite-51b2"
 
 def _layer_available(mode: str) -> bool:
     s = Settings()
-    s.sandbox.mode = mode  # type: ignore[assignment]
+    s.sandbox.mode = mode  # type: ignore[assignment]  # a str; the field is a Literal
     try:
         return probe_isolation(s.sandbox)[0] == mode
     except Exception:
@@ -265,7 +265,7 @@ async def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, name:
     lab, idea, store = _lab(tmp_path)
     (idea / "hostile.py").write_text(textwrap.dedent(PRELUDE) + textwrap.dedent(PAYLOADS[name]))
     s = Settings()
-    s.sandbox.mode = mode  # type: ignore[assignment]
+    s.sandbox.mode = mode  # type: ignore[assignment]  # a str; the field is a Literal
     limit, _ = EXPECT.get(name, (20.0, ""))
     if name == "memory":
         s.sandbox.max_rss_mb = 512

@@ -11,8 +11,11 @@ import pytest
 from aisci.engine import events as ev
 from aisci.engine.config import Settings
 from aisci.engine.engine import Engine
+from aisci.engine.literature import LiteratureUnavailable
 from aisci.engine.llm.client import BudgetExceeded
-from aisci.engine.pipeline import STAGES, PipelineOptions
+from aisci.engine.pipeline import PipelineOptions
+from aisci.engine.stages.contract import StageOutcome
+from aisci.engine.stages.registry import STAGE_NAMES
 
 IDEA = {"Name": "x", "Title": "A title", "Experiment": "Do something useful.",
         "Interestingness": 5, "Feasibility": 5, "Novelty": 5}
@@ -37,9 +40,9 @@ class Recorder:
                 try:
                     b = self.behaviour.get(name)
                     if callable(b):
-                        return await b(ctx, idea_id)
+                        return await b(ctx, idea_id) or StageOutcome()
                     await asyncio.sleep(0.01)
-                    return None
+                    return StageOutcome()
                 finally:
                     self.active[name] -= 1
             return fn
@@ -177,19 +180,11 @@ async def test_budget_pauses_stage_headless_stops_interactive_waits_for_raise(tm
     await eng2.stop()
 
 
-class LiteratureUnavailable(Exception):
-    """Same name as the literature layer's error (matched by class when it exists)."""
-
-
 async def test_literature_unavailable_pauses_novelty_until_decision(tmp_path):
     rec = Recorder()
 
     async def down(ctx, idea_id):
-        try:
-            from aisci.engine.literature import LiteratureUnavailable as Real
-        except ImportError:
-            Real = LiteratureUnavailable
-        raise Real("semantic_scholar and openalex unreachable")
+        raise LiteratureUnavailable("semantic_scholar and openalex unreachable")
 
     rec.behaviour["novelty"] = down
     eng = make_engine(tmp_path, rec, headless=False)
@@ -311,7 +306,7 @@ async def test_ideation_batch_is_persisted_and_new_ideas_start_at_once(tmp_path)
 
 
 def test_stage_names_match_contract():
-    assert STAGES == ("ideate", "novelty", "approval", "experiment", "plot", "write",
+    assert STAGE_NAMES == ("ideate", "novelty", "approval", "experiment", "plot", "write",
                       "integrity", "review", "improve")
 
 
@@ -346,4 +341,32 @@ async def test_interactive_approval_waits_and_wait_idle_returns(tmp_path):
     assert [s for s, i in rec.calls if i == b] == []
     hist = eng.store.idea_history(b)
     assert hist[-1]["source"] == "human" and "Omnigrok" in json.dumps(hist[-1]["detail"])
+    await eng.stop()
+
+
+async def test_stage_results_are_read_through_the_outcome_contract(tmp_path):
+    rec = Recorder()
+    eng = make_engine(tmp_path, rec)
+    a = add_idea(eng.store, "idea_a")
+    b = add_idea(eng.store, "idea_b")
+
+    async def plot(ctx, idea_id):
+        if idea_id == a:
+            return StageOutcome(ok=False, reason="plot.py wrote no figure")
+        return ["figure.png"]  # not a StageOutcome: a failed stage, not a silent success
+
+    async def experiment(ctx, idea_id):
+        return StageOutcome(summary="2 run(s) finished")
+
+    rec.behaviour.update(plot=plot, experiment=experiment)
+    await eng.start()
+    await asyncio.wait_for(eng.wait_idle(), 10)
+    st = eng.store.stages(a)
+    assert st["experiment"]["state"] == "done"
+    assert st["experiment"]["detail"]["summary"] == "2 run(s) finished"
+    assert st["plot"]["state"] == "failed"
+    assert st["plot"]["detail"]["reason"] == "plot.py wrote no figure"
+    assert eng.store.stages(b)["plot"]["detail"]["reason"] == (
+        "the plot stage returned list, not a StageOutcome")
+    assert eng.outcomes[a].state == eng.outcomes[b].state == "failed"
     await eng.stop()

@@ -216,12 +216,12 @@ async def test_integrity_review_and_improve_stages(tmp_path):
     ctx, idea_id, idea_dir = stage_ctx(tmp_path, responses)
     assert (await compile_with_fixes(ctx, idea_id)).ok
 
-    remaining = await check_integrity(ctx, idea_id)
-    assert remaining == []
+    checked = await check_integrity(ctx, idea_id)
+    assert checked.ok and checked.findings == [] and checked.summary == "0 finding(s)"
     report = json.loads((idea_dir / "integrity.json").read_text())
     assert report["final"] and report["findings"] == []
     assert "Run 2" not in (idea_dir / "latex" / "template.tex").read_text()
-    assert await check_integrity(ctx, idea_id) == []  # unchanged paper: not re-done
+    assert (await check_integrity(ctx, idea_id)).findings == []  # unchanged: not re-done
 
     result = await review_paper(ctx, idea_id)
     saved = json.loads((idea_dir / "review.json").read_text())

@@ -20,6 +20,7 @@ from aisci.engine.demo import DEMO_MARKER, prepare_demo_lab
 from aisci.engine.lab.store import LabStore
 from aisci.engine.llm.client import BudgetExceeded
 from aisci.engine.pipeline import PipelineOptions
+from aisci.engine.stages.contract import StageOutcome
 
 IDEA = {"Name": "x", "Title": "A title", "Experiment": "Do something useful.",
         "Interestingness": 5, "Feasibility": 5, "Novelty": 5}
@@ -28,6 +29,7 @@ IDEA = {"Name": "x", "Title": "A title", "Experiment": "Do something useful.",
 def _stages(**override):
     async def ok(ctx, idea_id):
         await asyncio.sleep(0)
+        return StageOutcome()
 
     names = ("novelty", "experiment", "plot", "write", "integrity", "review", "improve")
     return {n: override.get(n, ok) for n in names}

@@ -10,9 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aisci.tui.screens.main as main_screen
+import aisci.tui.widgets.processes.process_table as process_table
+import aisci.tui.widgets.runs.runs_pane as runs_pane
 from aisci.engine.config import Settings
 from aisci.engine.events import EventBus, IdeaChanged
 from aisci.engine.lab.store import LabStore
+from PIL import Image, ImageDraw
 
 FROZEN_NOW = 1_750_000_000.0
 
@@ -72,8 +76,6 @@ def final_info(loss: float, acc: float, step: int) -> dict[str, Any]:
 
 
 def write_png(path: Path, seed: int = 0) -> None:
-    from PIL import Image, ImageDraw
-
     img = Image.new("RGB", (320, 200), (250, 250, 250))
     d = ImageDraw.Draw(img)
     d.rectangle((20, 20, 300, 180), outline=(30, 30, 30), width=2)
@@ -96,7 +98,10 @@ def build_lab(lab: Path, *, log_lines: int = 200, running: bool = True) -> LabSt
     for stage in ("ideate", "novelty", "approval"):
         store.set_stage(ids[0], stage, "done")
     store.set_stage(ids[0], "experiment", "running")
-    store.set_stage(ids[1], "novelty", "done")
+    # Checked, not yet decided: what the pipeline records for an idea awaiting approval.
+    for stage in ("ideate", "novelty"):
+        store.set_stage(ids[1], stage, "done")
+    store.set_stage(ids[1], "approval", "waiting")
     base = lab / "ideas" / f"{ids[0]}-{IDEAS[0]['Name']}"
     (base / "logs").mkdir(parents=True)
     (base / "experiment.py").write_text("WEIGHT_DECAY = 0.5\nLR = 1e-3\n")
@@ -141,9 +146,10 @@ def build_lab(lab: Path, *, log_lines: int = 200, running: bool = True) -> LabSt
 
 
 class StoreEngine:
-    """The engine's command surface over a real store and bus, for pane tests that run
-    before/without a pipeline. Commands change the store and publish the real events the
-    engine publishes; run controls are recorded (there is no process to signal)."""
+    """The engine port (aisci.tui.engine_port.EnginePort) over a real store and bus, for
+    pane tests that run before/without a pipeline. Commands change the store and publish
+    the real events the engine publishes; pipeline and run controls are recorded (there
+    is no pipeline to steer, no process to signal)."""
 
     def __init__(self, lab: Path, store: LabStore, settings: Settings | None = None) -> None:
         self.lab = lab
@@ -186,19 +192,34 @@ class StoreEngine:
     def generate_ideas(self, n: int) -> None:
         self.calls.append(("generate_ideas", (n,)))
 
-    def kill_run(self, idea_id: int, run: str) -> bool:
+    def pause_idea(self, idea_id: int) -> None:
+        self.calls.append(("pause_idea", (idea_id,)))
+
+    def resume_idea(self, idea_id: int) -> None:
+        self.calls.append(("resume_idea", (idea_id,)))
+
+    def retry_stage(self, idea_id: int, stage: str) -> None:
+        self.calls.append(("retry_stage", (idea_id, stage)))
+
+    def skip_stage(self, idea_id: int, stage: str) -> None:
+        self.calls.append(("skip_stage", (idea_id, stage)))
+
+    def literature_decision(self, idea_id: int, decision: str) -> None:
+        self.calls.append(("literature_decision", (idea_id, decision)))
+
+    def kill_run(self, idea_id: int | None, run: str) -> bool:
         self.calls.append(("kill_run", (idea_id, run)))
         return True
 
-    def extend_run(self, idea_id: int, run: str, seconds: float) -> float:
+    def extend_run(self, idea_id: int | None, run: str, seconds: float) -> float:
         self.calls.append(("extend_run", (idea_id, run, seconds)))
         return 7200.0 + seconds
 
-    def pause_run(self, idea_id: int, run: str) -> bool:
+    def pause_run(self, idea_id: int | None, run: str) -> bool:
         self.calls.append(("pause_run", (idea_id, run)))
         return True
 
-    def resume_run(self, idea_id: int, run: str) -> bool:
+    def resume_run(self, idea_id: int | None, run: str) -> bool:
         self.calls.append(("resume_run", (idea_id, run)))
         return True
 
@@ -209,11 +230,7 @@ class StoreEngine:
 
 def frozen_clock(monkeypatch: Any) -> None:
     """Freeze the clocks the panes use for elapsed times (deterministic snapshots)."""
-    import aisci.tui.app as app_mod
-    import aisci.tui.widgets.processes.process_table as pt
-    import aisci.tui.widgets.runs.runs_pane as rp
-
-    for mod in (app_mod, pt, rp):
+    for mod in (main_screen, process_table, runs_pane):
         monkeypatch.setattr(mod, "clock", lambda: FROZEN_NOW)
 
 

@@ -16,13 +16,18 @@ from aisci.engine import events as ev
 from aisci.engine.config import Settings
 from aisci.tui import bridge as br
 from aisci.tui.app import AisciApp
+from aisci.tui.commands import AisciCommands
 from aisci.tui.images import choose_protocol
 from aisci.tui.screens.dialogs import ConfirmDialog, NumberDialog, ReasonDialog
 from aisci.tui.screens.edit_idea import EditIdeaScreen
+from aisci.tui.screens.help import HelpScreen
 from aisci.tui.widgets.ideas.idea_table import IdeaTable
 from aisci.tui.widgets.log.log_pane import LogPane
 from aisci.tui.widgets.processes.process_table import ProcessTable
+from aisci.tui.widgets.review.scorecard import Scorecard
+from rich.console import Console
 from support.tui_lab import FROZEN_NOW, StoreEngine, build_lab
+from textual.widgets import Static
 
 
 def make_app(tmp_path: Path, settings: Settings | None = None,
@@ -249,8 +254,6 @@ async def test_palette_offers_context_commands_and_themes(tmp_path: Path) -> Non
     app, engine, _ = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()  # initial focus lands on the idea table
-        from aisci.tui.commands import AisciCommands
-
         provider = AisciCommands(app.screen)
         titles = [t for t, _, _ in provider._commands()]
         assert "Approve idea #1 adaptive_weight_decay" in titles
@@ -259,8 +262,6 @@ async def test_palette_offers_context_commands_and_themes(tmp_path: Path) -> Non
         app.set_theme_name("aisci-light")
         assert app.theme == "aisci-light"
         await pilot.press("question_mark")
-        from aisci.tui.screens.help import HelpScreen
-
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
 
@@ -291,24 +292,19 @@ async def test_a_newly_started_run_of_the_selected_idea_is_shown(tmp_path: Path)
 
 async def test_palette_commands_reach_the_engine_for_the_selected_idea(tmp_path: Path) -> None:
     app, engine, _ = make_app(tmp_path)
-    calls: list[tuple[str, tuple[Any, ...]]] = []
-    engine.pause_idea = lambda i: calls.append(("pause_idea", (i,)))  # type: ignore[attr-defined]
-    engine.retry_stage = lambda i, s: calls.append(("retry_stage", (i, s)))  # type: ignore[attr-defined]
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        from aisci.tui.commands import AisciCommands
-
         commands = {t: cb for t, cb, _ in AisciCommands(app.screen)._commands()}
         commands["Pause idea #1 adaptive_weight_decay"]()
         commands["Retry stage experiment of idea #1 adaptive_weight_decay"]()
+        commands["Literature down for #1 adaptive_weight_decay: skip the novelty check"]()
         await pilot.pause(0.3)
-    assert calls == [("pause_idea", (1,)), ("retry_stage", (1, "experiment"))]
+    assert [c for c in engine.calls if c[0] not in ("start", "stop")] == [
+        ("pause_idea", (1,)), ("retry_stage", (1, "experiment")),
+        ("literature_decision", (1, "skip"))]
 
 
 async def test_review_pane_steps_through_each_reviewers_own_form(tmp_path: Path) -> None:
-    from aisci.tui.widgets.review.scorecard import Scorecard
-    from textual.widgets import Static
-
     app, _engine, _seen = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
@@ -318,8 +314,6 @@ async def test_review_pane_steps_through_each_reviewers_own_form(tmp_path: Path)
         assert app.focused is card  # the pane key focuses it, so its keys work at once
 
         def body() -> str:
-            from rich.console import Console
-
             console = Console(width=118, record=True, file=io.StringIO())
             console.print(card.query_one("#scorecard-body", Static).content)
             return console.export_text()

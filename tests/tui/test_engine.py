@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aisci.engine import events as ev
 from aisci.engine.config import Settings
 from aisci.engine.engine import Engine
 from aisci.engine.lab.store import LabStore
@@ -113,9 +112,9 @@ async def test_kill_and_extend_a_real_run(tmp_path: Path) -> None:
         assert result.status == "killed"
         await pilot.pause(0.3)
         assert procs.rows_by_key == {}
-        controls = [e for m in seen_types(seen, br.RunsChanged) for e in m.events
-                    if isinstance(e, ev.RunControl)]
+        controls = [m.event for m in seen_types(seen, br.RunControlled)]
         assert [c.action for c in controls] == ["extend", "kill"]
+        assert seen_types(seen, br.RunsChanged) and seen_types(seen, br.RunEnded)
         assert seen_types(seen, ProcessTable.KillRequested)
         rows = engine.store.runs(idea)
         assert rows[-1].status == "killed"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
+import textual_image.widget.sixel as sixel_widget
 from aisci.tui.images import hoist_color_registers, install_sixel_register_fix
-
-pytest.importorskip("textual_image")
+from PIL import Image
+from textual_image._sixel import image_to_sixels
 
 
 def decode(sixel: str) -> tuple[np.ndarray, dict[int, tuple[int, int, int]], int]:
@@ -59,9 +59,6 @@ def decode(sixel: str) -> tuple[np.ndarray, dict[int, tuple[int, int, int]], int
 
 
 def test_registers_are_defined_before_any_pixel_and_the_picture_is_unchanged():
-    from PIL import Image
-    from textual_image._sixel import image_to_sixels
-
     rng = np.random.default_rng(0)
     arr = np.full((61, 97, 3), 255, dtype=np.uint8)
     arr[5:9, :, :] = (31, 119, 180)       # a blue line near the top (a legend swatch)
@@ -85,12 +82,8 @@ def test_redefined_registers_are_left_alone():
 
 
 def test_the_widget_encoder_is_routed_through_the_fix():
-    import textual_image.widget.sixel as sixel_widget
-
     assert install_sixel_register_fix()
     assert install_sixel_register_fix()  # idempotent: wrapped once
-    from PIL import Image
-
     out = sixel_widget.image_to_sixels(Image.new("RGB", (8, 12), (10, 200, 30)))
     assert out.count(";2;") == len(set(re.findall(r"#(\d+);2;", out)))
     assert getattr(sixel_widget.image_to_sixels, "_aisci_hoisted", False)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 from aisci.engine import events as ev
 from aisci.tui import bridge as br
+from aisci.tui.lab_data import current_stage
 from aisci.tui.widgets.log.line_index import MAX_LINE_BYTES, LineIndex
+from support.labs import idea_row
 
 
 def test_index_reads_any_line_with_bounded_checkpoints(tmp_path: Path) -> None:
@@ -70,7 +73,7 @@ def test_bridge_coalesces_a_flood_into_a_few_messages() -> None:
             return True
 
     sink = Sink()
-    bridge = br.EngineBridge(bus, sink)  # type: ignore[arg-type]
+    bridge = br.EngineBridge(bus, sink)  # type: ignore[arg-type]  # a stand-in message pump
     for i in range(2000):
         bus.publish(ev.RunOutput(idea_id=1, run="run_1", lines=(f"line {i}",)))
     for i in range(50):
@@ -103,18 +106,21 @@ def test_engine_never_imports_the_tui_or_textual() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_current_stage_prefers_what_needs_attention_then_the_last_stage_that_ran() -> None:
-    from aisci.tui.lab_data import current_stage
+def test_current_stage_is_the_registry_s_in_the_panes_shape() -> None:
+    """The same stage as ``aisci status``; "" instead of None for the table cells."""
+    idea = idea_row()
 
     def st(**states: str) -> dict:
         return {k: {"state": v} for k, v in states.items()}
 
-    assert current_stage({}) == ("", "")
-    assert current_stage(st(ideate="done", novelty="done", approval="waiting")) == (
+    assert current_stage(idea, {}) == ("", "not started")
+    assert current_stage(idea, st(ideate="done", novelty="done", approval="waiting")) == (
         "approval", "waiting")
-    assert current_stage(st(ideate="done", experiment="failed", plot="running")) == (
+    assert current_stage(idea, st(ideate="done", experiment="failed", plot="running")) == (
         "plot", "running")
-    # a finished idea whose optional improve stage was skipped shows its review
-    assert current_stage(st(ideate="done", review="done", improve="skipped")) == (
-        "review", "done")
-    assert current_stage(st(novelty="skipped")) == ("novelty", "skipped")
+    done = st(ideate="done", novelty="skipped", approval="done", experiment="done",
+              plot="done", write="done", integrity="done", review="done", improve="skipped")
+    assert current_stage(idea, done) == ("", "done")
+    assert current_stage(idea, st(ideate="done")) == ("novelty", "pending")
+    vetoed = dataclasses.replace(idea, status="vetoed")
+    assert current_stage(vetoed, st(ideate="done")) == ("approval", "vetoed")

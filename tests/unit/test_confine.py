@@ -117,9 +117,9 @@ def _layout(tmp_path: Path) -> dict[str, object]:
 async def _hostile_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
                        ) -> tuple[dict[str, str], str, list[int], dict[str, object]]:
     setup = _layout(tmp_path)
-    files: dict[str, Path] = setup["files"]  # type: ignore[assignment]
-    idea: Path = setup["idea"]  # type: ignore[assignment]
-    lab: Path = setup["lab"]  # type: ignore[assignment]
+    files: dict[str, Path] = setup["files"]  # type: ignore[assignment]  # values are objects
+    idea: Path = setup["idea"]  # type: ignore[assignment]  # values are objects
+    lab: Path = setup["lab"]  # type: ignore[assignment]  # values are objects
     engine_secret = f"sk-ant-engine-secret-{setup['tag']}"
     monkeypatch.setenv("ANTHROPIC_API_KEY", engine_secret)
     srv = socket.socket()
@@ -138,10 +138,10 @@ async def _hostile_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: st
                       "lab config": str(files["lab config"])}}
     (idea / "hostile.py").write_text(PAYLOAD)
     s = Settings()
-    s.sandbox.mode = mode  # type: ignore[assignment]
+    s.sandbox.mode = mode  # type: ignore[assignment]  # a str; the field is a Literal
     s.sandbox.grace_period_s = 0.5
     try:
-        ex = Executor(s, store=setup["store"])  # type: ignore[arg-type]
+        ex = Executor(s, store=setup["store"])  # type: ignore[arg-type]  # an object to mypy
         res = await ex.run(RunSpec(argv=[sys.executable, "hostile.py", json.dumps(cfg)],
                                    cwd=idea, log_path=idea / "logs" / "run_1.log", limit_s=30,
                                    kind="experiment", run="run_1", idea_id=None,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aisci.engine.config import SandboxSettings, Settings
 from aisci.engine.doctor import check_isolation
+from aisci.engine.lab.secret_names import is_secret_name
 from aisci.engine.run import confine
 from aisci.engine.run.sandbox import (
     NONE_WARNING,
@@ -19,7 +20,6 @@ from aisci.engine.run.sandbox import (
     PidsCgroup,
     bwrap_argv,
     child_environment,
-    is_secret_name,
     isolation_warning,
     probe_isolation,
 )

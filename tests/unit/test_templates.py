@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aisci.engine.cli import main
 from aisci.engine.lab.idea_schema import validate_idea
+from aisci.engine.lab.layout import baseline_dir
+from aisci.engine.lab.template_check import check_template
 from aisci.engine.lab.templates import (
     TemplateError,
     available_templates,
-    baseline_dir,
-    check_template,
     find_template,
     load_template_info,
 )
@@ -265,7 +266,6 @@ def test_nanogpt_prepare_builds_the_bundled_corpus_without_network_in_smoke_mode
 
 
 def test_cli_template_list(capsys):
-    from aisci.engine.cli import main
     assert main(["template", "list"]) == 0
     out = capsys.readouterr().out
     for name in BUNDLED:

@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from aisci.engine.lab.layout import git_dir
 from aisci.engine.lab.workspace import (
     MAX_COMMIT_BYTES,
     IdeaWorkspace,
     WorkspaceError,
     format_results,
-    git_dir_for,
     read_final_info,
 )
 from support.labs import idea_row
@@ -20,7 +20,7 @@ from support.labs import idea_row
 
 def git(path: Path, *args: str) -> str:
     """Plain git as a user runs it on an idea (README: the git dir is under repos/)."""
-    return subprocess.run(["git", f"--git-dir={git_dir_for(path)}", f"--work-tree={path}",
+    return subprocess.run(["git", f"--git-dir={git_dir(path)}", f"--work-tree={path}",
                            *args], capture_output=True, text=True, check=True,
                           cwd=path).stdout
 

@@ -6,6 +6,8 @@ a callback to ``push_screen``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 
-class _Dialog(ModalScreen):
+class _Dialog(ModalScreen[Any]):
     DEFAULT_CSS = """
     _Dialog, ConfirmDialog, ReasonDialog, NumberDialog { align: center middle; }
     .dialog { width: 64; max-width: 95%; height: auto; border: thick $accent;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aisci.engine.errors import user_message
 from aisci.engine.lab.idea_schema import IdeaError, validate_idea
 from textual import on
 from textual.app import ComposeResult
@@ -72,7 +73,7 @@ class EditIdeaScreen(ModalScreen[dict[str, Any] | None]):
         try:
             validate_idea({**self.data, **fields}, where=f"idea #{self.idea_id}")
         except IdeaError as exc:
-            self.query_one("#edit-error", Static).update(str(exc))
+            self.query_one("#edit-error", Static).update(user_message(exc))
             return
         changed = {k: v for k, v in fields.items() if self.data.get(k) != v}
         self.dismiss(changed)

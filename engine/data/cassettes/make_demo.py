@@ -10,13 +10,19 @@ answer to any other idea (e.g. one a human approves in the TUI demo).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
+
+from aisci.engine.config import Settings
+from aisci.engine.literature import Literature
+from aisci.engine.literature.bibtex import make_key
 
 OUT = Path(__file__).with_name("demo.json")
 BASELINE_NOTE = "Description: the unmodified template (baseline).\n"
 
-IDEAS = [
+IDEAS: list[dict[str, Any]] = [
     {
         "Name": "weight_decay_grokking_speed",
         "Title": "Stronger Decoupled Weight Decay Shortens the Memorisation Phase Before "
@@ -78,12 +84,12 @@ IDEAS = [
 ]
 
 
-def tool(name: str, **arguments: object) -> dict:
+def tool(name: str, **arguments: object) -> dict[str, Any]:
     return {"name": name, "arguments": arguments}
 
 
-def entries() -> list[dict]:
-    out: list[dict] = []
+def entries() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     add = out.append
     # -- ideation: draft, then one reflection that ends with "I am done" -------------------
     for k, idea in enumerate(IDEAS, 1):
@@ -178,12 +184,6 @@ def entries() -> list[dict]:
 def _search_index(query: str, title_start: str, limit: int = 5) -> tuple[int, str]:
     """Where the offline literature ranks a paper for a query (the demo searches it), and
     the citation key the bibliography code will give it."""
-    import asyncio
-
-    from aisci.engine.config import Settings
-    from aisci.engine.literature import Literature
-    from aisci.engine.literature.bibtex import make_key
-
     settings = Settings()
     settings.literature.sources = ["offline"]  # as in the demo lab's aisci.toml
     papers = asyncio.run(Literature(settings, None, None).search(query, limit=limit))
@@ -193,7 +193,7 @@ def _search_index(query: str, title_start: str, limit: int = 5) -> tuple[int, st
     raise SystemExit(f"offline literature: {title_start!r} not in the results for {query!r}")
 
 
-def paper_entries(idea: dict) -> list[dict]:
+def paper_entries(idea: dict[str, Any]) -> list[dict[str, Any]]:
     name, title = idea["Name"], idea["Title"]
     p = PAPERS[name]
     edits = {
@@ -211,7 +211,7 @@ def paper_entries(idea: dict) -> list[dict]:
         "conclusion": [("CONCLUSIONS HERE\n", p["conclusion"] + "\n")],
         "related-work": [("RELATED WORK HERE\n", p["related"] + "\n")],
     }
-    out = []
+    out: list[dict[str, Any]] = []
     for slug, pairs in edits.items():
         out.append({"match": f"write/{name}/section-{slug}/draft/turn-1",
                     "text": f"Writing the {slug.replace('-', ' ')} from the notes and results.",
@@ -250,7 +250,7 @@ REVIEW_SCORES = [  # one row per reviewer: (Originality, Quality, Clarity, Signi
 ]
 
 
-def review_json(name: str, row: tuple, summary: str) -> dict:
+def review_json(name: str, row: tuple[Any, ...], summary: str) -> dict[str, Any]:
     keys = ("Originality", "Quality", "Clarity", "Significance", "Soundness",
             "Presentation", "Contribution", "Overall", "Confidence", "Decision")
     data = dict(zip(keys, row, strict=True))
@@ -268,8 +268,8 @@ def review_json(name: str, row: tuple, summary: str) -> dict:
     return data
 
 
-def review_entries() -> list[dict]:
-    out = []
+def review_entries() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for idea in IDEAS[:2]:
         name = idea["Name"]
         summary = f"The paper studies: {idea['Title']}."
@@ -302,7 +302,7 @@ FIGURE = ("\\begin{figure}[t]\n  \\centering\n"
           "  \\caption{Validation accuracy on modular addition for the baseline and each "
           "variant (mean over seeds).}\n  \\label{fig:valacc}\n\\end{figure}")
 
-PAPERS = {
+PAPERS: dict[str, dict[str, Any]] = {
     "weight_decay_grokking_speed": {
         "abstract": "Grokking, the sudden generalisation long after a network has fitted its "
                     "training set, is known to depend on regularisation. We ask whether "

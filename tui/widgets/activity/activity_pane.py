@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aisci.engine import events as ev
-from aisci.engine.lab.store import LabStore
-from aisci.tui.lab_data import current_stage
+from aisci.tui.bridge import StageLine
+from aisci.tui.lab_data import LabReader, Spend
 from aisci.tui.widgets.activity.llm_stream import LLMStream
 from rich.table import Table
 from rich.text import Text
@@ -15,10 +16,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
 
-def render_cost(store: LabStore, lab_budget: float | None, idea_budget: float | None) -> Table:
-    spent = store.spend()
-    by_stage = store.spend_by("stage")
-    by_idea = store.spend_by("idea_id")
+def render_cost(spend: Spend, lab_budget: float | None, idea_budget: float | None) -> Table:
+    spent = spend.total
     table = Table(box=None, padding=(0, 1), title_justify="left")
     table.add_column("Spend", style="bold")
     table.add_column("$", justify="right")
@@ -28,25 +27,35 @@ def render_cost(store: LabStore, lab_budget: float | None, idea_budget: float | 
         pct = f"{lab_budget:.2f} ({spent / lab_budget:.0%})"
     table.add_row(Text("lab total", style="bold"), f"{spent:.4f}", pct or "none",
                   style="bold red" if lab_budget and spent >= lab_budget else "")
-    for stage, usd in sorted(by_stage.items(), key=lambda kv: -kv[1]):
+    for stage, usd in sorted(spend.by_stage.items(), key=lambda kv: -kv[1]):
         table.add_row(f"stage {stage}", f"{usd:.4f}", "")
-    for idea, usd in sorted(by_idea.items(), key=lambda kv: -kv[1]):
+    for idea, usd in sorted(spend.by_idea.items(), key=lambda kv: -kv[1]):
         if idea is None:
             continue
         over = idea_budget is not None and usd >= idea_budget
         table.add_row(f"idea {idea}", f"{usd:.4f}",
                       f"{idea_budget:.2f}" if idea_budget else "",
                       style="bold red" if over else "")
-    unknown = store.unknown_cost_calls()
-    if unknown:
-        table.add_row(Text(f"{unknown} calls without a price", style="yellow"), "", "")
+    if spend.unpriced_calls:
+        table.add_row(Text(f"{spend.unpriced_calls} calls without a price", style="yellow"),
+                      "", "")
     return table
 
 
+#: How each stage state reads in the "Now" column.
+_NOW: dict[str, Callable[[str], str | Text]] = {
+    "started": lambda _text: "started",
+    "done": lambda text: f"done {text}".strip(),
+    "failed": lambda text: Text(f"failed: {text}", style="red"),
+    "paused": lambda text: Text(f"paused: {text}", style="yellow"),
+    "progress": lambda text: text,
+}
+
+
 class ActivityPane(Vertical):
-    def __init__(self, store: LabStore, budgets: Any, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.store = store
+    def __init__(self, reader: LabReader, budgets: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reader = reader
         self.budgets = budgets
         self._progress: dict[int | None, str] = {}
 
@@ -63,36 +72,21 @@ class ActivityPane(Vertical):
         table.add_column("Stage", key="stage")
         table.add_column("Now", key="now")
         # start from the persisted stage states; events keep it current afterwards
-        for idea in self.store.list_ideas():
-            stage, state = current_stage(self.store.stages(idea.id))
-            if stage:
-                table.add_row(str(idea.id), stage, state, key=str(idea.id))
+        for idea_id, stage, state in self.reader.stages_now():
+            table.add_row(str(idea_id), stage, state, key=str(idea_id))
         self.refresh_cost()
 
-    def stage_events(self, events: tuple[ev.Event, ...]) -> None:
+    def stage_lines(self, lines: tuple[StageLine, ...]) -> None:
         table = self.query_one("#now-table", DataTable)
-        for e in events:
-            idea = getattr(e, "idea_id", None)
-            stage = getattr(e, "stage", "")
-            if isinstance(e, ev.StageStarted):
-                now = "started"
-            elif isinstance(e, ev.StageFinished):
-                now = f"done {e.summary}".strip()
-            elif isinstance(e, ev.StageFailed):
-                now = Text(f"failed: {e.reason}", style="red")
-            elif isinstance(e, ev.StagePaused):
-                now = Text(f"paused: {e.reason}", style="yellow")
-            elif isinstance(e, ev.StageProgress):
-                now = e.message
-            else:
-                continue
-            key = str(idea)
-            label = "lab" if idea is None else str(idea)
+        for line in lines:
+            now = _NOW[line.state](line.text)
+            key = str(line.idea_id)
+            label = "lab" if line.idea_id is None else str(line.idea_id)
             if key in table.rows:
-                table.update_cell(key, "stage", stage, update_width=True)
+                table.update_cell(key, "stage", line.stage, update_width=True)
                 table.update_cell(key, "now", now, update_width=True)
             else:
-                table.add_row(label, stage, now, key=key)
+                table.add_row(label, line.stage, now, key=key)
 
     def llm(self, chunks: tuple[tuple[ev.LLMStreamed, str], ...],
             calls: tuple[ev.Event, ...]) -> None:
@@ -103,4 +97,4 @@ class ActivityPane(Vertical):
 
     def refresh_cost(self) -> None:
         self.query_one("#cost", Static).update(
-            render_cost(self.store, self.budgets.lab_usd, self.budgets.idea_usd))
+            render_cost(self.reader.spend(), self.budgets.lab_usd, self.budgets.idea_usd))

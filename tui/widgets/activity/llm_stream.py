@@ -8,6 +8,7 @@ once it prunes).
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from aisci.engine import events as ev
 from rich.text import Text
@@ -19,8 +20,8 @@ MAX_CHARS = 6000
 class LLMStream(Static):
     DEFAULT_CSS = "LLMStream { height: 1fr; overflow-y: hidden; }"
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__("", **kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("", **kwargs)
         self.focus_idea: int | None = None
         self._chunks: deque[str] = deque()
         self._chars = 0

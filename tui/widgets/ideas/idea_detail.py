@@ -9,6 +9,7 @@ from aisci.tui.lab_data import novelty_verdict
 from rich.console import Group
 from rich.markup import escape
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
@@ -65,7 +66,7 @@ def render_idea(idea: IdeaRow, history: list[dict[str, Any]],
 class IdeaDetail(VerticalScroll, can_focus=False):
     """Scrollable detail of one idea."""
 
-    def compose(self):  # type: ignore[override]
+    def compose(self) -> ComposeResult:
         yield Static("select an idea", id="idea-detail-body")
 
     def show(self, idea: IdeaRow | None, history: list[dict[str, Any]],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aisci.tui.lab_data import IdeaSummary
 from rich.text import Text
@@ -26,7 +28,7 @@ NAME_WIDTH = 18
 """Longer names are cut with an ellipsis (the detail panel has the full name)."""
 
 
-class IdeaTable(DataTable):
+class IdeaTable(DataTable[Any]):
     """One row per idea; posts typed requests that the screen turns into engine calls."""
 
     BINDINGS = [
@@ -55,8 +57,8 @@ class IdeaTable(DataTable):
     class GenerateRequested(Message):
         pass
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._rows: dict[int, IdeaSummary] = {}
 
     def on_mount(self) -> None:
@@ -100,12 +102,12 @@ class IdeaTable(DataTable):
         if event.row_key.value is not None:
             self.post_message(self.Highlighted(int(event.row_key.value)))
 
-    def _request(self, message_type: type[Message]) -> None:
+    def _request(self, message_type: Callable[[int], Message]) -> None:
         idea = self.selected_idea
         if idea is None:
             self.notify("no idea selected", severity="warning")
             return
-        self.post_message(message_type(idea))  # type: ignore[call-arg]
+        self.post_message(message_type(idea))
 
     def action_approve(self) -> None:
         self._request(self.ApproveRequested)

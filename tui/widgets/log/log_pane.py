@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aisci.tui.widgets.log.log_view import LogView
 from textual import on
@@ -20,8 +21,8 @@ class LogPane(Vertical):
         Binding("escape", "close_search", "Close search", show=False, id="log-close-search"),
     ]
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.idea_id: int | None = None
         self.run: str | None = None
 

@@ -17,22 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import watchfiles
+from aisci.engine.errors import user_message
 from aisci.engine.lab import safe_files
 from aisci.tui.images import ImageSupport
 from aisci.tui.lab_data import figures, newest_draft
 from aisci.tui.widgets.media.pdf_pages import MAX_PAGES, page_count, render_page
+from PIL import Image
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
+from textual_image._terminal import get_cell_size
 
 
 def load_figure(root: Path, rel: str) -> Any:
     """The PNG ``root/rel`` of an idea folder as a decoded PIL image (read through
     safe_files, at most safe_files.MAX_FIGURE_BYTES); raises OSError/ValueError."""
-    from PIL import Image
-
     data = safe_files.read_bytes(root, rel, safe_files.MAX_FIGURE_BYTES)
     img = Image.open(io.BytesIO(data))
     img.load()
@@ -43,9 +45,6 @@ def fit_cells(png: Any, box_w: int, box_h: int) -> tuple[int, int]:
     """The largest (columns, rows) inside the box that keep the picture's aspect ratio,
     using the terminal's cell size in pixels. ``png``: a PIL image or an engine-owned
     PNG file (a rendered page)."""
-    from PIL import Image
-    from textual_image._terminal import get_cell_size
-
     try:
         if isinstance(png, Path):
             with Image.open(png) as img:
@@ -78,8 +77,8 @@ class MediaPane(Vertical, can_focus=True):
     MediaPane { align-horizontal: center; }
     """
 
-    def __init__(self, images: ImageSupport, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, images: ImageSupport, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.images = images
         self.idea_dir: Path | None = None
         self.items: list[MediaItem] = []
@@ -105,8 +104,6 @@ class MediaPane(Vertical, can_focus=True):
 
     @work(exclusive=True, group="media-watch")
     async def _watch(self, directory: Path) -> None:
-        import watchfiles
-
         directory.mkdir(parents=True, exist_ok=True)
 
         def wanted(_change: object, path: str) -> bool:
@@ -179,7 +176,8 @@ class MediaPane(Vertical, can_focus=True):
         try:
             png: Path | None = render_page(root, rel, page, self._cache_dir)
         except (RuntimeError, ValueError, OSError) as exc:
-            self.app.call_from_thread(self.notify, f"{rel}: cannot render page: {exc}",
+            self.app.call_from_thread(self.notify,
+                                      f"{rel}: cannot render page: {user_message(exc)}",
                                       severity="warning")
             png = None
         self.app.call_from_thread(self._apply, png)
@@ -189,7 +187,7 @@ class MediaPane(Vertical, can_focus=True):
         try:
             img = load_figure(root, rel)
         except (OSError, ValueError) as exc:  # refused (safe_files.UnsafeFile) or not a PNG
-            self.app.call_from_thread(self.notify, f"{rel}: cannot show it: {exc}",
+            self.app.call_from_thread(self.notify, f"{rel}: cannot show it: {user_message(exc)}",
                                       severity="warning")
             img = None
         self.app.call_from_thread(self._apply, img, rel)
@@ -197,17 +195,18 @@ class MediaPane(Vertical, can_focus=True):
     def _apply(self, png: Any, label: str | None = None) -> None:
         """Show ``png``: a PIL image of a figure (``label`` names it) or the PNG file of a
         rendered page (engine-owned cache), None for nothing."""
-        widget = self.query_one("#media-image")
+        widget = self.query_one("#media-image")  # a Static, or images.widget_class
         if self.images.widget_class is None:
             name = label or (png.name if isinstance(png, Path) else "")
-            widget.update("" if png is None else f"(images off) {name}")  # type: ignore[attr-defined]
+            text = "" if png is None else f"(images off) {name}"
+            widget.update(text)  # type: ignore[attr-defined]  # the Static
             return
         if png is not None:
             # size the widget in cells ourselves: a picture that overflows its area would
             # make a sixel terminal scroll the whole screen
             w, h = fit_cells(png, self.size.width, max(1, self.size.height - 1))
             widget.styles.width, widget.styles.height = w, h
-        widget.image = png  # type: ignore[attr-defined]
+        widget.image = png  # type: ignore[attr-defined]  # a textual-image widget
 
     def on_resize(self) -> None:
         self._shown = None

@@ -31,7 +31,7 @@ def _read(root: Path, rel: str) -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _count(root: Path, rel: str, version: tuple[str, int, int, int]) -> int:
-    import pymupdf
+    import pymupdf  # deferred: a heavy import, only when a paper is shown
 
     with pymupdf.open(stream=_read(root, rel), filetype="pdf") as doc:
         return int(doc.page_count)
@@ -44,7 +44,7 @@ def page_count(root: Path, rel: str) -> int:
 
 def render_page(root: Path, rel: str, page: int, cache_dir: Path) -> Path:
     """The PNG of ``page`` (0-based) of the PDF ``root/rel``; rendered once per version."""
-    import pymupdf
+    import pymupdf  # deferred: a heavy import, only when a paper is shown
 
     key = hashlib.sha256(repr(_version(root, rel)).encode()).hexdigest()
     out = cache_dir / f"{key[:20]}-p{page + 1}.png"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aisci.engine import events as ev
 from aisci.tui.lab_data import fmt_duration
@@ -58,7 +60,7 @@ class ProcessRow:
     flags: set[str] = field(default_factory=set)
 
 
-class ProcessTable(DataTable):
+class ProcessTable(DataTable[Any]):
     BINDINGS = [
         Binding("k", "kill", "Kill", id="kill-run"),
         Binding("plus,x", "extend", "Extend", id="extend-run"),
@@ -81,8 +83,8 @@ class ProcessTable(DataTable):
         run: str
         resume: bool
 
-    def __init__(self, stall_after_s: float = 900.0, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
+    def __init__(self, stall_after_s: float = 900.0, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", **kwargs)
         self.stall_after_s = stall_after_s
         self.rows_by_key: dict[str, ProcessRow] = {}
 
@@ -183,12 +185,13 @@ class ProcessTable(DataTable):
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         return self.rows_by_key.get(str(key))
 
-    def _with_selected(self, build: type[Message], **extra: object) -> None:
+    def _with_selected(self, build: Callable[..., Message], **extra: object) -> None:
         row = self.selected()
         if row is None:
             self.notify("no running process selected", severity="warning")
             return
-        self.post_message(build(row.idea_id, row.run, **extra))  # type: ignore[call-arg]
+        # every request is a dataclass Message taking (idea_id, run, **extra)
+        self.post_message(build(row.idea_id, row.run, **extra))
 
     def action_kill(self) -> None:
         self._with_selected(self.KillRequested)

@@ -15,6 +15,7 @@ from aisci.tui.lab_data import read_json
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
@@ -120,8 +121,8 @@ def render_review(data: dict[str, Any] | None,
 class Scorecard(VerticalScroll):
     BINDINGS = [Binding("r", "next_reviewer", "Next reviewer", id="next-reviewer")]
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._key: tuple[object, ...] | None = None
         self._data: dict[str, Any] | None = None
         self._findings: list[dict[str, Any]] | None = None
@@ -140,7 +141,7 @@ class Scorecard(VerticalScroll):
         self.query_one("#scorecard-body", Static).update(
             render_review(self._data, self._findings, self.view))
 
-    def compose(self):  # type: ignore[override]
+    def compose(self) -> ComposeResult:
         yield Static("select an idea", id="scorecard-body")
 
     def show_dir(self, directory: Path | None) -> None:

@@ -8,11 +8,15 @@ run i is ``git diff run_{i-1} run_i`` with ``base`` standing in for run_0.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import git
+from aisci.engine.lab.workspace import IdeaWorkspace, WorkspaceError
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Static
@@ -32,10 +36,6 @@ def previous_ref(run: str) -> str | None:
 def git_diff(idea_dir: Path, run: str) -> str:
     """``git diff <previous> <run>`` in the idea's repository ('' when not available),
     through the engine's workspace (its git directory and pinned git configuration)."""
-    # gitpython (under the workspace module) is slow to import; only the worker pays.
-    import git
-    from aisci.engine.lab.workspace import IdeaWorkspace, WorkspaceError
-
     prev = previous_ref(run)
     if prev is None:
         return ""
@@ -97,12 +97,12 @@ class DiffView(VerticalScroll):
     split: reactive[bool] = reactive(False)
     """Side by side (True) or unified (False)."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._diff = ""
         self._title = ""
 
-    def compose(self):  # type: ignore[override]
+    def compose(self) -> ComposeResult:
         yield Static("select a run to see its code change", id="diff-body")
 
     def show(self, title: str, diff: str) -> None:

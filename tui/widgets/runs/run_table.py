@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aisci.tui.lab_data import RunSummary, fmt_duration, guess_lower_is_better, metric_delta
 from rich.text import Text
@@ -16,7 +17,7 @@ _STATUS_STYLE = {"ok": "green", "running": "bold cyan", "failed": "bold red",
                  "timeout": "bold red", "killed": "red", "interrupted": "yellow"}
 
 
-class RunTable(DataTable):
+class RunTable(DataTable[Any]):
     """One row per run label (newest attempt)."""
 
     @dataclass
@@ -25,8 +26,8 @@ class RunTable(DataTable):
         run: str
         log_path: Path | None
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", **kwargs)
         self.idea_id: int | None = None
         self.runs: list[RunSummary] = []
         self._signature: tuple[object, ...] = ()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
-from aisci.engine.lab.store import LabStore
-from aisci.tui.lab_data import idea_dir, run_summaries
+from aisci.tui.lab_data import LabReader
 from aisci.tui.widgets.runs.diff_view import DiffView, git_diff, previous_ref
 from aisci.tui.widgets.runs.run_table import RunTable
 from textual import on, work
@@ -22,9 +22,9 @@ clock = time.time
 class RunsPane(Vertical):
     BINDINGS = [Binding("s", "toggle_split", "Split diff", id="diff-split")]
 
-    def __init__(self, lab: Path, store: LabStore, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.lab, self.store = lab, store
+    def __init__(self, reader: LabReader, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reader = reader
         self.idea_id: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -39,20 +39,20 @@ class RunsPane(Vertical):
     def reload(self) -> None:
         if self.idea_id is None:
             return
-        idea = self.store.get_idea(self.idea_id)
+        idea = self.reader.idea(self.idea_id)
         if idea is None:
             return
-        runs = run_summaries(self.lab, self.store, idea, clock())
+        runs = self.reader.runs(idea, clock())
         self.query_one(RunTable).show(idea.id, runs)
         self.query_one("#runs-header", Static).update(
             f"runs of #{idea.id} {idea.name} · {len(runs)} runs · s: unified/split")
 
     @on(RunTable.RunSelected)
     def _run_selected(self, event: RunTable.RunSelected) -> None:
-        idea = self.store.get_idea(event.idea_id)
+        idea = self.reader.idea(event.idea_id)
         if idea is None:
             return
-        self._load_diff(idea_dir(self.lab, idea), event.run)
+        self._load_diff(self.reader.folder(idea), event.run)
 
     @work(thread=True, exclusive=True, group="diff")
     def _load_diff(self, repo: Path, run: str) -> None:

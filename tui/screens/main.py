@@ -1,0 +1,239 @@
+"""The workbench: status bar, pane bar, the two groups of tabbed panes and the footer.
+
+The screen keeps the selected idea and routes the bridge's messages to the panes that
+show them, by message type. Engine commands and dialogs are the App's: the panes'
+requests (``IdeaTable.ApproveRequested`` ...) and the bridge's ``Alert`` and
+``BudgetHit`` bubble up to it. Fast-changing state (log lines, process stats, LLM text)
+lives in the panes, never on the Screen, so it never causes a full-screen repaint.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from aisci.engine.config import Settings
+from aisci.tui import bridge as br
+from aisci.tui.images import ImageSupport
+from aisci.tui.lab_data import LabReader
+from aisci.tui.widgets.activity.activity_pane import ActivityPane
+from aisci.tui.widgets.ideas.idea_detail import IdeaDetail
+from aisci.tui.widgets.ideas.idea_table import IdeaTable
+from aisci.tui.widgets.log.log_pane import LogPane
+from aisci.tui.widgets.media.media_pane import MediaPane
+from aisci.tui.widgets.processes.process_table import ProcessRow, ProcessTable
+from aisci.tui.widgets.review.scorecard import Scorecard
+from aisci.tui.widgets.runs.run_table import RunTable
+from aisci.tui.widgets.runs.runs_pane import RunsPane
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+clock = time.time
+"""Wall clock; tests freeze it for deterministic snapshots."""
+
+#: (key, title) of every pane, in key order (1-7).
+PANES = (("ideas", "Ideas"), ("runs", "Runs & diffs"), ("review", "Review"),
+         ("log", "Training log"), ("plots", "Plots & paper"), ("processes", "Processes"),
+         ("activity", "Activity & cost"))
+# In a wide terminal the two groups sit side by side: the log (left) next to the plots
+# (right) is the view to watch a run in.
+LEFT = ("ideas", "runs", "review", "log")
+RIGHT = ("plots", "processes", "activity")
+#: Pane names short enough for an 80-column pane bar.
+SHORT_TITLES = ("Ideas", "Runs", "Review", "Log", "Plots", "Processes", "Cost")
+#: The widget a pane key focuses.
+_FOCUS = {"ideas": "#idea-table", "runs": "#run-table", "review": "#scorecard",
+          "log": "#log-view", "plots": "#media-pane", "processes": "#process-table"}
+
+
+class MainScreen(Screen[None]):
+    def __init__(self, reader: LabReader, settings: Settings, images: ImageSupport,
+                 status: str) -> None:
+        super().__init__()
+        self.reader = reader
+        self.settings = settings
+        self.images = images
+        self.status = status
+        self.selected_idea: int | None = None
+
+    # -- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static(self.status, id="status-bar", markup=False)
+        yield Static("  ".join(f"{i + 1} {t}" for i, t in enumerate(SHORT_TITLES)),
+                     id="pane-bar", markup=False)
+        with Horizontal(id="panes"):
+            with TabbedContent(id="left-tabs"):
+                with TabPane("1 Ideas", id="ideas"), Vertical():
+                    yield IdeaTable(id="idea-table")
+                    yield IdeaDetail(id="idea-detail")
+                with TabPane("2 Runs & diffs", id="runs"):
+                    yield RunsPane(self.reader, id="runs-pane")
+                with TabPane("3 Review", id="review"):
+                    yield Scorecard(id="scorecard")
+                with TabPane("4 Log", id="log"):
+                    yield LogPane(id="log-pane")
+            with TabbedContent(id="right-tabs"):
+                with TabPane("5 Plots & paper", id="plots"):
+                    yield MediaPane(self.images, id="media-pane")
+                with TabPane("6 Processes", id="processes"):
+                    yield ProcessTable(self.settings.experiment.stall_after_s,
+                                       id="process-table")
+                with TabPane("7 Activity & cost", id="activity"):
+                    yield ActivityPane(self.reader, self.settings.budget, id="activity-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.reload_ideas()
+        self._load_running()
+        self.call_after_refresh(self._initial_focus)
+
+    def _initial_focus(self) -> None:
+        # only when the user has not already moved (focusing a widget in a hidden tab
+        # would switch the tab back)
+        if self.focused is None:
+            self.query_one(IdeaTable).focus()
+
+    def _load_running(self) -> None:
+        procs = self.query_one(ProcessTable)
+        for row in self.reader.running_runs():
+            procs.add_existing(row.idea_id, row.run, row.limit_s or 0.0, row.isolation or "?",
+                               row.started_at or clock())
+
+    def show_pane(self, key: str) -> None:
+        group = "left-tabs" if key in LEFT else "right-tabs"
+        self.query_one(f"#{group}", TabbedContent).active = key
+        self.query_one("#panes").set_class(group == "right-tabs", "-right")
+        focus = _FOCUS.get(key)
+        if focus is not None:
+            self.query_one(focus).focus()
+
+    # -- selection ------------------------------------------------------------------------
+    def reload_ideas(self, ids: frozenset[int] | None = None) -> None:
+        table = self.query_one(IdeaTable)
+        for summary in self.reader.summaries(ids):
+            table.upsert(summary)
+        if self.selected_idea is None and table.row_count:
+            table.move_cursor(row=0)
+            first = table.selected_idea
+            if first is not None:
+                self.select_idea(first)
+        elif self.selected_idea is not None and (ids is None or self.selected_idea in ids):
+            self._refresh_selected_detail()
+
+    @on(IdeaTable.Highlighted)
+    def _idea_highlighted(self, event: IdeaTable.Highlighted) -> None:
+        if event.idea_id != self.selected_idea:
+            self.select_idea(event.idea_id)
+
+    def select_idea(self, idea_id: int) -> None:
+        self.selected_idea = idea_id
+        self._refresh_selected_detail()
+        idea = self.reader.idea(idea_id)
+        self.query_one(RunsPane).show_idea(idea_id)
+        self.query_one(MediaPane).show_idea(self.reader.folder(idea) if idea else None)
+        self.query_one(ActivityPane).set_focus_idea(idea_id)
+        self._show_default_run(idea_id)
+
+    def _refresh_selected_detail(self) -> None:
+        if self.selected_idea is None:
+            return
+        idea = self.reader.idea(self.selected_idea)
+        self.query_one(IdeaDetail).show(
+            idea, self.reader.history(idea.id) if idea else [],
+            self.reader.stage(idea.id) if idea else ("", ""))
+        self.query_one(Scorecard).show_dir(self.reader.folder(idea) if idea else None)
+
+    def _show_default_run(self, idea_id: int) -> None:
+        """With no runs there is no log; otherwise the run table's cursor picks the run
+        (the running one, else the newest) and its RunSelected message shows it."""
+        if not self.query_one(RunTable).runs:
+            self.query_one(LogPane).show_run(idea_id, None, None)
+
+    @on(RunTable.RunSelected)
+    def _run_selected(self, event: RunTable.RunSelected) -> None:
+        self.query_one(LogPane).show_run(event.idea_id, event.run, event.log_path)
+
+    def selected_idea_label(self) -> str | None:
+        if self.selected_idea is None:
+            return None
+        s = self.query_one(IdeaTable).summary(self.selected_idea)
+        return f"#{self.selected_idea} {s.name}" if s else f"#{self.selected_idea}"
+
+    def selected_stage(self) -> str | None:
+        """The selected idea's current stage (for retry / skip)."""
+        if self.selected_idea is None:
+            return None
+        s = self.query_one(IdeaTable).summary(self.selected_idea)
+        return s.stage if s and s.stage else None
+
+    def selected_process(self) -> ProcessRow | None:
+        return self.query_one(ProcessTable).selected()
+
+    def process_count(self) -> int:
+        return len(self.query_one(ProcessTable).rows_by_key)
+
+    # -- bridge messages ------------------------------------------------------------------
+    @on(br.IdeasChanged)
+    def _ideas_changed(self, msg: br.IdeasChanged) -> None:
+        self.reload_ideas(msg.idea_ids)
+        if self.selected_idea in msg.idea_ids:
+            self.query_one(RunsPane).reload()
+
+    @on(br.StageActivity)
+    def _stage_activity(self, msg: br.StageActivity) -> None:
+        self.query_one(ActivityPane).stage_lines(msg.lines)
+
+    @on(br.OutputsChanged)
+    def _outputs_changed(self, msg: br.OutputsChanged) -> None:
+        if self.selected_idea in msg.idea_ids:
+            self.query_one(MediaPane).rescan()
+            self._refresh_selected_detail()
+
+    @on(br.RunStarted)
+    def _run_started(self, msg: br.RunStarted) -> None:
+        e = msg.event
+        self.query_one(ProcessTable).started(e)
+        if e.idea_id == self.selected_idea:
+            log = self.query_one(LogPane)
+            if log.view.follow or log.run is None:
+                log.show_run(e.idea_id, e.run, Path(e.log_path) if e.log_path else None)
+
+    @on(br.RunEnded)
+    def _run_ended(self, msg: br.RunEnded) -> None:
+        self.query_one(ProcessTable).finished(msg.event.idea_id, msg.event.run)
+
+    @on(br.RunControlled)
+    def _run_controlled(self, msg: br.RunControlled) -> None:
+        self.query_one(ProcessTable).control(msg.event)
+
+    @on(br.RunsChanged)
+    def _runs_changed(self, msg: br.RunsChanged) -> None:
+        if self.selected_idea in msg.idea_ids:
+            self.query_one(RunsPane).reload()
+
+    @on(br.RunOutputBatch)
+    def _run_output(self, msg: br.RunOutputBatch) -> None:
+        log = self.query_one(LogPane)
+        for idea_id, run in msg.lines:
+            log.output_arrived(idea_id, run)
+
+    @on(br.ProcessStatsBatch)
+    def _process_stats(self, msg: br.ProcessStatsBatch) -> None:
+        procs = self.query_one(ProcessTable)
+        for s in msg.stats:
+            procs.stats(s)
+        for st in msg.stalled:
+            procs.stalled(st)
+
+    @on(br.LLMText)
+    def _llm_text(self, msg: br.LLMText) -> None:
+        self.query_one(ActivityPane).llm(msg.chunks, msg.calls)
+
+    @on(br.CostChanged)
+    def _cost(self, msg: br.CostChanged) -> None:
+        self.query_one(ActivityPane).refresh_cost()
+        if msg.event.idea_id is not None:
+            self.reload_ideas(frozenset({msg.event.idea_id}))
