@@ -215,6 +215,24 @@ class TUISettings(_Section):
     log_buffer_lines: int = Field(5000, ge=100)
 
 
+class WorkSizeSettings(_Section):
+    """How much work one template run does; unset keys keep the template's
+    ``template.toml [work_size]`` defaults (its full-run, reference values)."""
+
+    steps: int | None = Field(None, ge=1, le=100_000_000)
+    """Training steps / updates / iterations."""
+    seeds: int | None = Field(None, ge=1, le=100)
+    """Seeds per dataset."""
+    eval: int | None = Field(None, ge=1, le=100_000_000)
+    """Evaluation size (the template's own unit: samples or batches)."""
+
+
+WORK_SIZE_KEYS = ("steps", "seeds", "eval")
+WORK_SIZE_ENV_PREFIX = "AISCI_WORK_"
+"""``AISCI_WORK_STEPS`` etc.: the environment overrides aisci.toml, and is what
+experiment.py reads."""
+
+
 class Settings(_Section):
     general: GeneralSettings = Field(default_factory=GeneralSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
@@ -230,6 +248,8 @@ class Settings(_Section):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     tui: TUISettings = Field(default_factory=TUISettings)
+    work_size: dict[str, WorkSizeSettings] = Field(default_factory=dict)
+    """Per-template work size: ``[work_size.grokking] steps = 1000``."""
 
     @field_validator("models")
     @classmethod

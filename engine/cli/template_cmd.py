@@ -3,7 +3,8 @@
 ``template check`` validates a template folder against the template contract (one line
 per problem with a fix hint; exit 1 when there are problems). ``baseline`` produces a
 template's run_0 through the same executor and baseline code the pipeline uses, and
-stores it where new ideas copy it from (``<lab>/baselines/<name>[-smoke]/run_0``).
+stores it where new ideas copy it from (``<lab>/baselines/<name>[-smoke][-<size>]/run_0``);
+``--steps/--seeds/--eval`` choose a work size other than the template's default.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import time
@@ -24,11 +26,18 @@ from aisci.engine.cli.common import (
     open_store,
     show_help,
 )
+from aisci.engine.config import WORK_SIZE_KEYS, WorkSizeSettings
 from aisci.engine.errors import EXIT_FAILED
 from aisci.engine.events import EventBus, Notice, RunOutput, StageProgress
 from aisci.engine.lab.layout import baseline_dir
 from aisci.engine.lab.template_check import check_template
-from aisci.engine.lab.templates import TemplateError, available_templates, find_template
+from aisci.engine.lab.templates import (
+    TemplateError,
+    available_templates,
+    find_template,
+    work_size,
+    work_size_tag,
+)
 from aisci.engine.llm.client import LLMClient
 from aisci.engine.llm.prompts import PromptLibrary
 from aisci.engine.run.executor import Executor
@@ -61,6 +70,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b.add_argument("--out", metavar="DIR", default=None,
                    help="also copy the baseline folder (with run_0/) to DIR")
     b.add_argument("--force", action="store_true", help="run again even if a baseline exists")
+    for key, what in (("steps", "training steps/updates/iterations"),
+                      ("seeds", "seeds per dataset"),
+                      ("eval", "evaluation size (the template's unit)")):
+        b.add_argument(f"--{key}", type=_positive_int, default=None, metavar="N",
+                       help=f"work size: {what} (default: template.toml [work_size], "
+                            f"aisci.toml [work_size.<template>], AISCI_WORK_{key.upper()})")
     add_lab_argument(b)
     b.set_defaults(func=_baseline)
 
@@ -103,11 +118,29 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _baseline(args: argparse.Namespace) -> int:
     lab = lab_dir(args)
     template = find_template(args.template, lab)
     cfg = config_from_args(args)
-    run0 = baseline_dir(lab, template.name, args.smoke)
+    chosen = {k: getattr(args, k) for k in WORK_SIZE_KEYS if getattr(args, k) is not None}
+    if chosen:
+        current = cfg.settings.work_size.get(template.name) or WorkSizeSettings()
+        cfg.settings.work_size[template.name] = current.model_copy(update=chosen)
+    size = work_size(template, cfg.settings.work_size.get(template.name), os.environ, args.smoke)
+    run0 = baseline_dir(lab, template.name, args.smoke, work_size_tag(template, size, args.smoke))
+    if size:
+        print(f"work size of {template.name}: "
+              + ", ".join(f"{k}={v}" for k, v in sorted(size.items())))
     if args.force and run0.parent.exists():
         shutil.rmtree(run0.parent)
     if (run0 / "final_info.json").is_file():

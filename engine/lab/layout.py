@@ -30,7 +30,8 @@ def git_dir(idea_dir: Path) -> Path:
     return idea_dir.parent.parent / REPOS_DIR / f"{idea_dir.name}.git"
 
 
-def baseline_dir(lab: Path, template_name: str, smoke: bool) -> Path:
-    """Where the template's baseline run_0 lives in a lab; new ideas copy it from here."""
-    suffix = "-smoke" if smoke else ""
+def baseline_dir(lab: Path, template_name: str, smoke: bool, size_tag: str = "") -> Path:
+    """Where the template's baseline run_0 lives in a lab; new ideas copy it from here.
+    ``size_tag`` names a non-default work size (``templates.work_size_tag``)."""
+    suffix = ("-smoke" if smoke else "") + (f"-{size_tag}" if size_tag else "")
     return Path(lab) / BASELINES_DIR / f"{template_name}{suffix}" / "run_0"

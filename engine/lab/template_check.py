@@ -30,6 +30,7 @@ from aisci.engine.lab.secret_names import is_secret_name
 from aisci.engine.lab.templates import (
     REQUIRED_FILES,
     TemplateError,
+    TemplateInfo,
     check_argv,
     load_template_info,
 )
@@ -228,8 +229,27 @@ def final_info_problems(run_dir: Path) -> list[TemplateProblem]:
 
 # -- dynamic checks ------------------------------------------------------------------------
 
+def metric_name_problems(run_dir: Path, info: TemplateInfo) -> list[TemplateProblem]:
+    """Metrics that template.toml names (directions, units) but final_info.json lacks."""
+    try:
+        data = json.loads((run_dir / "final_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    reported: set[str] = set()
+    for value in data.values() if isinstance(data, dict) else []:
+        means = value.get("means") if isinstance(value, dict) else None
+        if isinstance(means, dict):
+            reported.update(str(k) for k in means)
+    named = set(info.lower_is_better) | set(info.higher_is_better) | set(info.metric_units)
+    return [TemplateProblem("toml", f"template.toml names metric {m!r} but the smoke run's "
+                            f"final_info.json reports only {sorted(reported)}",
+                            "name in [metrics] only metrics experiment.py writes under means")
+            for m in sorted(named - reported)]
+
+
 def _smoke_and_plot(work: Path, smoke_env: dict[str, str], timeout_s: float,
-                    plot_timeout_s: float) -> list[TemplateProblem]:
+                    plot_timeout_s: float,
+                    info: TemplateInfo | None = None) -> list[TemplateProblem]:
     (work / "run_0").mkdir(exist_ok=True)
     res = run_bounded([sys.executable, "experiment.py", "--out_dir=run_0"], work, timeout_s,
                       smoke_env, work / "logs" / "run_0.log")
@@ -243,6 +263,8 @@ def _smoke_and_plot(work: Path, smoke_env: dict[str, str], timeout_s: float,
     problems = final_info_problems(work / "run_0")
     if problems:
         return problems
+    if info is not None:
+        problems = metric_name_problems(work / "run_0", info)
     before = {p.name for p in work.glob("*.png")}
     res = run_bounded([sys.executable, "plot.py"], work, plot_timeout_s, smoke_env,
                       work / "logs" / "plot.log")
@@ -257,7 +279,7 @@ def _smoke_and_plot(work: Path, smoke_env: dict[str, str], timeout_s: float,
         return [TemplateProblem("plot", "plot.py ran but wrote no PNG figure",
                                 "save figures with plt.savefig('<name>.png') in the current "
                                 "directory")]
-    return []
+    return problems
 
 
 def _check_command(work: Path, template: Path, cmd: list[str], env: dict[str, str]
@@ -325,6 +347,7 @@ def check_template(path: Path, run_smoke: bool = True, *, compile_latex: bool = 
     problems = _check_files(path)
     smoke_env: dict[str, str] = {"AISCI_SMOKE": "1"}
     check_cmd = None
+    info: TemplateInfo | None = None
     try:
         info = load_template_info(path)
         smoke_env = info.smoke_env
@@ -342,7 +365,7 @@ def check_template(path: Path, run_smoke: bool = True, *, compile_latex: bool = 
             shutil.rmtree(work)
         shutil.copytree(path, work, ignore=_COPY_IGNORE, symlinks=True)
         if run_smoke:
-            problems += _smoke_and_plot(work, smoke_env, timeout_s, plot_timeout_s)
+            problems += _smoke_and_plot(work, smoke_env, timeout_s, plot_timeout_s, info)
             if check_cmd:
                 problems += _check_command(work, path, check_cmd, smoke_env)
         if compile_latex:

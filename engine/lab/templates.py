@@ -4,7 +4,8 @@ A template is a folder with ``experiment.py`` (``--out_dir DIR`` writes
 ``DIR/final_info.json``), ``plot.py``, ``prompt.json``, ``seed_ideas.json`` and
 ``latex/template.tex``. aisci reads an optional ``template.toml`` (description,
 datasets, smoke environment, metric directions, prepare and check commands, expected
-run time); templates written for the reference system have none and get defaults.
+run time, metric units, work size); templates written for the reference system have
+none and get defaults.
 
 :mod:`aisci.engine.lab.template_check` validates a folder against that contract; where
 a template's baseline lives in a lab is :func:`aisci.engine.lab.layout.baseline_dir`.
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisci.engine.config import WORK_SIZE_ENV_PREFIX, WORK_SIZE_KEYS, WorkSizeSettings
 from aisci.engine.errors import UsageError
 from aisci.engine.resources import templates_dir
 
@@ -49,6 +52,11 @@ class TemplateInfo:
     """Data preparation, run in the idea (or baseline) folder before the first run."""
     expected_time_gpu_s: float | None = None
     expected_time_cpu_s: float | None = None
+    metric_units: dict[str, str] = field(default_factory=dict)
+    """Unit of each reported metric (``[metrics.units]``), e.g. kl_divergence = "bits"."""
+    work_size: dict[str, int] = field(default_factory=dict)
+    """Full-run work size (``[work_size]``: steps, seeds, eval); experiment.py reads
+    ``AISCI_WORK_<KEY>`` and uses these values when it is unset."""
     has_toml: bool = False
 
 
@@ -80,6 +88,19 @@ def _seconds(value: Any, where: str, key: str) -> float | None:
     return float(value)
 
 
+def _work_size(value: Any, where: str) -> dict[str, int]:
+    _expect(isinstance(value, dict), where, "work_size", "a table (steps, seeds, eval)", value)
+    unknown = sorted(set(value) - set(WORK_SIZE_KEYS))
+    _expect(not unknown, where, "work_size." + ", ".join(unknown),
+            f"only keys {list(WORK_SIZE_KEYS)}", "unknown key")
+    out: dict[str, int] = {}
+    for key, n in value.items():
+        _expect(isinstance(n, int) and not isinstance(n, bool) and n >= 1, where,
+                f"work_size.{key}", "a positive integer", n)
+        out[key] = n
+    return out
+
+
 def load_template_info(path: Path) -> TemplateInfo:
     """Metadata of the template folder ``path`` (defaults when it has no template.toml)."""
     path = Path(path).resolve()
@@ -93,7 +114,7 @@ def load_template_info(path: Path) -> TemplateInfo:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise TemplateError(f"{where}: not valid TOML ({exc})") from None
     known = {"name", "description", "datasets", "expected_time_gpu_s", "expected_time_cpu_s",
-             "smoke", "metrics", "prepare", "check"}
+             "smoke", "metrics", "prepare", "check", "work_size"}
     unknown = sorted(set(data) - known)
     _expect(not unknown, where, ", ".join(unknown), f"only keys {sorted(known)}", "unknown key")
     info.has_toml = True
@@ -123,6 +144,11 @@ def load_template_info(path: Path) -> TemplateInfo:
                                      "metrics.lower_is_better")
     info.higher_is_better = _str_list(metrics.get("higher_is_better", []), where,
                                       "metrics.higher_is_better")
+    units = metrics.get("units", {})
+    _expect(isinstance(units, dict) and all(isinstance(v, str) for v in units.values()),
+            where, "metrics.units", "a table of metric = \"unit\" strings", units)
+    info.metric_units = dict(units)
+    info.work_size = _work_size(data.get("work_size", {}), where)
     for section in ("prepare", "check"):
         table = data.get(section, {})
         _expect(isinstance(table, dict), where, section, "a table with a 'command' list", table)
@@ -175,3 +201,50 @@ def check_argv(check: list[str], template_path: Path, project: Path) -> list[str
         else:
             out.append(part)
     return out
+
+
+def work_size(template: TemplateInfo, configured: WorkSizeSettings | None,
+              environ: Mapping[str, str], smoke: bool) -> dict[str, int]:
+    """The work size one run of ``template`` gets: the template.toml defaults (full runs
+    only; smoke runs keep the template's own smoke sizes), then aisci.toml
+    ``[work_size.<template>]``, then ``AISCI_WORK_<KEY>`` in ``environ``."""
+    size = {} if smoke else dict(template.work_size)
+    if configured is not None:
+        size.update({k: v for k in WORK_SIZE_KEYS
+                     if (v := getattr(configured, k)) is not None})
+    for key in WORK_SIZE_KEYS:
+        raw = environ.get(WORK_SIZE_ENV_PREFIX + key.upper(), "").strip()
+        if not raw:
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise TemplateError(f"{WORK_SIZE_ENV_PREFIX}{key.upper()}={raw!r}: expected a "
+                                f"positive integer ({key} of a {template.name} run)")
+        size[key] = value
+    return size
+
+
+def work_size_changes(template: TemplateInfo, size: Mapping[str, int],
+                      smoke: bool) -> dict[str, int]:
+    """The part of ``size`` that differs from what experiment.py does on its own (its
+    template.toml defaults, or its smoke sizes)."""
+    default = {} if smoke else template.work_size
+    return {k: size[k] for k in WORK_SIZE_KEYS if k in size and default.get(k) != size[k]}
+
+
+def work_size_env(template: TemplateInfo, size: Mapping[str, int],
+                  smoke: bool) -> dict[str, str]:
+    """The environment that tells experiment.py its work size: only the changed keys,
+    so a default run is exactly the template's own (nanogpt's per-dataset defaults)."""
+    changed = work_size_changes(template, size, smoke)
+    return {WORK_SIZE_ENV_PREFIX + k.upper(): str(v) for k, v in changed.items()}
+
+
+def work_size_tag(template: TemplateInfo, size: Mapping[str, int], smoke: bool) -> str:
+    """"" for the template's default size, else e.g. "steps500-seeds1": baselines of
+    different sizes live apart (``layout.baseline_dir``)."""
+    changed = work_size_changes(template, size, smoke)
+    return "-".join(f"{k}{v}" for k, v in changed.items())

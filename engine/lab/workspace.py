@@ -316,7 +316,8 @@ class IdeaWorkspace:
             safe_files.write_text(path, ".gitignore", GITIGNORE + existing)
         safe_files.write_text(path, "notes.txt", initial_notes(
             idea_row, base_info, getattr(template, "lower_is_better", []),
-            getattr(template, "higher_is_better", [])))
+            getattr(template, "higher_is_better", []),
+            units=getattr(template, "metric_units", {})))
         ws.commit(f"base: template {template.name}" + (" with baseline run_0" if base_info
                                                           else " (no baseline yet)"))
         ws.tag("base")
@@ -337,7 +338,8 @@ class IdeaWorkspace:
         info = read_final_info(self.path / "run_0")
         safe_files.write_text(self.path, "notes.txt", initial_notes(
             idea_row, info, getattr(template, "lower_is_better", []),
-            getattr(template, "higher_is_better", [])))
+            getattr(template, "higher_is_better", []),
+            units=getattr(template, "metric_units", {})))
         self.commit("run_0: baseline results")
         self.tag("base", force=True)
 
@@ -523,10 +525,13 @@ def _escape_pattern(rel: str) -> str:
 
 
 def initial_notes(idea: IdeaRow, baseline: dict[str, Any] | None,
-                  lower: list[str], higher: list[str]) -> str:
+                  lower: list[str], higher: list[str],
+                  units: dict[str, str] | None = None) -> str:
     title = idea.data.get("Title", idea.name)
     experiment = idea.data.get("Experiment", "")
     results = format_results(baseline, None, lower, higher) if baseline else "(not available)"
-    return (f"# Title: {title}\n# Experiment description: {experiment}\n\n"
+    unit_line = ("# Metric units (template.toml): "
+                 + ", ".join(f"{k} [{v}]" for k, v in units.items()) + "\n") if units else ""
+    return (f"# Title: {title}\n# Experiment description: {experiment}\n{unit_line}\n"
             f"## Run 0: Baseline\nResults:\n{results}\n"
             "Description: the unmodified template (baseline).\n")

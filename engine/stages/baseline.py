@@ -27,7 +27,8 @@ _baseline_locks: dict[Path, asyncio.Lock] = {}
 async def ensure_baseline(ctx: StageContext, template: TemplateInfo, smoke: bool) -> Path:
     """The template's baseline run_0 (``layout.baseline_dir``), produced through the
     executor (kind ``baseline``) the first time and reused by every later idea."""
-    run0 = layout.baseline_dir(ctx.lab, template.name, smoke)
+    run0 = layout.baseline_dir(ctx.lab, template.name, smoke,
+                               rt.size_tag(template, ctx.settings, smoke))
     lock = _baseline_locks.setdefault(run0, asyncio.Lock())
     async with lock:
         if safe_files.is_file(run0.parent, f"{run0.name}/final_info.json"):
@@ -42,7 +43,7 @@ async def ensure_baseline(ctx: StageContext, template: TemplateInfo, smoke: bool
             shutil.rmtree(root)
         shutil.copytree(Path(template.path), root, symlinks=True, ignore=shutil.ignore_patterns(
             "run_*", "logs", "__pycache__", "*.pyc", ".git"))
-        env = rt.smoke_env(template, smoke)
+        env = rt.run_env(template, ctx.settings, smoke)
         rt.progress(ctx, None, "experiment", f"producing the {template.name} baseline (run_0)")
         run0.mkdir()
         if template.prepare_command:

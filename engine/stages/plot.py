@@ -79,7 +79,8 @@ async def run_plots(ctx: StageContext, idea_id: int) -> PlotOutcome:
             result = await rt.run_process(
                 ctx, argv=[sys.executable, "plot.py"], cwd=ws.path, log=ws.path / "logs" / "plot.log",
                 limit_s=cfg.timeout_s, kind="plot", run="plot", attempt=a, idea_id=idea_id,
-                env=rt.smoke_env(rt.template_of(ctx, idea), ctx.settings.general.smoke),
+                env=rt.run_env(rt.template_of(ctx, idea), ctx.settings,
+                               ctx.settings.general.smoke),
                 gpu="")
             rt.check_interrupted(result, "plot.py")
             figures = figures_in(ws.path)  # the old ones were removed above

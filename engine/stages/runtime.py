@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -15,9 +16,17 @@ from typing import Any
 
 from aisci.engine import events as ev
 from aisci.engine.agent.edit_tools import STAGE_WRITABLE
+from aisci.engine.config import Settings
 from aisci.engine.errors import StageError
 from aisci.engine.lab.store import IdeaRow
-from aisci.engine.lab.templates import DEFAULT_SMOKE_ENV, TemplateInfo, find_template
+from aisci.engine.lab.templates import (
+    DEFAULT_SMOKE_ENV,
+    TemplateInfo,
+    find_template,
+    work_size,
+    work_size_env,
+    work_size_tag,
+)
 from aisci.engine.lab.workspace import IdeaWorkspace
 from aisci.engine.run.executor import HUMAN_KILL, RunResult, RunSpec
 from aisci.engine.stages.context import ProcessRunner, SlotInfo, StageContext
@@ -55,6 +64,19 @@ def smoke_env(template: TemplateInfo, smoke: bool) -> dict[str, str]:
     if not smoke:
         return {}
     return dict(template.smoke_env or DEFAULT_SMOKE_ENV)
+
+
+def run_env(template: TemplateInfo, settings: Settings, smoke: bool) -> dict[str, str]:
+    """Environment of a template run: the smoke switch and the work size (template.toml
+    defaults, aisci.toml ``[work_size.<name>]``, ``AISCI_WORK_*`` from the environment)."""
+    size = work_size(template, settings.work_size.get(template.name), os.environ, smoke)
+    return {**smoke_env(template, smoke), **work_size_env(template, size, smoke)}
+
+
+def size_tag(template: TemplateInfo, settings: Settings, smoke: bool) -> str:
+    """"" at the template's default work size; else a tag that keeps baselines apart."""
+    size = work_size(template, settings.work_size.get(template.name), os.environ, smoke)
+    return work_size_tag(template, size, smoke)
 
 
 def fmt_s(seconds: float) -> str:

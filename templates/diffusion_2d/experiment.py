@@ -3,10 +3,13 @@
 An MLP denoiser with sinusoidal embeddings learns four 2-D distributions (circle,
 Datasaurus dino, line, two moons). After training, 10,000 points are sampled with the
 EMA weights and compared to the data with a k-nearest-neighbour (k=5) estimate of
-KL(real || generated).
+KL(real || generated) in bits, under the max-norm, against all real points: the same
+definition as the reference system's template, so the numbers are comparable.
 
 Usage: python experiment.py --out_dir run_0
 Smoke mode (a few steps, small data, same code path and outputs): AISCI_SMOKE=1
+Work size (full-run defaults in template.toml [work_size]): AISCI_WORK_STEPS (training
+steps), AISCI_WORK_SEEDS (seeds per dataset), AISCI_WORK_EVAL (generated samples).
 """
 
 import argparse
@@ -25,6 +28,21 @@ from scipy.spatial import cKDTree
 SMOKE = os.environ.get("AISCI_SMOKE", "") not in ("", "0")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+
+def work_size(key, default, smoke_default):
+    """A work-size knob: AISCI_WORK_<KEY> if set, else the smoke or full default."""
+    raw = os.environ.get(f"AISCI_WORK_{key}", "").strip()
+    if not raw:
+        return smoke_default if SMOKE else default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"AISCI_WORK_{key}={raw!r}: expected a positive integer") from None
+    if value < 1:
+        raise SystemExit(f"AISCI_WORK_{key}={raw!r}: expected a positive integer")
+    return value
+
+
 # ---------------------------------------------------------------- hyperparameters
 NUM_POINTS = 2_000 if SMOKE else 100_000
 NUM_TIMESTEPS = 100
@@ -32,17 +50,20 @@ BETA_START, BETA_END = 1e-4, 0.02
 EMBEDDING_DIM = 128
 HIDDEN_SIZE = 256
 HIDDEN_LAYERS = 3
-TRAIN_STEPS = 60 if SMOKE else 10_000
+TRAIN_STEPS = work_size("STEPS", 10_000, 60)
 TRAIN_BATCH_SIZE = 256
-EVAL_BATCH_SIZE = 10_000
-NUM_EVAL_SAMPLES = 500 if SMOKE else 10_000
+NUM_EVAL_SAMPLES = work_size("EVAL", 10_000, 500)
 LEARNING_RATE = 3e-4
 GRAD_CLIP = 0.5
+# EMA as in the reference (ema_pytorch defaults it uses): every 10th update; copies the
+# model up to update 100, then decay 1 - (1 + e)^(-2/3) with e = update - 101, capped at 0.995.
 EMA_DECAY = 0.995
 EMA_EVERY = 10
+EMA_UPDATE_AFTER = 100
+EMA_POWER = 2 / 3
 KNN_K = 5
 LOG_EVERY = 30 if SMOKE else 1000
-SEEDS = [0]
+SEEDS = list(range(work_size("SEEDS", 1, 1)))
 DATASETS = ["circle", "dino", "line", "moons"]
 
 
@@ -103,7 +124,7 @@ class ResidualBlock(nn.Module):
         self.ff = nn.Linear(width, width)
 
     def forward(self, x):
-        return x + F.gelu(self.ff(x))
+        return x + self.ff(F.relu(x))
 
 
 class MLPDenoiser(nn.Module):
@@ -159,34 +180,84 @@ class NoiseScheduler:
 
 # ---------------------------------------------------------------- metric
 def knn_kl_divergence(real, generated, k=KNN_K):
-    """k-NN estimate of KL(real || generated) (Wang, Kulkarni & Verdu 2009)."""
+    """k-NN estimate of KL(real || generated) in bits (Wang, Kulkarni & Verdu 2009).
+
+    Max-norm (Chebyshev) distances; rho = distance from each real point to its k-th
+    nearest OTHER real point, nu = to its k-th nearest generated point:
+    KL = (log m - log(n - 1) + d * (mean log nu - mean log rho)) / log 2.
+    """
     real = np.asarray(real, dtype=np.float64)
     generated = np.asarray(generated, dtype=np.float64)
+    if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
+        raise ValueError(f"expected two (n, d) arrays of the same d, got {real.shape} and {generated.shape}")
     n, d = real.shape
     m = generated.shape[0]
+    if not (k < n and k <= m):
+        raise ValueError(f"k={k} needs more than k real points and at least k samples (n={n}, m={m})")
     # k+1 neighbours within the real set: the first one is the point itself.
-    rho = cKDTree(real).query(real, k=k + 1)[0][:, k]
-    nu = cKDTree(generated).query(real, k=k)[0][:, k - 1]
-    eps = 1e-12  # duplicate points would give log(0)
-    return float(d * np.mean(np.log((nu + eps) / (rho + eps))) + np.log(m / (n - 1)))
+    rho = cKDTree(real).query(real, k=k + 1, p=np.inf)[0][:, k]
+    nu = cKDTree(generated).query(real, k=[k], p=np.inf)[0][:, 0]
+    # Exact duplicates would give log(0) (the reference returns -inf/nan there).
+    tiny = 1e-300
+    log_rho = np.log(np.maximum(rho, tiny))
+    log_nu = np.log(np.maximum(nu, tiny))
+    nats = math.log(m) - math.log(n - 1) + d * (log_nu.mean() - log_rho.mean())
+    return float(nats / math.log(2))
+
+
+def ema_decay(update):
+    """EMA decay at optimiser update number `update` (0-based), None = copy the model."""
+    if update <= EMA_UPDATE_AFTER:
+        return None
+    epoch = max(update - EMA_UPDATE_AFTER - 1, 0)
+    if epoch <= 0:
+        return 0.0
+    return min(max(1 - (1 + epoch) ** -EMA_POWER, 0.0), EMA_DECAY)
+
+
+def shuffled_batches(n, batch_size, gen, device):
+    """Endless shuffled passes over range(n) in batches (the last one of a pass may be short)."""
+    while True:
+        perm = torch.randperm(n, generator=gen).to(device)
+        for start in range(0, n, batch_size):
+            yield perm[start:start + batch_size]
 
 
 # ---------------------------------------------------------------- training
+def update_ema(ema, model, update, state):
+    """One EMA update after optimiser update `update` (0-based), as the reference does it."""
+    if update % EMA_EVERY != 0:
+        return
+    decay = ema_decay(update)
+    with torch.no_grad():
+        if decay is None or not state["started"]:
+            # Warm-up, and the first update after it: the EMA is a copy of the model.
+            for pe, p in zip(ema.parameters(), model.parameters()):
+                pe.copy_(p)
+            state["started"] = decay is not None
+            if decay is None:
+                return
+        for pe, p in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(p, 1 - decay)
+
+
 def train_one(dataset, seed, device):
     torch.manual_seed(seed)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     data = make_dataset(dataset, NUM_POINTS).to(device)
     model = MLPDenoiser().to(device)
     ema = copy.deepcopy(model).eval()
+    ema_state = {"started": False}
     sched = NoiseScheduler(device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
     lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=TRAIN_STEPS)
 
     train_log = []
+    batches = shuffled_batches(data.shape[0], TRAIN_BATCH_SIZE, gen, device)
+    model.train()
     t0 = time.time()
     for step in range(1, TRAIN_STEPS + 1):
-        idx = torch.randint(0, data.shape[0], (TRAIN_BATCH_SIZE,), generator=gen).to(device)
-        x0 = data[idx]
+        x0 = data[next(batches)]
         noise = torch.randn(x0.shape, generator=gen).to(device)
         t = torch.randint(0, NUM_TIMESTEPS, (x0.shape[0],), generator=gen).to(device)
         loss = F.mse_loss(model(sched.add_noise(x0, noise, t), t), noise)
@@ -194,11 +265,8 @@ def train_one(dataset, seed, device):
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         opt.step()
+        update_ema(ema, model, step - 1, ema_state)
         lr_sched.step()
-        if step % EMA_EVERY == 0:
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(p, 1 - EMA_DECAY)
         if step % 10 == 0 or step == TRAIN_STEPS:
             train_log.append({"step": step, "loss": loss.item()})
         if step % LOG_EVERY == 0 or step == TRAIN_STEPS:
@@ -206,30 +274,33 @@ def train_one(dataset, seed, device):
                   f"({step / (time.time() - t0):.1f} steps/s)", flush=True)
     training_time = time.time() - t0
 
-    # Evaluation loss of the EMA model over the whole dataset, with seeded noise.
+    model.eval()
     with torch.no_grad():
-        total, count = 0.0, 0
-        for start in range(0, data.shape[0], EVAL_BATCH_SIZE):
-            x0 = data[start:start + EVAL_BATCH_SIZE]
+        # Evaluation loss of the RAW model (as the reference): the mean of per-batch MSEs
+        # over one shuffled pass of the whole dataset in training-size batches.
+        losses = []
+        perm = torch.randperm(data.shape[0], generator=gen).to(device)
+        for start in range(0, data.shape[0], TRAIN_BATCH_SIZE):
+            x0 = data[perm[start:start + TRAIN_BATCH_SIZE]]
             noise = torch.randn(x0.shape, generator=gen).to(device)
             t = torch.randint(0, NUM_TIMESTEPS, (x0.shape[0],), generator=gen).to(device)
-            total += F.mse_loss(ema(sched.add_noise(x0, noise, t), t), noise, reduction="sum").item() / 2
-            count += x0.shape[0]
-        eval_loss = total / count
+            losses.append(F.mse_loss(model(sched.add_noise(x0, noise, t), t), noise).item())
+        eval_loss = float(np.mean(losses))
 
+        # Sampling with the EMA weights.
         t1 = time.time()
         sample = torch.randn((NUM_EVAL_SAMPLES, 2), generator=gen).to(device)
         for step_t in reversed(range(NUM_TIMESTEPS)):
             t = torch.full((NUM_EVAL_SAMPLES,), step_t, dtype=torch.long, device=device)
             sample = sched.step(ema(sample, t), step_t, sample, gen)
+        samples = sample.cpu().numpy()
         inference_time = time.time() - t1
 
-    real = data[torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(seed + 1))[:NUM_EVAL_SAMPLES].cpu()]
-    samples = sample.cpu().numpy()
-    kl = knn_kl_divergence(real.cpu().numpy(), samples)
+    # KL(real || generated) in bits against ALL real points, as the reference.
+    kl = knn_kl_divergence(data.cpu().numpy(), samples)
     final = {"training_time": training_time, "eval_loss": eval_loss,
              "inference_time": inference_time, "kl_divergence": kl}
-    print(f"[{dataset} seed={seed}] eval_loss={eval_loss:.4f} kl_divergence={kl:.4f} "
+    print(f"[{dataset} seed={seed}] eval_loss={eval_loss:.4f} kl_divergence={kl:.4f} bits "
           f"training_time={training_time:.1f}s inference_time={inference_time:.2f}s", flush=True)
     return final, {"train": train_log}, samples
 

@@ -114,7 +114,7 @@ def plot_kl(loaded, runs, datasets):
         ax.bar(x + i * width, means, width, yerr=errs, capsize=3, label=runs[run])
     ax.set_xticks(x + width * (len(loaded) - 1) / 2)
     ax.set_xticklabels(datasets)
-    ax.set_ylabel("KL(real || generated), k-NN estimate")
+    ax.set_ylabel("KL(real || generated), k-NN estimate (bits)")
     ax.set_title("Sample quality per dataset (lower is better)")
     ax.legend()
     fig.tight_layout()

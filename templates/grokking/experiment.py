@@ -8,8 +8,18 @@ Besides loss and accuracy, a compression-based complexity estimate of the weight
 logged during training (compressed size of the parameters quantised on a fixed grid),
 so ideas can study how model complexity rises and falls around grokking.
 
+Metrics follow the reference system's template: every 10 updates the training loss
+and accuracy are the running averages over those 10 training batches, and validation
+is 8 batches of 512 examples drawn with replacement from the validation half; the final
+metrics are the last of these (not a re-evaluation). Extra, aisci-only metrics:
+full_val_loss / full_val_acc (the whole validation half once at the end, in batches of
+512) and final_compressed_bytes. Deliberate difference from the reference: the
+train/validation split is seeded by the run's seed (the reference draws it unseeded).
+
 Usage: python experiment.py --out_dir run_0
 Smoke mode (a few steps, same code path and outputs): AISCI_SMOKE=1
+Work size (full-run defaults in template.toml [work_size]): AISCI_WORK_STEPS (updates),
+AISCI_WORK_SEEDS (seeds per dataset), AISCI_WORK_EVAL (validation batches per eval).
 """
 
 import argparse
@@ -28,6 +38,21 @@ import torch.nn.functional as F
 
 SMOKE = os.environ.get("AISCI_SMOKE", "") not in ("", "0")
 
+
+def work_size(key, default, smoke_default):
+    """A work-size knob: AISCI_WORK_<KEY> if set, else the smoke or full default."""
+    raw = os.environ.get(f"AISCI_WORK_{key}", "").strip()
+    if not raw:
+        return smoke_default if SMOKE else default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"AISCI_WORK_{key}={raw!r}: expected a positive integer") from None
+    if value < 1:
+        raise SystemExit(f"AISCI_WORK_{key}={raw!r}: expected a positive integer")
+    return value
+
+
 # ---------------------------------------------------------------- hyperparameters
 PRIME = 97
 PERM_K = 5
@@ -40,12 +65,13 @@ BETAS = (0.9, 0.98)
 WEIGHT_DECAY = 0.5
 WARMUP_STEPS = 50
 BATCH_SIZE = 512
-NUM_UPDATES = 20 if SMOKE else 7500
-EVAL_EVERY = 10  # steps between validation evaluations (whole validation set)
+NUM_UPDATES = work_size("STEPS", 7500, 20)
+EVAL_EVERY = 10  # steps between validation evaluations
+EVAL_BATCHES = work_size("EVAL", 8, 8)  # batches of BATCH_SIZE drawn with replacement
 COMPLEXITY_EVERY = 10 if SMOKE else 100  # steps between complexity estimates
 COMPLEXITY_GRID = 1e-2  # absolute quantisation step of the complexity estimate
 LOG_EVERY = 10 if SMOKE else 500  # steps between progress lines on stdout
-SEEDS = [0] if SMOKE else [0, 1, 2]
+SEEDS = list(range(work_size("SEEDS", 3, 1)))
 DATASETS = ["x_plus_y", "x_minus_y", "x_div_y", "permutation"]
 
 
@@ -153,13 +179,36 @@ def weight_complexity(model):
 
 # ---------------------------------------------------------------- training
 @torch.no_grad()
-def evaluate(model, inputs, targets):
+def evaluate(model, inputs, targets, batches):
+    """Loss and accuracy over the given index batches, one batch of BATCH_SIZE at a time
+    (so the peak memory is that of one batch, as in the reference)."""
     model.eval()
-    logits = model(inputs)
-    loss = F.cross_entropy(logits, targets).item()
-    acc = (logits.argmax(-1) == targets).float().mean().item()
+    loss_sum = correct = total = 0.0
+    for idx in batches:
+        logits = model(inputs[idx])
+        labels = targets[idx]
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(-1) == labels).sum().item()
+        total += labels.shape[0]
     model.train()
-    return loss, acc
+    return loss_sum / total, correct / total
+
+
+def sampled_batches(n, gen, device, count=None):
+    """`count` (default EVAL_BATCHES) batches of BATCH_SIZE indices drawn with replacement."""
+    for _ in range(EVAL_BATCHES if count is None else count):
+        yield torch.randint(0, n, (BATCH_SIZE,), generator=gen).to(device)
+
+
+def full_batches(n, device):
+    """The whole set once, in order, in batches of BATCH_SIZE."""
+    for start in range(0, n, BATCH_SIZE):
+        yield torch.arange(start, min(start + BATCH_SIZE, n), device=device)
+
+
+def warmup_factor(step):
+    """LR multiplier before optimiser update `step` (0-based): a ramp from 0, as the reference."""
+    return min(step / WARMUP_STEPS, 1.0)
 
 
 def train_one(dataset, seed, device):
@@ -169,12 +218,14 @@ def train_one(dataset, seed, device):
     model = Transformer(NUM_LAYERS, DIM_MODEL, NUM_HEADS, vocab, n_out, seq_len=4).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=BETAS,
                             weight_decay=WEIGHT_DECAY)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_factor)
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    # Validation draws have their own stream: changing the eval size never changes training.
+    eval_gen = torch.Generator(device="cpu").manual_seed(10_000 + seed)
 
     train_log, val_log, complexity_log = [], [], []
     step_val_acc_99 = NUM_UPDATES
-    n_train = x_tr.shape[0]
+    n_train, n_val = x_tr.shape[0], x_va.shape[0]
     run_loss = run_acc = 0.0
     t0 = time.time()
     for step in range(1, NUM_UPDATES + 1):
@@ -191,7 +242,7 @@ def train_one(dataset, seed, device):
             n = EVAL_EVERY if step % EVAL_EVERY == 0 else step % EVAL_EVERY
             train_log.append({"step": step, "loss": run_loss / n, "acc": run_acc / n})
             run_loss = run_acc = 0.0
-            val_loss, val_acc = evaluate(model, x_va, y_va)
+            val_loss, val_acc = evaluate(model, x_va, y_va, sampled_batches(n_val, eval_gen, device))
             val_log.append({"step": step, "loss": val_loss, "acc": val_acc})
             if val_acc > 0.99 and step_val_acc_99 == NUM_UPDATES:
                 step_val_acc_99 = step
@@ -205,14 +256,16 @@ def train_one(dataset, seed, device):
                   f"val_loss={v['loss']:.4f} val_acc={v['acc']:.3f} "
                   f"({step / (time.time() - t0):.1f} updates/s)", flush=True)
 
-    final_train_loss, final_train_acc = evaluate(model, x_tr, y_tr)
-    final_val_loss, final_val_acc = evaluate(model, x_va, y_va)
+    # Final metrics as the reference reports them: the last running averages.
+    full_val_loss, full_val_acc = evaluate(model, x_va, y_va, full_batches(n_val, device))
     final = {
-        "final_train_loss": final_train_loss,
-        "final_val_loss": final_val_loss,
-        "final_train_acc": final_train_acc,
-        "final_val_acc": final_val_acc,
+        "final_train_loss": train_log[-1]["loss"],
+        "final_val_loss": val_log[-1]["loss"],
+        "final_train_acc": train_log[-1]["acc"],
+        "final_val_acc": val_log[-1]["acc"],
         "step_val_acc_99": step_val_acc_99,
+        "full_val_loss": full_val_loss,
+        "full_val_acc": full_val_acc,
         "final_compressed_bytes": complexity_log[-1]["compressed_bytes"],
         "train_time_s": time.time() - t0,
     }

@@ -9,8 +9,18 @@ The model classes are importable without training (training only runs under
 ``__main__``): the engine's causality check builds a small model from this file and
 verifies that no position sees future tokens.
 
+Metrics as the reference system's template defines them: iterations 0..max_iters
+inclusive (5001 optimiser steps for shakespeare_char), best_val_loss = the lowest of the
+200-batch validation estimates made every 250 iterations, final_train_loss = the loss of
+the last logged training minibatch (iteration max_iters), and the generation speed over
+10 samples of 500 characters started from " ". Extra, aisci-only metric:
+final_train_loss_est (the 200-batch eval-mode estimate on the training split at the end).
+
 Usage: python experiment.py --out_dir run_0
 Smoke mode (a tiny model and a few iterations, same code path and outputs): AISCI_SMOKE=1
+Work size (full-run defaults in template.toml [work_size]): AISCI_WORK_STEPS (iterations
+of every dataset), AISCI_WORK_SEEDS (seeds per dataset), AISCI_WORK_EVAL (batches per
+loss estimate).
 """
 
 import argparse
@@ -28,6 +38,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 SMOKE = os.environ.get("AISCI_SMOKE", "") not in ("", "0")
+
+
+def work_size(key):
+    """A work-size knob AISCI_WORK_<KEY> (a positive integer), None when unset."""
+    raw = os.environ.get(f"AISCI_WORK_{key}", "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"AISCI_WORK_{key}={raw!r}: expected a positive integer") from None
+    if value < 1:
+        raise SystemExit(f"AISCI_WORK_{key}={raw!r}: expected a positive integer")
+    return value
+
 
 
 # ---------------------------------------------------------------- model
@@ -156,8 +181,9 @@ GRAD_CLIP = 1.0
 EVAL_INTERVAL = 250
 EVAL_ITERS = 200
 LOG_INTERVAL = 10
-GEN_SAMPLES = 3
+GEN_SAMPLES = 10
 GEN_TOKENS = 500
+GEN_START = " "
 MODEL = GPTConfig()
 
 if SMOKE:
@@ -172,11 +198,20 @@ if SMOKE:
     GEN_SAMPLES = 1
     GEN_TOKENS = 32
 
+if work_size("STEPS"):
+    DATASET_RUNS = {d: {**r, "max_iters": work_size("STEPS")} for d, r in DATASET_RUNS.items()}
+if work_size("SEEDS"):
+    DATASET_RUNS = {d: {**r, "seeds": list(range(work_size("SEEDS")))} for d, r in DATASET_RUNS.items()}
+if work_size("EVAL"):
+    EVAL_ITERS = work_size("EVAL")
+
 
 def lr_at(it, max_iters):
-    """Linear warm-up, then cosine decay from LEARNING_RATE to MIN_LR."""
+    """Linear warm-up from 0, then cosine decay from LEARNING_RATE to MIN_LR at max_iters."""
     if it < WARMUP_ITERS:
-        return LEARNING_RATE * (it + 1) / (WARMUP_ITERS + 1)
+        return LEARNING_RATE * it / WARMUP_ITERS
+    if it > max_iters:
+        return MIN_LR
     ratio = min(1.0, (it - WARMUP_ITERS) / max(1, max_iters - WARMUP_ITERS))
     return MIN_LR + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (LEARNING_RATE - MIN_LR)
 
@@ -187,7 +222,7 @@ def load_split(dataset, split):
 
 
 def get_batch(data, block, gen, device):
-    ix = torch.randint(len(data) - block - 1, (BATCH_SIZE,), generator=gen).tolist()
+    ix = torch.randint(len(data) - block, (BATCH_SIZE,), generator=gen).tolist()
     x = torch.from_numpy(np.stack([data[i:i + block].astype(np.int64) for i in ix]))
     y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block].astype(np.int64) for i in ix]))
     return x.to(device), y.to(device)
@@ -198,7 +233,9 @@ def train_one(dataset, seed, max_iters, device, autocast):
     gen = torch.Generator().manual_seed(seed)
     train, val = load_split(dataset, "train"), load_split(dataset, "val")
     with open(os.path.join(prepare.DATA_DIR, dataset, "meta.json")) as f:
-        vocab = json.load(f)["vocab_size"]
+        meta = json.load(f)
+    vocab = meta["vocab_size"]
+    stoi = {c: i for i, c in enumerate(meta["itos"])}
     config = GPTConfig(**{**MODEL.__dict__, "vocab_size": vocab})
     model = GPT(config).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -225,7 +262,9 @@ def train_one(dataset, seed, max_iters, device, autocast):
 
     train_log, val_log = [], []
     best_val = float("inf")
+    last_train_loss = float("nan")
     t0 = time.time()
+    # Iterations 0..max_iters inclusive, each one an optimiser step (as the reference).
     for it in range(max_iters + 1):
         for group in opt.param_groups:
             group["lr"] = lr_at(it, max_iters)
@@ -235,8 +274,6 @@ def train_one(dataset, seed, max_iters, device, autocast):
             best_val = min(best_val, losses["val"])
             print(f"[{dataset} seed={seed}] iter {it}/{max_iters} train_loss={losses['train']:.4f} "
                   f"val_loss={losses['val']:.4f} ({time.time() - t0:.0f}s)", flush=True)
-        if it == max_iters:
-            break
         x, y = get_batch(train, config.block_size, gen, device)
         with ctx:
             loss = model(x, y)[1]
@@ -246,26 +283,31 @@ def train_one(dataset, seed, max_iters, device, autocast):
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-        if it % LOG_INTERVAL == 0:
-            train_log.append({"iter": it, "loss": loss.item()})
+        if it % LOG_INTERVAL == 0 or it == max_iters:
+            last_train_loss = loss.item()
+            train_log.append({"iter": it, "loss": last_train_loss})
     total_train_time = time.time() - t0
 
-    # Generation speed: sampled characters per second, averaged over a few samples.
+    # Generation speed: sampled characters per second, averaged over the samples.
     model.eval()
-    speeds = []
+    speeds, samples = [], []
+    start_ids = [stoi.get(c, 0) for c in GEN_START]
     for _ in range(GEN_SAMPLES):
-        start = torch.zeros((1, 1), dtype=torch.long, device=device)
+        start = torch.tensor([start_ids], dtype=torch.long, device=device)
         t1 = time.time()
         with ctx:
-            model.generate(start, GEN_TOKENS, generator=gen)
+            out = model.generate(start, GEN_TOKENS, generator=gen)
         speeds.append(GEN_TOKENS / (time.time() - t1))
+        samples.append("".join(meta["itos"][i] for i in out[0].tolist()))
     final = {
         "best_val_loss": best_val,
-        "final_train_loss": val_log[-1]["train_loss"],
+        # The reference reports the loss of the last logged training minibatch.
+        "final_train_loss": last_train_loss,
+        "final_train_loss_est": val_log[-1]["train_loss"],
         "total_train_time": total_train_time,
         "avg_inference_tokens_per_second": float(np.mean(speeds)),
     }
-    return final, {"train": train_log, "val": val_log}
+    return final, {"train": train_log, "val": val_log, "samples": samples}
 
 
 def summarise(finals):

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 from aisci.engine.cli import main
-from aisci.engine.lab.template_check import check_template, final_info_problems
+from aisci.engine.lab.template_check import (
+    check_template,
+    final_info_problems,
+    metric_name_problems,
+)
+from aisci.engine.lab.templates import find_template
 from aisci.engine.resources import templates_dir
 
 HAS_TEX = shutil.which("pdflatex") is not None
@@ -258,3 +263,34 @@ def test_cli_baseline_runs_run_0_into_the_lab(tmp_path, capsys):
     # a second call reuses the stored baseline
     assert main(["baseline", "--template", "diffusion_2d", "--smoke", "--lab", str(lab)]) == 0
     assert "already exists" in capsys.readouterr().out
+
+
+def test_metrics_named_in_template_toml_must_be_reported(tmp_path):
+    info = find_template("diffusion_2d")
+    run = tmp_path / "run_0"
+    run.mkdir()
+    means = {"training_time": 1.0, "eval_loss": 0.5, "inference_time": 0.1, "kl_divergence": 0.3}
+    (run / "final_info.json").write_text(json.dumps({"circle": {"means": means}}))
+    assert metric_name_problems(run, info) == []
+    del means["kl_divergence"]
+    (run / "final_info.json").write_text(json.dumps({"circle": {"means": means}}))
+    [problem] = metric_name_problems(run, info)
+    assert str(problem).startswith("toml: template.toml names metric 'kl_divergence' but the "
+                                   "smoke run's final_info.json reports only")
+
+
+def test_cli_baseline_at_a_chosen_work_size(tmp_path, capsys):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    code = main(["baseline", "--template", "grokking", "--smoke", "--steps", "12",
+                 "--lab", str(lab)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "work size of grokking: steps=12" in out
+    run0 = lab / "baselines" / "grokking-smoke-steps12" / "run_0"
+    results = json.loads((run0 / "all_results.json").read_text())
+    assert {r["train"][-1]["step"] for r in results.values()} == {12}
+    assert not (lab / "baselines" / "grokking-smoke").exists()
+    with pytest.raises(SystemExit):
+        main(["baseline", "--template", "grokking", "--steps", "0", "--lab", str(lab)])
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err

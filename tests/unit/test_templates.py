@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aisci.engine.cli import main
+from aisci.engine.config import WorkSizeSettings
 from aisci.engine.lab.idea_schema import validate_idea
 from aisci.engine.lab.layout import baseline_dir
 from aisci.engine.lab.template_check import check_template
@@ -28,16 +29,24 @@ from aisci.engine.lab.templates import (
     available_templates,
     find_template,
     load_template_info,
+    work_size,
+    work_size_env,
+    work_size_tag,
 )
 from aisci.engine.resources import templates_dir
 
 BUNDLED = ["grokking", "diffusion_2d", "nanogpt"]
 EXPECTED_METRICS = {
     "grokking": {"final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc",
-                 "step_val_acc_99"},
+                 "step_val_acc_99", "full_val_loss", "full_val_acc", "final_compressed_bytes"},
     "diffusion_2d": {"training_time", "eval_loss", "inference_time", "kl_divergence"},
-    "nanogpt": {"best_val_loss", "final_train_loss", "total_train_time",
+    "nanogpt": {"best_val_loss", "final_train_loss", "final_train_loss_est", "total_train_time",
                 "avg_inference_tokens_per_second"},
+}
+EXPECTED_WORK_SIZE = {
+    "grokking": {"steps": 7500, "seeds": 3, "eval": 8},
+    "diffusion_2d": {"steps": 10_000, "seeds": 1, "eval": 10_000},
+    "nanogpt": {"steps": 5000, "seeds": 3, "eval": 200},
 }
 EXPECTED_DATASETS = {
     "grokking": ["x_plus_y", "x_minus_y", "x_div_y", "permutation"],
@@ -80,6 +89,9 @@ def test_bundled_templates_are_found_with_their_metadata():
         assert info.smoke_env == {"AISCI_SMOKE": "1"}
         assert set(info.lower_is_better + info.higher_is_better) <= EXPECTED_METRICS[name]
         assert info.expected_time_gpu_s and info.expected_time_cpu_s
+        assert info.work_size == EXPECTED_WORK_SIZE[name]
+        assert set(info.metric_units) == EXPECTED_METRICS[name]
+    assert find_template("diffusion_2d").metric_units["kl_divergence"] == "bits"
     nano = find_template("nanogpt")
     assert nano.check_command == ["python", "causality_check.py", "--project", "{project}"]
     assert nano.prepare_command == ["python", "prepare.py"]
@@ -101,12 +113,54 @@ def test_baseline_dir_separates_smoke_and_full(tmp_path):
     assert baseline_dir(tmp_path, "grokking", True) == tmp_path / "baselines/grokking-smoke/run_0"
 
 
+def test_work_size_defaults_then_lab_config_then_environment(tmp_path):
+    gk = find_template("grokking")
+    # Full run at the defaults: nothing to pass, the default baseline folder.
+    size = work_size(gk, None, {}, smoke=False)
+    assert size == {"steps": 7500, "seeds": 3, "eval": 8}
+    assert work_size_env(gk, size, False) == {} and work_size_tag(gk, size, False) == ""
+    # aisci.toml [work_size.grokking] changes steps; the environment wins over it for seeds.
+    lab = WorkSizeSettings(steps=500, seeds=2)
+    size = work_size(gk, lab, {"AISCI_WORK_SEEDS": "1"}, smoke=False)
+    assert size == {"steps": 500, "seeds": 1, "eval": 8}
+    assert work_size_env(gk, size, False) == {"AISCI_WORK_STEPS": "500", "AISCI_WORK_SEEDS": "1"}
+    tag = work_size_tag(gk, size, False)
+    assert tag == "steps500-seeds1"
+    assert baseline_dir(tmp_path, "grokking", False, tag) == \
+        tmp_path / "baselines/grokking-steps500-seeds1/run_0"
+    # Smoke runs keep the template's smoke sizes unless a size is chosen explicitly.
+    assert work_size(gk, None, {}, smoke=True) == {}
+    assert work_size_env(gk, work_size(gk, lab, {}, smoke=True), True) == \
+        {"AISCI_WORK_STEPS": "500", "AISCI_WORK_SEEDS": "2"}
+    for bad in ("0", "-3", "many", "1.5"):
+        with pytest.raises(TemplateError, match=r"AISCI_WORK_STEPS='.*': expected a positive "
+                                                r"integer \(steps of a grokking run\)"):
+            work_size(gk, None, {"AISCI_WORK_STEPS": bad}, smoke=False)
+
+
+def test_experiment_rejects_a_bad_work_size_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(templates_dir() / "grokking" / "experiment.py"),
+                           f"--out_dir={tmp_path / 'run_0'}"], capture_output=True, text=True,
+                          env={**os.environ, "AISCI_WORK_STEPS": "lots"}, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == "AISCI_WORK_STEPS='lots': expected a positive integer"
+
+
 def test_template_toml_errors_name_the_key(tmp_path):
     tpl = tmp_path / "t"
     tpl.mkdir()
     (tpl / "template.toml").write_text('name = "t"\n[metrics]\nlower_is_better = "loss"\n')
     with pytest.raises(TemplateError, match=r"template.toml: metrics.lower_is_better: expected "
                                             r"a list of strings, got 'loss'"):
+        load_template_info(tpl)
+    (tpl / "template.toml").write_text('[work_size]\nsteps = 0\n')
+    with pytest.raises(TemplateError, match=r"work_size.steps: expected a positive integer"):
+        load_template_info(tpl)
+    (tpl / "template.toml").write_text('[work_size]\nepochs = 3\n')
+    with pytest.raises(TemplateError, match=r"work_size.epochs: expected only keys"):
+        load_template_info(tpl)
+    (tpl / "template.toml").write_text('[metrics]\nunits = { loss = 3 }\n')
+    with pytest.raises(TemplateError, match=r"metrics.units: expected a table"):
         load_template_info(tpl)
     (tpl / "template.toml").write_text('nmae = "t"\n')
     with pytest.raises(TemplateError, match="nmae"):
@@ -218,9 +272,11 @@ def test_diffusion_knn_kl_estimator():
     real = rng.normal(size=(3000, 2))
     same = rng.normal(size=(3000, 2))
     shifted = rng.normal(loc=2.0, size=(3000, 2))
-    assert abs(df.knn_kl_divergence(real, same)) < 0.15
-    # KL(N(0,I) || N(m,I)) = |m|^2 / 2 = 4 for m = (2, 2)
-    assert df.knn_kl_divergence(real, shifted) == pytest.approx(4.0, abs=0.8)
+    assert abs(df.knn_kl_divergence(real, same)) < 0.2
+    # KL(N(0,I) || N(m,I)) = |m|^2 / 2 = 4 nats for m = (2, 2); the template reports bits.
+    # With 3,000 points the k-NN estimate is biased low this far out (closed-form cases
+    # at larger n: tests/unit/test_template_metrics.py).
+    assert 4.0 / math.log(2) - 1.5 < df.knn_kl_divergence(real, shifted) < 4.0 / math.log(2) + 0.5
     for name in df.DATASETS:
         pts = df.make_dataset(name, 1000)
         assert pts.shape == (1000, 2) and float(pts.abs().max()) < 8
