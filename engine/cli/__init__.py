@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from aisci import __version__
 from aisci.engine.cli import (
+    check_cmd,
     config_cmd,
     doctor_cmd,
     ideas_cmd,
@@ -29,7 +30,7 @@ from aisci.engine.errors import (
 )
 
 # The command modules, in help order.
-COMMAND_MODULES = (config_cmd, doctor_cmd, ideas_cmd, review_cmd, run_cmd, template_cmd)
+COMMAND_MODULES = (check_cmd, config_cmd, doctor_cmd, ideas_cmd, review_cmd, run_cmd, template_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

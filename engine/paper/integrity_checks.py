@@ -9,35 +9,31 @@ printed precision, as a percentage, or as a change between two runs of one metri
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
-from dataclasses import asdict, dataclass
+import tomllib
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
 from aisci.engine.lab import safe_files
-from aisci.engine.paper.run_facts import Fact, RunFacts
-from aisci.engine.paper.texscan import TexText, mask_spans
+from aisci.engine.paper import integrity_claims as claims_mod
+from aisci.engine.paper.findings import SEVERITY_LOW, Finding
+from aisci.engine.paper.integrity_claims import metric_lower_is_better
+from aisci.engine.paper.run_facts import RunFacts, load_run_facts
+from aisci.engine.paper.texscan import (
+    TexText,
+    body_bounds,
+    mask_spans,
+    prose_text,
+    strip_comments,
+)
 
-LOWER_HINTS = ("loss", "kl", "error", "err", "time", "perplexity", "ppl", "step", "latency",
-               "divergence", "mse", "nll", "bpc")
-HIGHER_HINTS = ("acc", "accuracy", "throughput", "tokens_per", "tok_per", "per_s", "f1",
-                "score", "auc", "bleu", "reward")
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: str
-    """unmatched_number | wrong_direction | hardware_claim | software_claim |
-    process_jargon | causality"""
-    message: str
-    location: str
-    """``file:line`` in the paper (or the file the finding is about)."""
-    context: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
+__all__ = ["INTEGRITY_FILE", "Finding", "ScanResult", "check_analyses", "check_directions", "check_environment",
+           "check_figures", "check_hidden_text", "check_jargon", "check_numbers",
+           "extract_numbers", "format_findings", "load_findings", "metric_lower_is_better",
+           "scan"]
 
 INTEGRITY_FILE = "integrity.json"
 """The integrity stage's report in the idea folder (its findings, read by improve)."""
@@ -54,8 +50,9 @@ def load_findings(idea_dir: Path) -> list[Finding]:
 
 def format_findings(findings: list[Finding], limit: int = 40) -> str:
     """The findings as a bullet list for the model (at most ``limit``)."""
-    lines = [f"- [{f.kind}] {f.location}: {f.message}" + (f"\n    context: {f.context}"
-                                                           if f.context else "")
+    lines = [f"- [{f.kind}{', low severity' if f.severity == SEVERITY_LOW else ''}] "
+             f"{f.location}: " + (f"\"{f.quote}\": " if f.quote else "") + f.message
+             + (f"\n    context: {f.context}" if f.context else "")
              for f in findings[:limit]]
     if len(findings) > limit:
         lines.append(f"- ... {len(findings) - limit} more")
@@ -65,7 +62,7 @@ def format_findings(findings: list[Finding], limit: int = 40) -> str:
 # -- numbers -----------------------------------------------------------------------------
 
 _NUMBER_RE = re.compile(
-    r"(?<![A-Za-z0-9_.\\])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+|\.\d+)"
+    r"(?<![A-Za-z0-9_.\\])(?P<sign>-|−|\\textminus\s*|\$-\$\s*)?(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+|\.\d+)"
     r"(?:[eE](?P<exp>[-+]?\d+))?"
     r"(?P<sci>\s*\$?\s*(?:\\times|\\cdot|×)\s*10\s*\^\s*\{?\s*(?P<sciexp>[-+]?\d+)\s*\}?)?"
     r"(?P<pct>\s*\\?%)?"
@@ -101,6 +98,8 @@ def extract_numbers(tex: TexText) -> list[NumberClaim]:
             continue
         decimals = len(raw_num.split(".")[1]) if "." in raw_num else 0
         value = float(raw_num.replace(",", ""))
+        if m.group("sign"):  # a negative value (a reward, a log-likelihood)
+            value = -value
         scale = 1.0
         if m.group("exp"):
             scale = 10.0 ** int(m.group("exp"))
@@ -123,27 +122,239 @@ def extract_numbers(tex: TexText) -> list[NumberClaim]:
     return out
 
 
+@dataclass(frozen=True)
+class TableCell:
+    start: int
+    end: int
+    row: int
+    col: int
+    header: str
+    """The column's header text (all header rows) and the caption."""
+    row_label: str
+    caption: str
+    table: int
+
+
+def table_cells(tex: TexText) -> list[TableCell]:
+    """The cells of every tabular (offsets into the text), with their column header, row
+    label and the caption of the enclosing table."""
+    out: list[TableCell] = []
+    text, masked = tex.original, tex.masked
+    for t_index, t in enumerate(_TABULAR_RE.finditer(text)):
+        if masked[t.start():t.end()].strip() == "":
+            continue  # commented out
+        body_start = t.start()
+        cap = ""
+        env_start = text.rfind("\\begin{table", 0, t.start())
+        env_end = text.find("\\end{table", t.end())
+        if env_start != -1 and env_end != -1 and text.find("\\end{table", env_start) >= t.end():
+            window = masked[env_start:env_end]
+            cm = re.search(r"\\caption\s*(?:\[[^\]]*\])?\s*\{", window)
+            if cm:
+                cap = window[cm.end(): cm.end() + 400]
+        rows: list[list[tuple[int, int]]] = []
+        pos = body_start
+        for rm in re.finditer(r"\\\\|\\end\{tabular", text[body_start:t.end()]):
+            row_end = body_start + rm.start()
+            cells, cstart = [], pos
+            for am in re.finditer(r"(?<!\\)&", text[pos:row_end]):
+                cells.append((cstart, pos + am.start()))
+                cstart = pos + am.end()
+            cells.append((cstart, row_end))
+            rows.append(cells)
+            pos = body_start + rm.end()
+        headers: dict[int, str] = {}
+        header_done = False
+        for r_index, cells in enumerate(rows):
+            texts = [masked[a:b] for a, b in cells]
+            numeric = any(_NUMBER_RE.search(x) and not re.search(
+                r"[A-Za-z]{3}", re.sub(r"\\[A-Za-z]+", "", x))
+                          for x in texts[1:])
+            if not header_done and not numeric:
+                for ci, x in enumerate(texts):
+                    headers[ci] = headers.get(ci, "") + " " + x
+                continue
+            if numeric:
+                header_done = True
+            label = texts[0] if texts else ""
+            for ci, (a, b) in enumerate(cells):
+                out.append(TableCell(a, b, r_index, ci, headers.get(ci, ""), label, cap,
+                                     t_index))
+    return out
+
+
+def _claims_of(tex: TexText) -> list[claims_mod.Claim]:
+    return [claims_mod.Claim(c.raw, c.value, c.tolerance, c.percent, c.start, c.end)
+            for c in extract_numbers(tex)]
+
+
+def check_claims(tex: TexText, rec: claims_mod.Recorded, facts: RunFacts) -> tuple[
+        list[Finding], int]:
+    """Numbers tied to their metric (prose and tables), direction claims on explicit
+    pairs, run attribution of the method's results, table rows from one run,
+    "consistently" claims."""
+    findings: list[Finding] = []
+    all_claims = _claims_of(tex)
+    cells = table_cells(tex)
+    in_cell: dict[int, TableCell] = {}
+    for c in all_claims:
+        for cell in cells:
+            if cell.start <= c.start < cell.end:
+                in_cell[c.start] = cell
+                break
+    untied_pool = [f.value for f in facts.facts] + _derived(facts) + rec.constants
+    sents = claims_mod.sentences(tex)
+    for s in sents:
+        prose = [c for c in all_claims if s[0] <= c.start < s[1] and c.start not in in_cell]
+        for i, c in enumerate(prose):
+            lo = prose[i - 1].end if i else s[0]
+            hi = prose[i + 1].start if i + 1 < len(prose) else s[1]
+            claims_mod.tie_claim(rec, tex, c, s, (lo, hi))
+        for c in prose:
+            findings += _judge(tex, rec, c, prose, untied_pool)
+        findings += claims_mod.pair_direction_findings(tex, rec, s, prose)
+        findings += claims_mod.attribution_findings(tex, rec, s, prose)
+        findings += claims_mod.consistency_findings(tex, rec, s)
+    table_claims = [c for c in all_claims if c.start in in_cell]
+    for c in table_claims:
+        cell = in_cell[c.start]
+        cell_text = tex.masked[cell.start:cell.end]
+        c.pct_context = "%" in cell.header or "%" in cell.caption.split("}")[0]
+        c.stderr_context = bool(claims_mod._PM_BEFORE.search(
+            tex.masked[max(cell.start, c.start - 12):c.start]))
+        c.metrics = (claims_mod.metrics_named(rec, cell.header)
+                     or claims_mod.metrics_named(rec, cell.row_label)
+                     or claims_mod.metrics_named(rec, cell.caption))
+        c.datasets = (claims_mod.datasets_named(rec, cell.header + " " + cell.row_label)
+                      or claims_mod.datasets_named(rec, cell.caption))
+        if cell_text and cell.col == 0 and not c.metrics:
+            pass
+        findings += _judge(tex, rec, c, [c], untied_pool)
+    findings += _row_findings(tex, rec, table_claims, in_cell)
+    findings += _bold_findings(tex, rec, table_claims, in_cell)
+    return findings, len(all_claims)
+
+
+_BOLD_RE = re.compile(r"\\(?:textbf|mathbf|bm|boldsymbol)\s*\{|\\bfseries|\\bf\b")
+_HEADER_LOWER = re.compile(r"\\downarrow|↓|lower\s+is\s+better", re.I)
+_HEADER_HIGHER = re.compile(r"\\uparrow|↑|higher\s+is\s+better", re.I)
+
+
+def _bold_findings(tex: TexText, rec: claims_mod.Recorded,
+                   table_claims: list[claims_mod.Claim],
+                   in_cell: dict[int, TableCell]) -> list[Finding]:
+    """A value set in bold (the table's way of saying "best") is the best of its column by
+    the metric's direction (an arrow in the header first, then the metric)."""
+    findings: list[Finding] = []
+    columns: dict[tuple[int, int], list[tuple[claims_mod.Claim, bool]]] = {}
+    for c in table_claims:
+        cell = in_cell[c.start]
+        if c.stderr_context or cell.col == 0:
+            continue
+        bold = bool(_BOLD_RE.search(tex.original[cell.start:c.start]))
+        columns.setdefault((cell.table, cell.col), []).append((c, bold))
+    for (_, _), cs in columns.items():
+        bolds = [c for c, b in cs if b]
+        if not bolds or len(cs) < 2 or len(bolds) == len(cs):
+            continue
+        header = in_cell[cs[0][0].start].header
+        lib: bool | None
+        if _HEADER_LOWER.search(header):
+            lib = True
+        elif _HEADER_HIGHER.search(header):
+            lib = False
+        else:
+            dirs = {rec.lib(m) for m in (cs[0][0].metrics or
+                                         claims_mod.metrics_named(rec, header))}
+            lib = dirs.pop() if len(dirs) == 1 else None
+        if lib is None:
+            continue
+        values = [c.value for c, _ in cs]
+        best = min(values) if lib else max(values)
+        for c in bolds:
+            if abs(c.value - best) > c.tolerance:
+                findings.append(Finding(
+                    "wrong_direction",
+                    f"'{c.raw}' is set in bold as the best of its column, but {_fmt(best)} "
+                    f"is better ({'lower' if lib else 'higher'} is better for "
+                    f"{' '.join(header.split())[:40] or 'this metric'})",
+                    f"{tex.path_name}:{tex.line_of(c.start)}", tex.context(c.start, c.end),
+                    c.raw))
+    return findings
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def _judge(tex: TexText, rec: claims_mod.Recorded, c: claims_mod.Claim,
+           sentence_claims: list[claims_mod.Claim], untied_pool: list[float]) -> list[Finding]:
+    if c.metrics and claims_mod.value_pool(rec, c.metrics, c.datasets, ("mean", "average")):
+        if claims_mod.claim_matches(rec, c, sentence_claims):
+            return []
+        return [claims_mod.unmatched_finding(tex, rec, c)]
+    number = NumberClaim(c.value, c.tolerance, c.percent, c.raw, c.start, c.end)
+    if _matches_value(number, untied_pool) or claims_mod._pair_change(c, sentence_claims):
+        return []
+    return [claims_mod.untied_finding(tex, c)]
+
+
+_OURS_ROW = re.compile(r"\b(?:ours|our|proposed|final|full)\b", re.I)
+_BASE_ROW = re.compile(r"\bbaseline\b", re.I)
+
+
+def _row_findings(tex: TexText, rec: claims_mod.Recorded, table_claims: list[claims_mod.Claim],
+                  in_cell: dict[int, TableCell]) -> list[Finding]:
+    """All numbers of one table row come from one run (or one column, when the table lists
+    runs as columns); a row labelled as the method's (ours/final) from the final run."""
+    findings: list[Finding] = []
+    groups: dict[tuple[int, str, int], list[claims_mod.Claim]] = {}
+    for c in table_claims:
+        cell = in_cell[c.start]
+        if not c.metrics or c.stderr_context:
+            continue
+        by_column = bool(claims_mod.metrics_named(rec, cell.header))
+        key = (cell.table, "row", cell.row) if by_column else (cell.table, "col", cell.col)
+        groups.setdefault(key, []).append(c)
+    for (_, how, _), cs in groups.items():
+        sets = [c.runs for c in cs if c.runs]
+        if len(sets) >= 2 and not set.intersection(*sets):
+            first = cs[0]
+            findings.append(Finding(
+                "mixed_run_row",
+                f"the numbers of this table {how} come from different runs "
+                f"({'; '.join(c.raw + ': run ' + ','.join(map(str, sorted(c.runs))) for c in cs if c.runs)})",
+                f"{tex.path_name}:{tex.line_of(first.start)}",
+                tex.context(first.start, cs[-1].end), " ".join(c.raw for c in cs)))
+            continue
+        label = in_cell[cs[0].start].row_label if how == "row" else in_cell[cs[0].start].header
+        if sets and len(rec.runs) >= 2:
+            common = set.intersection(*sets)
+            want = (rec.final if _OURS_ROW.search(label) else
+                    rec.baseline if _BASE_ROW.search(label) else None)
+            if want is not None and want not in common:
+                findings.append(Finding(
+                    "intermediate_result",
+                    f"the {how} '{' '.join(label.split())[:40]}' shows the values of run "
+                    f"{', '.join(map(str, sorted(common)))}, not of run {want}",
+                    f"{tex.path_name}:{tex.line_of(cs[0].start)}",
+                    tex.context(cs[0].start, cs[-1].end), " ".join(c.raw for c in cs)))
+    return findings
+
+
 def _derived(facts: RunFacts) -> list[float]:
     """Changes between two runs of one (dataset, metric), or two datasets of one (run,
-    metric): relative (%), absolute, ratio."""
+    metric): relative (%), absolute, ratio (untied numbers only)."""
     out: list[float] = []
     groups = [*facts.groups().values(), *facts.dataset_groups().values()]
     for group in groups:
         for fa, fb in combinations(group, 2):
-            a, b = fa.value, fb.value
-            out.append(abs(b - a))
-            out.append(abs(b - a) * 100)  # percentage points of a fraction
-            if a:
-                out.append(abs(b - a) / abs(a) * 100)
-                out.append(abs(b / a))
-            if b:
-                out.append(abs(b - a) / abs(b) * 100)
-                out.append(abs(a / b))
+            out += claims_mod._changes(fa.value, fb.value)
     return out
 
 
 def _matches_value(claim: NumberClaim, values: list[float]) -> bool:
-    x, tol = claim.value, claim.tolerance
+    x, tol = abs(claim.value), claim.tolerance
     for v in values:
         v = abs(v)
         if abs(v - x) <= tol:
@@ -153,98 +364,61 @@ def _matches_value(claim: NumberClaim, values: list[float]) -> bool:
     return False
 
 
-def check_numbers(tex: TexText, facts: RunFacts) -> tuple[list[Finding], int]:
-    values = [f.value for f in facts.facts]
-    derived = _derived(facts)
-    findings = []
-    claims = extract_numbers(tex)
-    for c in claims:
-        if _matches_value(c, values) or _matches_value(c, derived):
-            continue
-        line = tex.line_of(c.start)
-        findings.append(Finding(
-            "unmatched_number",
-            f"'{c.raw}' matches no value in the runs' final_info.json, logs or experiment "
-            "configuration (nor a change between two runs)",
-            f"{tex.path_name}:{line}", tex.context(c.start, c.end)))
-    return findings, len(claims)
+def check_numbers(tex: TexText, facts: RunFacts, lower: list[str] | None = None,
+                  higher: list[str] | None = None, notes: str = "",
+                  code: str = "") -> tuple[list[Finding], int]:
+    """Every check of the numbers (see :func:`check_claims`)."""
+    rec = claims_mod.recorded(facts, notes, code, lower or [], higher or [])
+    return check_claims(tex, rec, facts)
 
 
-# -- direction of claimed changes --------------------------------------------------------
+# -- direction of claimed percentage changes ---------------------------------------------
 
-_SENTENCE_RE = re.compile(r"[^.!?]*(?:\.(?!\d)|[!?]|$)", re.DOTALL)
-_UP = re.compile(r"\b(increas\w*|higher|rais\w*|rise|rose|grew|grow\w*|larger|more)\b", re.I)
-_DOWN = re.compile(r"\b(reduc\w*|decreas\w*|lower\w*|drop\w*|fell|fewer|smaller|declin\w*|"
-                   r"cut\w*|shrink\w*)\b", re.I)
-_GOOD = re.compile(r"\b(improv\w*|better|outperform\w*|gain\w*|boost\w*|speed-?ups?|faster|"
-                   r"superior)\b", re.I)
-_BAD = re.compile(r"\b(wors\w*|degrad\w*|hurt\w*|deteriorat\w*|slower|regress\w*|inferior)\b",
-                  re.I)
-_METRIC_WORDS = {
-    "loss": ("loss",), "accuracy": ("acc",), "kl": ("kl",), "divergence": ("kl",),
-    "time": ("time",), "error": ("err",), "perplexity": ("ppl", "perplexity"),
-    "throughput": ("tokens", "throughput", "per_s"), "steps": ("step",),
-}
-
-
-def metric_lower_is_better(metric: str, lower: list[str], higher: list[str]) -> bool | None:
-    if metric in lower:
-        return True
-    if metric in higher:
-        return False
-    name = metric.lower()
-    if any(h in name for h in HIGHER_HINTS):
-        return False
-    if any(h in name for h in LOWER_HINTS):
-        return True
-    return None
-
-
-def _sentence_groups(sentence: str, facts: RunFacts) -> list[list[Fact]]:
-    s = sentence.lower()
-    keys = {k for word, ks in _METRIC_WORDS.items() if word in s for k in ks}
-    if not keys:
-        return []
-    groups = [g for (_, metric), g in facts.groups().items()
-              if any(k in metric.lower() for k in keys)]
-    phase = ("val" if re.search(r"\bval(idation)?\b", s) else
-             "train" if re.search(r"\btrain(ing)?\b", s) else None)
-    if phase:
-        narrowed = [g for g in groups if phase in (g[0].metric or "").lower()]
-        groups = narrowed or groups
-    return groups
+_UP = claims_mod._UP
+_DOWN = claims_mod._DOWN
+_GOOD = claims_mod._GOOD
+_BAD = claims_mod._BAD
 
 
 def check_directions(tex: TexText, facts: RunFacts, lower: list[str],
                      higher: list[str]) -> list[Finding]:
+    """A percentage change claimed as an improvement / a reduction agrees with the change
+    of a run against the baseline on the metric the sentence names."""
     findings = []
+    rec = claims_mod.recorded(facts, "", "", lower, higher)
     claims = [c for c in extract_numbers(tex) if c.percent]
-    for m in _SENTENCE_RE.finditer(tex.masked):
-        sentence = m.group(0)
-        inside = [c for c in claims if m.start() <= c.start < m.end()]
-        if not inside:
+    for s_start, s_end in claims_mod.sentences(tex):
+        sentence = tex.masked[s_start:s_end]
+        inside = [c for c in claims if s_start <= c.start < s_end]
+        if not inside or claims_mod._NEGATION.search(sentence):
             continue
         up, down = bool(_UP.search(sentence)), bool(_DOWN.search(sentence))
         good, bad = bool(_GOOD.search(sentence)), bool(_BAD.search(sentence))
         if not (up or down or good or bad):
             continue
-        groups = _sentence_groups(sentence, facts)
+        metrics = claims_mod.metrics_named(rec, sentence)
+        datasets = claims_mod.datasets_named(rec, sentence)
+        if not metrics:
+            continue
+        means = claims_mod.value_pool(rec, metrics, datasets, ("mean", "average"))
+        base = {(v.dataset, v.metric): v.value for v in means if v.run == rec.baseline}
         for claim in inside:
-            candidates: list[tuple[float, bool | None]] = []  # (sign of change, lower better)
-            for g in groups:
-                lib = metric_lower_is_better(g[0].metric or "", lower, higher)
-                for fa, fb in combinations(g, 2):  # fb is the later run
-                    a, b = fa.value, fb.value
-                    rels = [abs(b - a) / abs(a) * 100 if a else math.inf,
-                            abs(b - a) / abs(b) * 100 if b else math.inf,
-                            abs(b - a) * 100]
-                    if any(abs(r - claim.value) <= claim.tolerance for r in rels) and b != a:
-                        candidates.append((math.copysign(1, b - a), lib))
+            candidates: list[tuple[float, bool | None]] = []
+            for v in means:
+                a = base.get((v.dataset, v.metric))
+                if a is None or v.run == rec.baseline or v.value == a:
+                    continue
+                b = v.value
+                rels = [abs(b - a) / abs(a) * 100 if a else math.inf,
+                        abs(b - a) / abs(b) * 100 if b else math.inf]
+                if abs(a) <= 1 and abs(b) <= 1:
+                    rels.append(abs(b - a) * 100)
+                if any(abs(r - claim.value) <= claim.tolerance for r in rels):
+                    candidates.append((math.copysign(1, b - a), rec.lib(v.metric)))
             if not candidates:
-                continue  # untraceable numbers are reported by the number check
+                continue
             if any(_consistent(sign, lib, up, down, good, bad) for sign, lib in candidates):
                 continue
-            line = tex.line_of(claim.start)
             sign, lib = candidates[0]
             went = "went up" if sign > 0 else "went down"
             better = ("" if lib is None else
@@ -254,8 +428,9 @@ def check_directions(tex: TexText, facts: RunFacts, lower: list[str],
                 f"'{claim.raw}' is claimed as "
                 f"{'an improvement' if good else 'a degradation' if bad else 'a change'} "
                 f"{'downwards' if down and not up else 'upwards' if up and not down else ''}"
-                .rstrip() + f", but the metric {went} between the runs{better}",
-                f"{tex.path_name}:{line}", " ".join(sentence.split())[:300]))
+                .rstrip() + f", but the metric {went} against the baseline{better}",
+                f"{tex.path_name}:{tex.line_of(claim.start)}", " ".join(sentence.split())[:300],
+                claim.raw))
     return findings
 
 
@@ -293,20 +468,50 @@ def _norm(s: str) -> str:
     return re.sub(r"[^a-z0-9]", "", s.lower())
 
 
+_COUNT_WORDS = {"a": 1, "an": 1, "one": 1, "single": 1, "a single": 1, "two": 2, "three": 3,
+                "four": 4, "eight": 8, "sixteen": 16}
+_GPU_COUNT_RE = re.compile(
+    r"\b(?P<n>\d+|a single|single|one|two|three|four|eight|sixteen)\s*(?:x\s*|×\s*)?"
+    r"(?:NVIDIA\s+|Tesla\s+|GeForce\s+)?(?:[A-Z]{1,4}\s?\d{2,4}\w*\s+)?GPUs?\b", re.I)
+_CPU_CORES_RE = re.compile(r"\b(?P<n>\d+)[\s-]*(?:CPU\s+)?(?:cores?|vCPUs?|CPU\s+threads?)\b",
+                           re.I)
+
+
 def check_environment(tex: TexText, facts: RunFacts) -> list[Finding]:
+    """GPU and CPU models and counts, framework and language versions against the
+    recorded run_env.json; claims without any recorded environment are unverifiable."""
     envs = facts.envs
     text = tex.masked
     findings: list[Finding] = []
-    if not envs:
-        return findings
-    gpus = [str(g) for e in envs for g in (e.get("gpus") or [])]
-    cpu_models = " ".join(str(e.get("cpu_model") or "") for e in envs)
-    used_gpu = bool(gpus)
 
     def add(kind: str, start: int, end: int, message: str) -> None:
         findings.append(Finding(kind, message, f"{tex.path_name}:{tex.line_of(start)}",
-                                tex.context(start, end)))
+                                tex.context(start, end), " ".join(text[start:end].split())))
 
+    if not envs:
+        hardware = [*_GPU_RE.finditer(text), *_GENERIC_GPU_RE.finditer(text),
+                    *_CPU_MODEL_RE.finditer(text), *_CPU_ONLY_RE.finditer(text),
+                    *_GPU_COUNT_RE.finditer(text)]
+        seen: set[int] = set()
+        for m in sorted(hardware, key=lambda m: m.start()):
+            line = tex.line_of(m.start())
+            if line in seen:
+                continue
+            seen.add(line)
+            add("unverifiable_hardware_claim", m.start(), m.end(),
+                f"unverifiable hardware claim '{m.group(0).strip()}': no run recorded its "
+                "environment (run_env.json)")
+        for rx in _VERSION_RES.values():
+            for m in rx.finditer(text):
+                add("unverifiable_software_claim", m.start(), m.end(),
+                    f"unverifiable software claim '{m.group(0).strip()}': no run recorded its "
+                    "environment (run_env.json)")
+        return findings
+    gpus = [str(g) for e in envs for g in (e.get("gpus") or [])]
+    gpu_counts = {len(e.get("gpus") or []) for e in envs}
+    cpu_models = " ".join(str(e.get("cpu_model") or "") for e in envs)
+    cpu_counts = {int(e["cpu_count"]) for e in envs if isinstance(e.get("cpu_count"), int)}
+    used_gpu = bool(gpus)
     recorded = ", ".join(sorted(set(gpus))) or "no GPU (CPU only)"
     for m in _GPU_RE.finditer(text):
         name = _norm(m.group(1))
@@ -322,11 +527,24 @@ def check_environment(tex: TexText, facts: RunFacts) -> list[Finding]:
         for m in _CPU_ONLY_RE.finditer(text):
             add("hardware_claim", m.start(), m.end(),
                 f"the paper says '{m.group(0).strip()}' but the runs used {recorded}")
+        for m in _GPU_COUNT_RE.finditer(text):
+            word = m.group("n").lower()
+            n = int(word) if word.isdigit() else _COUNT_WORDS.get(word, 0)
+            if n and n not in gpu_counts:
+                add("hardware_claim", m.start(), m.end(),
+                    f"the paper says '{m.group(0).strip()}' but the runs recorded "
+                    f"{'/'.join(map(str, sorted(gpu_counts)))} GPU(s) (run_env.json)")
     for m in _CPU_MODEL_RE.finditer(text):
         if _norm(m.group(1)) not in _norm(cpu_models):
             add("hardware_claim", m.start(), m.end(),
                 f"the paper names the CPU '{m.group(1)}' but the runs recorded "
                 f"'{cpu_models.strip() or 'unknown'}'")
+    if cpu_counts:
+        for m in _CPU_CORES_RE.finditer(text):
+            if int(m.group("n")) not in cpu_counts:
+                add("hardware_claim", m.start(), m.end(),
+                    f"the paper says '{m.group(0).strip()}' but the runs recorded "
+                    f"{'/'.join(map(str, sorted(cpu_counts)))} CPU(s) (run_env.json)")
     for key, rx in _VERSION_RES.items():
         versions = [str(e.get(key)) for e in envs if e.get(key)]
         for m in rx.finditer(text):
@@ -344,9 +562,202 @@ def _version_prefix(claimed: str, recorded: str) -> bool:
     return r[: len(c)] == c
 
 
+# -- figures and hidden text -------------------------------------------------------------
+
+_INCLUDE_RE = re.compile(r"\\includegraphics\s*(?:\[[^\]]*\])?\s*\{([^{}]+)\}")
+_GRAPHICSPATH_RE = re.compile(r"\\graphicspath\s*\{((?:\s*\{[^{}]*\})+)\s*\}")
+_LABEL_RE = re.compile(r"\\label\s*\{([^{}]+)\}")
+_FIGREF_RE = re.compile(r"\\(?:ref|autoref|cref|Cref)\s*\{((?:fig|figure)[:_][^{}]+)\}")
+_FIGURE_EXTS = ("", ".png", ".pdf", ".jpg", ".jpeg", ".eps")
+
+
+def check_figures(tex: TexText, paper_dir: Path, tex_rel: str) -> list[Finding]:
+    """Included figures that do not exist; references to figure labels never defined."""
+    findings: list[Finding] = []
+    text = strip_comments(tex.original)
+    tex_dir = str(Path(tex_rel).parent)
+    bases = [tex_dir, "."]
+    gp = _GRAPHICSPATH_RE.search(text)
+    if gp:
+        for p in re.findall(r"\{([^{}]*)\}", gp.group(1)):
+            bases.append(_join(tex_dir, p))
+    for m in _INCLUDE_RE.finditer(text):
+        name = m.group(1).strip()
+        if not any(safe_files.is_file(paper_dir, rel)
+                   for b in bases for ext in _FIGURE_EXTS
+                   if (rel := _join(b, name + ext))):
+            findings.append(Finding(
+                "missing_figure", f"the figure file '{name}' does not exist in the paper folder",
+                f"{tex.path_name}:{tex.line_of(m.start())}", tex.context(m.start(), m.end()),
+                name))
+    labels = set(_LABEL_RE.findall(text))
+    for m in _FIGREF_RE.finditer(text):
+        if m.group(1) not in labels:
+            findings.append(Finding(
+                "missing_figure", f"the paper refers to the figure '{m.group(1)}' but no "
+                "figure has that label", f"{tex.path_name}:{tex.line_of(m.start())}",
+                tex.context(m.start(), m.end()), m.group(1)))
+    return findings
+
+
+def _join(base: str, name: str) -> str:
+    """A path relative to the paper folder ('' when it leaves the folder)."""
+    parts: list[str] = []
+    for p in [*base.split("/"), *name.split("/")]:
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if not parts:
+                return ""
+            parts.pop()
+        else:
+            parts.append(p)
+    return "/".join(parts)
+
+
+_HIDDEN_RE = re.compile(r"(?<=\d)\s?(?<!\\)%(?P<rest>[^\n]*)")
+
+
+def check_hidden_text(tex: TexText) -> list[Finding]:
+    """An unescaped % after a number comments out the rest of the line: text the author
+    meant to print is hidden."""
+    findings: list[Finding] = []
+    start, end = body_bounds(tex.original)
+    for m in _HIDDEN_RE.finditer(tex.original, start, end):
+        rest = m.group("rest").strip()
+        line_start = tex.original.rfind("\n", 0, m.start()) + 1
+        if tex.original[line_start:m.start()].lstrip().startswith("%"):
+            continue  # inside a comment line
+        if "%" in strip_comments(tex.original[line_start:m.start()]) and (
+                tex.original[line_start:m.start()].count("%") >
+                tex.original[line_start:m.start()].count("\\%")):
+            continue  # an earlier % already started a comment
+        if len(re.findall(r"[A-Za-z]", rest)) < 3:
+            continue
+        findings.append(Finding(
+            "hidden_text", "an unescaped % after a number comments out the rest of the line "
+            f"('{rest[:60]}' is not printed); write \\%",
+            f"{tex.path_name}:{tex.line_of(m.start())}", tex.context(m.start(), m.end()),
+            tex.original[max(line_start, m.start() - 10):m.end()].strip()[:80]))
+    return findings
+
+
+# -- analyses the runs never produced ---------------------------------------------------
+
+# (what the paper says was done, what in the folder would show it was)
+_ANALYSES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = (
+    ("an ablation", re.compile(r"\bablat\w*", re.I),
+     re.compile(r"ablat|\bwithout\b|w/o|\bno[ _-]\w|remov|disabl|\bonly\b", re.I)),
+    ("a hyperparameter sweep", re.compile(
+        r"\b(?:sweep\w*|grid[\s-]+search\w*|hyper-?parameter\s+(?:search|tuning|study)|"
+        r"sensitivity\s+(?:analysis|study))\b", re.I),
+     re.compile(r"sweep|grid|sensitiv|search|tuning|\bfor\s+\w+\s+in\s+[\[(]", re.I)),
+    ("a scaling study", re.compile(r"\bscaling\s+(?:study|analysis|experiments?|laws?)\b",
+                                   re.I), re.compile(r"scal", re.I)),
+    ("a visualisation", re.compile(
+        r"\b(?:attention\s+maps?|saliency\s+maps?|t-?SNE|UMAP|PCA\s+(?:projection|plot)s?|"
+        r"(?:loss\s+)?landscape\s+(?:plot|visuali[sz]ation)s?)\b", re.I),
+     re.compile(r"attention|attn|saliency|tsne|t-sne|umap|pca|landscape", re.I)),
+)
+_DONE_RE = re.compile(r"\b(?:we|our|table|figure|fig|shows?|showed|shown|reveals?|revealed|"
+                      r"confirms?|confirmed|indicates?|demonstrates?|performed|conducted|"
+                      r"ran|carried\s+out)\b", re.I)
+_NOT_DONE_RE = re.compile(r"\b(?:future|could|would|should|might|may|plan|leave|left|not|no|"
+                          r"never|beyond|outside)\b", re.I)
+_SEEDS_RE = re.compile(r"\b(?P<n>\d+|two|three|four|five|six|seven|eight|nine|ten)\s+"
+                       r"(?:random\s+|different\s+|independent\s+)?seeds\b", re.I)
+_NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                 "eight": 8, "nine": 9, "ten": 10}
+
+
+def check_analyses(tex: TexText, facts: RunFacts, evidence: str) -> list[Finding]:
+    """Analyses the paper says were done (an ablation, a sweep, a scaling study, attention
+    maps) of which nothing in the folder (notes, experiment code, run results, figure
+    names: ``evidence``) speaks; a number of seeds the runs did not record."""
+    findings: list[Finding] = []
+    text = tex.masked
+    for s_start, s_end in claims_mod.sentences(tex):
+        sentence = text[s_start:s_end]
+        if not _DONE_RE.search(sentence) or _NOT_DONE_RE.search(sentence):
+            continue
+        for what, claim_rx, evidence_rx in _ANALYSES:
+            m = claim_rx.search(sentence)
+            if m and not evidence_rx.search(evidence):
+                findings.append(Finding(
+                    "unsupported_analysis",
+                    f"the paper reports {what} ('{m.group(0)}') but no run, note, code or "
+                    "figure of the folder records one",
+                    f"{tex.path_name}:{tex.line_of(s_start + m.start())}",
+                    " ".join(sentence.split())[:300], m.group(0)))
+                break
+    seed_counts = _seed_counts(facts)
+    if seed_counts:
+        for m in _SEEDS_RE.finditer(text):
+            word = m.group("n").lower()
+            n = int(word) if word.isdigit() else _NUMBER_WORDS[word]
+            if n not in seed_counts:
+                findings.append(Finding(
+                    "unmatched_number",
+                    f"the paper says '{m.group(0)}' but the runs recorded "
+                    f"{'/'.join(map(str, sorted(seed_counts)))} seed(s) per result",
+                    f"{tex.path_name}:{tex.line_of(m.start())}", tex.context(m.start(), m.end()),
+                    m.group(0)))
+    return findings
+
+
+_SEED_KEYS = ("final_info_dict", "seeds", "per_seed", "all_results")
+
+
+def _seed_counts(facts: RunFacts) -> set[int]:
+    """How many seeds the runs recorded per result (lists of numbers under a per-seed key)."""
+    counts: set[int] = set()
+
+    def walk(obj: object, under_seed: bool, depth: int) -> None:
+        if depth > 6 or len(counts) > 20:
+            return
+        if isinstance(obj, dict):
+            for k, v in list(obj.items())[:500]:
+                walk(v, under_seed or str(k) in _SEED_KEYS, depth + 1)
+        elif isinstance(obj, list) and under_seed and obj and all(
+                isinstance(x, int | float) and not isinstance(x, bool) for x in obj):
+            counts.add(len(obj))
+
+    for run in facts.runs:
+        walk(run.final_info, False, 0)
+    return counts
+
+
+def _evidence(paper_dir: Path, facts: RunFacts, notes: str, code: str) -> str:
+    """Everything in the folder that can show an analysis was run: notes, code, the keys of
+    the run results, the names of the files next to the paper (figures, logs)."""
+    parts = [notes, code]
+    for run in facts.runs:
+        if isinstance(run.final_info, dict):
+            parts.append(" ".join(_keys(run.final_info, 0)))
+        parts.append(run.path.name)
+    try:
+        parts += [e.path for e in safe_files.walk(paper_dir, limit=2000, max_depth=3)]
+    except OSError:  # an unreadable folder: the names are only extra evidence
+        pass
+    return "\n".join(parts)
+
+
+def _keys(obj: object, depth: int) -> list[str]:
+    if depth > 4 or not isinstance(obj, dict):
+        return []
+    out: list[str] = []
+    for k, v in list(obj.items())[:200]:
+        out.append(str(k))
+        out += _keys(v, depth + 1)
+    return out
+
+
 # -- process jargon ----------------------------------------------------------------------
 
-_JARGON_RE = re.compile(r"\b[Rr]uns?(?:\\_|_|[\s~]+)(?:\d+|[A-Z]\b)|\bbaseline\\?_run\b|"
+_JARGON_RE = re.compile(r"\b[Rr]uns?(?:\\_|_|[\s~]+)(?:\d{1,3}\b(?![\s~]*(?:steps?|epochs?|"
+                        r"iterations?|updates?|times|seconds?|minutes?|hours?|seeds?|trials?|"
+                        r"tokens?|samples?|examples?|batches|experiments))|[A-Z]\b)|"
+                        r"\bbaseline\\?_run\b|"
                         r"\bfinal_info(?:\\_|_)|\bnotes\.txt\b")
 
 
@@ -359,5 +770,91 @@ def check_jargon(tex: TexText) -> list[Finding]:
             "process_jargon",
             f"'{m.group(0).strip()}' is the pipeline's internal name; describe the experiment "
             "by what it changes instead",
-            f"{tex.path_name}:{tex.line_of(m.start())}", tex.context(m.start(), m.end())))
+            f"{tex.path_name}:{tex.line_of(m.start())}", tex.context(m.start(), m.end()),
+            m.group(0).strip()))
     return findings
+
+
+# -- the whole check ---------------------------------------------------------------------
+
+CODE_FILES = ("experiment.py",)
+
+
+@dataclass
+class ScanResult:
+    findings: list[Finding]
+    numbers_checked: int
+    tex_sha256: str
+
+
+def template_directions(paper_dir: Path) -> tuple[list[str], list[str]]:
+    """``[metrics]`` lower/higher_is_better of a template.toml in the paper folder (a
+    template copied along), else none."""
+    try:
+        data = tomllib.loads(safe_files.read_text(paper_dir, "template.toml"))
+    except (OSError, ValueError):  # missing, refused, or not TOML
+        return [], []
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return [], []
+    lower, higher = metrics.get("lower_is_better", []), metrics.get("higher_is_better", [])
+    return ([str(x) for x in lower] if isinstance(lower, list) else [],
+            [str(x) for x in higher] if isinstance(higher, list) else [])
+
+
+def _read_optional(paper_dir: Path, rel: str) -> str:
+    try:
+        return safe_files.read_text(paper_dir, rel, errors="replace")
+    except OSError:  # missing, or refused (safe_files.UnsafeFile)
+        return ""
+
+
+def scan(paper_dir: Path, tex_rel: str, *, lower_is_better: list[str] | None = None,
+         higher_is_better: list[str] | None = None) -> ScanResult:
+    """Every deterministic check of one .tex file (``tex_rel`` inside ``paper_dir``, read
+    through safe_files) against the folder's runs, notes and code. No LLM, no writes.
+    Template directions, when not given, come from a template.toml in the folder."""
+    text = safe_files.read_text(paper_dir, tex_rel, errors="replace")
+    tex = prose_text(Path(tex_rel).name, text)
+    facts = load_run_facts(paper_dir)
+    lower, higher = list(lower_is_better or []), list(higher_is_better or [])
+    if not lower and not higher:
+        lower, higher = template_directions(paper_dir)
+    notes = _read_optional(paper_dir, "notes.txt")
+    code = "\n".join(_read_optional(paper_dir, name) for name in CODE_FILES)
+    findings = (check_jargon(tex) + check_environment(tex, facts)
+                + check_figures(tex, paper_dir, tex_rel) + check_hidden_text(tex))
+    # Numbers that belong to a hardware/version/jargon claim are judged by those checks.
+    claims_masked = tex.masked
+    for rx in (_GPU_RE, _GPU_COUNT_RE, _CPU_CORES_RE, _JARGON_RE, *_VERSION_RES.values()):
+        claims_masked = mask_spans(claims_masked, rx)
+    numbers_tex = TexText(tex.path_name, tex.original, claims_masked)
+    number_findings, checked = check_numbers(numbers_tex, facts, lower, higher, notes, code)
+    findings += number_findings
+    findings += check_directions(numbers_tex, facts, lower, higher)
+    findings += check_analyses(tex, facts, _evidence(paper_dir, facts, notes, code))
+    findings = _dedupe(findings)
+    findings.sort(key=lambda f: (f.severity != "error", f.line()))
+    return ScanResult(findings, checked, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    """One finding per (line, kind, quote); a wrong direction on a line makes a number
+    finding of the same quote redundant."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for f in findings:
+        key = (f.location, f.kind, f.quote or f.message)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(f)
+    direction_lines: set[str] = set()
+    kept = []
+    for f in out:  # one wrong direction per line (a pair and a percentage may both see it)
+        if f.kind == "wrong_direction":
+            if f.location in direction_lines:
+                continue
+            direction_lines.add(f.location)
+        kept.append(f)
+    return kept

@@ -25,21 +25,14 @@ from aisci.engine.lab import safe_files
 from aisci.engine.lab.templates import TemplateInfo, check_argv, find_template
 from aisci.engine.llm.base import Message
 from aisci.engine.paper.integrity_checks import (
-    _GPU_RE,
-    _JARGON_RE,
-    _VERSION_RES,
     INTEGRITY_FILE,
     Finding,
-    check_directions,
-    check_environment,
-    check_jargon,
-    check_numbers,
     format_findings,
     load_findings,
+    scan,
 )
 from aisci.engine.paper.latex import compile_with_fixes, main_tex_path
 from aisci.engine.paper.run_facts import environment_summary, load_run_facts, results_summary
-from aisci.engine.paper.texscan import TexText, mask_spans, prose_text
 from aisci.engine.run.executor import RunSpec
 from aisci.engine.stages.context import StageContext
 from aisci.engine.stages.contract import StageOutcome
@@ -79,21 +72,11 @@ class IntegrityReport:
 def scan_paper(tex_path: Path, idea_dir: Path, *, lower_is_better: list[str] | None = None,
                higher_is_better: list[str] | None = None) -> IntegrityReport:
     """Run every deterministic check on one .tex file (inside ``idea_dir``; read without
-    following symlinks, bounded). No LLM, no side effects."""
-    text = safe_files.read_text(idea_dir, _rel(tex_path, idea_dir), errors="replace")
-    tex = prose_text(Path(tex_path).name, text)
-    facts = load_run_facts(idea_dir)
-    lower, higher = list(lower_is_better or []), list(higher_is_better or [])
-    findings = check_jargon(tex) + check_environment(tex, facts)
-    # Numbers that belong to a hardware/version/jargon claim are judged by those checks.
-    claims_masked = tex.masked
-    for rx in (_GPU_RE, _JARGON_RE, *_VERSION_RES.values()):
-        claims_masked = mask_spans(claims_masked, rx)
-    numbers_tex = TexText(tex.path_name, tex.original, claims_masked)
-    number_findings, checked = check_numbers(numbers_tex, facts)
-    findings += check_directions(numbers_tex, facts, lower, higher) + number_findings
-    findings.sort(key=lambda f: _line_key(f.location))
-    return IntegrityReport(findings, checked, None, hashlib.sha256(text.encode()).hexdigest())
+    following symlinks, bounded). No LLM, no side effects. The same code as ``aisci
+    check`` (paper/integrity_checks.scan)."""
+    result = scan(idea_dir, _rel(tex_path, idea_dir), lower_is_better=lower_is_better,
+                  higher_is_better=higher_is_better)
+    return IntegrityReport(result.findings, result.numbers_checked, None, result.tex_sha256)
 
 
 def _rel(path: Path, idea_dir: Path) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from aisci.engine.paper.integrity_checks import extract_numbers
@@ -32,6 +34,7 @@ def make_idea(tmp_path: Path) -> Path:
         (d / "run_env.json").write_text(json.dumps(ENV))
     (idea / "experiment.py").write_text("lr = 1e-3\nnum_steps = 7500\nthreshold = 0.99\n")
     (idea / "latex").mkdir()
+    (idea / "val_loss_x_plus_y.png").write_bytes(b"\x89PNG")
     return idea
 
 
@@ -136,3 +139,32 @@ async def test_causality_verdict_from_the_experiment_checks_is_attached(tmp_path
     assert json.loads((idea / "causality.json").read_text())["verdict"]["leak"] == 0.4
     [finding] = _causality_finding(result)
     assert finding.kind == "causality" and "future tokens" in finding.message
+
+
+def _aisci(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aisci.engine.cli", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_aisci_check_on_a_results_folder(tmp_path):
+    idea = make_idea(tmp_path)
+    paper(idea, UNFAITHFUL)
+    res = _aisci("check", str(idea))
+    assert res.returncode == 1, res.stderr
+    lines = res.stdout.splitlines()
+    assert any(line.startswith("template.tex:6  unmatched_number  97.3") and "  ->  " in line
+               for line in lines), res.stdout
+    data = json.loads(_aisci("check", str(idea), "--json").stdout)
+    assert {f["kind"] for f in data["findings"]} >= {"unmatched_number", "hardware_claim"}
+    paper(idea, FAITHFUL)
+    clean = _aisci("check", str(idea), "--tex", "latex/template.tex")
+    assert clean.returncode == 0, clean.stdout
+
+
+def test_aisci_check_bad_input_is_one_line_exit_2(tmp_path):
+    res = _aisci("check", str(tmp_path / "missing"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    (tmp_path / "latex").mkdir()
+    (tmp_path / "latex" / "template.tex").write_text("\\begin{document}x\\end{document}")
+    res = _aisci("check", str(tmp_path))
+    assert res.returncode == 2 and "run_*/final_info.json" in res.stderr, res.stderr

@@ -108,12 +108,16 @@ def render_review(data: dict[str, Any] | None,
         parts.append(Text("no findings: every number traced to a run", style="green"))
     else:
         for f in findings:
-            sev = str(f.get("kind") or f.get("severity") or "finding")
+            kind = str(f.get("kind") or "finding")
+            low = f.get("severity") == "low"
             msg = f.get("message") or f.get("detail") or f.get("claim") or str(f)
             where = f.get("location") or f.get("where") or ""
+            quote = " ".join(str(f.get("quote") or "").split())[:80]
+            style = "dim" if low else (
+                "bold red" if kind in ("causality", "wrong_direction") else "yellow")
             parts.append(Text.assemble(
-                (f"  {sev} ", "bold red" if sev in ("causality", "wrong_direction")
-                 else "yellow"),
+                (f"  {kind}{' (low)' if low else ''} ", style),
+                (f"\u201c{quote}\u201d " if quote else "", "italic"),
                 str(msg), (f"  ({where})" if where else "", "dim")))
     return Group(*parts)
 

@@ -1,0 +1,9 @@
+latent_dim = 32
+hidden = 512
+epochs = 50
+batch_size = 128
+lr = 1e-3
+beta_max = 4.0
+warmup_epochs = 10
+seeds = [0, 1, 2, 3, 4]
+n_train = 60000

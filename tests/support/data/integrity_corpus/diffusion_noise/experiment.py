@@ -1,0 +1,10 @@
+num_timesteps = 100
+beta_start = 0.0001
+beta_end = 0.02
+train_batch_size = 256
+eval_batch_size = 10000
+num_train_steps = 10000
+learning_rate = 3e-4
+hidden_size = 256
+hidden_layers = 3
+embedding_dim = 128

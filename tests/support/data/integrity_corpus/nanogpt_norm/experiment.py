@@ -1,0 +1,12 @@
+batch_size = 64
+block_size = 256
+n_layer = 6
+n_head = 6
+n_embd = 384
+dropout = 0.2
+learning_rate = 1e-3
+max_iters = 5000
+warmup_iters = 100
+min_lr = 1e-4
+beta2 = 0.99
+eval_interval = 250
