@@ -197,12 +197,29 @@ class LLMCallFinished(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class LLMRetry(Event):
+    """A failed attempt of a call that will be tried again after ``wait_s``."""
+
     call_id: str
     stage: str
     idea_id: int | None
     attempt: int
+    """Attempts made so far (the next one is ``attempt + 1``)."""
     wait_s: float
     reason: str
+    model: str = ""
+    """``provider:model``."""
+    what: str = "failed"
+    """Short kind of failure: ``rate-limited``, ``overloaded``, ``stream broke`` ..."""
+    max_tries: int = 0
+    """Attempts allowed for this kind of failure (0: unknown)."""
+
+    @property
+    def summary(self) -> str:
+        """One line for people: ``anthropic:M rate-limited, try 2/6, next in 120 s``."""
+        where = "lab" if self.idea_id is None else f"idea {self.idea_id}"
+        of = f"/{self.max_tries}" if self.max_tries else ""
+        return (f"{self.model or 'model'} {self.what}, try {self.attempt + 1}{of}, next in "
+                f"{self.wait_s:.0f} s ({where}, {self.stage}): {self.reason[:240]}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,6 +12,7 @@ file through something an experiment left in the folder.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,6 +26,9 @@ MAX_VIEW_LINES = 400
 MAX_READ_BYTES = safe_files.MAX_TEXT_BYTES
 """Largest file view_file / replace_text read."""
 MAX_LIST_ENTRIES = 500
+_TEX_TOKEN = re.compile(r"\\.|%[^\n]*|[{}\n]", re.DOTALL)
+"""What matters for brace balance in LaTeX: an escaped character, a comment (to the end
+of the line, its newline kept), a brace, a newline."""
 
 #: Which files each stage may write (glob patterns relative to the idea directory).
 STAGE_WRITABLE: dict[str, tuple[list[str], list[str]]] = {
@@ -187,6 +191,7 @@ class EditTools:
         new = text.replace(old_text, new_text, 1)
         if len(new.encode()) > MAX_FILE_BYTES:
             raise EditError(f"{rel}: the result would exceed {MAX_FILE_BYTES} bytes")
+        _check_tex_braces(rel, text, new)
         self._write(rel, new)
         self.changed.add(rel)
         line = text[: text.index(old_text)].count("\n") + 1
@@ -202,6 +207,7 @@ class EditTools:
             raise EditError(f"{rel} is {safe_files.describe_kind(kind)}: refused")
         if len(content.encode()) > MAX_FILE_BYTES:
             raise EditError(f"{rel}: content exceeds {MAX_FILE_BYTES} bytes")
+        _check_tex_braces(rel, self._read(rel, "replace") if kind == "file" else "", content)
         self._write(rel, content, make_dirs=True)
         self.changed.add(rel)
         return f"{rel}: written ({content.count(chr(10)) + 1} lines)"
@@ -240,3 +246,37 @@ def _find_all(text: str, sub: str) -> list[int]:
         out.append(i)
         i = text.find(sub, i + 1)
     return out
+
+
+def _brace_problem(text: str) -> str | None:
+    """Where a LaTeX text's braces do not balance (``\\{``, ``\\}`` and comments aside):
+    the first ``}`` with no ``{`` to close, or the first ``{`` never closed; None when
+    they balance. One regex pass, linear in the text."""
+    open_lines: list[int] = []
+    line = 1
+    for m in _TEX_TOKEN.finditer(text):
+        tok = m.group(0)
+        if tok == "{":
+            open_lines.append(line)
+        elif tok == "}":
+            if not open_lines:
+                return f"a '}}' at line {line} closes no '{{'"
+            open_lines.pop()
+        else:  # a newline, or an escaped character (\\{, \\%, a line break after \\)
+            line += tok.count("\n")
+    if open_lines:
+        return (f"{len(open_lines)} '{{' never closed (the first opened at line "
+                f"{open_lines[0]})")
+    return None
+
+
+def _check_tex_braces(rel: str, before: str, after: str) -> None:
+    """A .tex edit that leaves a balanced file with unbalanced braces is refused, so the
+    model gets the precise problem at once instead of a failed compile later. A file
+    that was unbalanced already may be edited freely (the edit may be its repair)."""
+    if not rel.endswith(".tex") or _brace_problem(before) is not None:
+        return
+    problem = _brace_problem(after)
+    if problem is not None:
+        raise EditError(f"{rel}: the edit would leave unbalanced braces ({problem}); "
+                        "nothing was changed: balance the braces in your text and call again")

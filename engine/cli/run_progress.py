@@ -23,7 +23,7 @@ MAX_REDRAWS_PER_S = 4
 
 _LINE_EVENTS = (ev.IdeaAdded, ev.StageStarted, ev.StageFinished, ev.StageFailed,
                 ev.StagePaused, ev.RunStarted, ev.RunFinished, ev.RunControl,
-                ev.BudgetReached, ev.Notice, ev.IdeaChanged)
+                ev.BudgetReached, ev.Notice, ev.IdeaChanged, ev.LLMRetry)
 
 
 def _idea_label(snap: LabSnapshot | None, idea_id: int | None) -> str:
@@ -60,6 +60,10 @@ def format_event(event: ev.Event, snap: LabSnapshot | None = None) -> str | None
                 f"${event.budget_usd:.2f}")
     if isinstance(event, ev.Notice):
         return f"{event.level}: {event.message}"
+    if isinstance(event, ev.LLMRetry):
+        # A wait before the model is asked again: "anthropic:M rate-limited, try 2/6,
+        # next in 120 s (idea 3, experiment): ...".
+        return event.summary
     if isinstance(event, ev.IdeaChanged):
         return f"{who}: {event.status}" + (f" ({event.detail})" if event.detail else "")
     return None

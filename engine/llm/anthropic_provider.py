@@ -13,11 +13,11 @@ import os
 from typing import Any
 
 import anthropic
+import httpx2
 from aisci.engine.config import LLMSettings
 from aisci.engine.llm.base import (
     AuthError,
     BadRequest,
-    ConnectionFailed,
     LLMError,
     LLMRequest,
     LLMResponse,
@@ -31,7 +31,12 @@ from aisci.engine.llm.base import (
     ToolCall,
     Usage,
 )
-from aisci.engine.llm.errors import is_quota_message, retry_after_seconds
+from aisci.engine.llm.errors import (
+    is_quota_code,
+    is_quota_message,
+    retry_after_seconds,
+    transport_error,
+)
 
 _CACHE = {"type": "ephemeral"}
 
@@ -62,9 +67,10 @@ class AnthropicProvider:
                        on_text: TextCallback | None) -> LLMResponse:
         client = self._sdk()
         kwargs = build_params(self.model, request, effort=self.settings.effort)
+        timeout = request.timeout_s or self.settings.request_timeout_s
         started = False
         try:
-            async with client.messages.stream(**kwargs) as stream:
+            async with client.messages.stream(**kwargs, timeout=timeout) as stream:
                 # Entering the context sent the request and got a 200: from here on a
                 # failure is a broken stream, restarted from the beginning by the client.
                 started = True
@@ -81,11 +87,12 @@ class AnthropicProvider:
                 final = await stream.get_final_message()
         except anthropic.APIStatusError as exc:
             raise map_status_error(self.model, exc, started) from None
-        except anthropic.APIConnectionError as exc:
-            if started:
-                raise StreamInterrupted(f"anthropic:{self.model}: stream broke: {exc}") from None
-            raise ConnectionFailed(f"anthropic:{self.model}: cannot reach "
-                                   f"{client.base_url}: {exc}") from None
+        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+            # The SDK wraps transport errors of the request, but not those raised while a
+            # stream is read (httpx2.ReadError / RemoteProtocolError / ReadTimeout escape
+            # raw): both are mapped here, by when they happened.
+            raise transport_error(f"anthropic:{self.model}", str(client.base_url), exc,
+                                  started, timeout) from None
         except anthropic.APIError as exc:
             # Anything else the SDK raises mid-stream (e.g. an undecodable event).
             if started:
@@ -193,15 +200,22 @@ def map_status_error(model: str, exc: Any, started: bool) -> LLMError:
     ``event: error`` arrived on a 200 response)."""
     status = int(getattr(exc, "status_code", 0) or 0)
     etype = str(getattr(exc, "type", None) or "")
+    code = str(getattr(exc, "error_code", None) or "")
     message = str(getattr(exc, "api_message", None) or getattr(exc, "message", exc))
     where = f"anthropic:{model}"
+    kind = f"{etype} ({code})" if code else etype
+    if is_quota_code(etype, code):
+        # Structured: error.type billing_error or a spend-limit error.details.error_code,
+        # on a 429, a 400, a 402 or even an error event inside a 200 stream.
+        return QuotaExceeded(f"{where}: spend limit reached (HTTP {status} {kind}: {message}); "
+                             "retrying cannot help", status=status)
     if started or status < 400:
-        return StreamInterrupted(f"{where}: stream broke with {etype or 'an error'}: {message}",
+        return StreamInterrupted(f"{where}: stream broke with {kind or 'an error'}: {message}",
                                  status=status)
     headers = getattr(getattr(exc, "response", None), "headers", None)
     retry_after = retry_after_seconds(headers)
-    detail = f"{where}: HTTP {status} {etype}: {message}".replace(" : ", ": ")
-    if status == 429 and (is_quota_message(etype) or is_quota_message(message)):
+    detail = f"{where}: HTTP {status} {kind}: {message}".replace(" : ", ": ")
+    if status == 429 and is_quota_message(message):
         return QuotaExceeded(f"{detail} (spend limit: retrying cannot help)", status=status)
     if status in (401, 403):
         return AuthError(f"{detail} (check ANTHROPIC_API_KEY)", status=status)
@@ -212,5 +226,5 @@ def map_status_error(model: str, exc: Any, started: bool) -> LLMError:
     if status >= 500:
         return ServerError(detail, status=status, retry_after=retry_after)
     if status == 402 or is_quota_message(message):
-        return QuotaExceeded(detail, status=status)
+        return QuotaExceeded(f"{detail} (spend limit: retrying cannot help)", status=status)
     return BadRequest(detail, status=status)

@@ -77,6 +77,9 @@ class LLMRequest:
     cache_prefix_messages: int = 0
     """How many leading messages (after the system prompt) are a stable prefix worth
     caching (Anthropic ``cache_control``). The system prompt is always cached."""
+    timeout_s: float | None = None
+    """Time limit of one attempt, set by the client (the request timeout, cut to what is
+    left of the call's deadline); providers hand it to their SDK."""
 
 
 @dataclass
@@ -116,6 +119,8 @@ class LLMError(ExternalServiceError):
     """A failed call. ``retryable`` tells the client whether trying again can help."""
 
     retryable = False
+    what = "failed"
+    """Short kind of failure for progress lines (``rate-limited``, ``stream broke``)."""
 
     def __init__(self, message: str, *, status: int | None = None,
                  retry_after: float | None = None) -> None:
@@ -126,24 +131,39 @@ class LLMError(ExternalServiceError):
 
 class RateLimited(LLMError):
     retryable = True
+    what = "rate-limited"
 
 
 class Overloaded(LLMError):
     retryable = True
+    what = "overloaded"
 
 
 class ServerError(LLMError):
     retryable = True
+    what = "server error"
 
 
 class ConnectionFailed(LLMError):
+    """The server could not be reached (connect refused, DNS, TLS)."""
+
     retryable = True
+    what = "unreachable"
+
+
+class NoAnswer(LLMError):
+    """The server was reached but sent no answer (no headers, or a silent stream) within
+    the request timeout."""
+
+    retryable = True
+    what = "no answer"
 
 
 class StreamInterrupted(LLMError):
     """The stream broke after it started; the call is restarted from the beginning."""
 
     retryable = True
+    what = "stream broke"
 
 
 class AuthError(LLMError):
@@ -151,7 +171,9 @@ class AuthError(LLMError):
 
 
 class QuotaExceeded(LLMError):
-    """Spend limit / insufficient quota: retrying cannot help."""
+    """Spend limit / insufficient quota / billing: retrying cannot help."""
+
+    what = "spend limit"
 
 
 class BadRequest(LLMError):

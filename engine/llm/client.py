@@ -7,12 +7,11 @@ with one bounded repair request.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from aisci.engine import events as ev
@@ -31,10 +30,11 @@ from aisci.engine.llm.base import (
     StreamInterrupted,
     TextCallback,
 )
+from aisci.engine.llm.json_reply import extract_json, parse_json_reply
 from aisci.engine.llm.pricing import PriceTable
 from aisci.engine.llm.prompts import PromptLibrary
 from aisci.engine.llm.providers import make_provider
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -155,7 +155,8 @@ class LLMClient:
     async def _call(self, stage: str, request: LLMRequest, idea_id: int | None,
                     on_text: TextCallback | None, spec: str, provider: Provider,
                     call_id: str) -> LLMResponse:
-        """Attempts of one call under the retry policy; records the outcome."""
+        """Attempts of one call under the retry policy, all inside ``llm.call_deadline_s``.
+        Every attempt is one ``llm_calls`` row; every wait is an LLMRetry event."""
         cfg = self.settings.llm
         self._publish(ev.LLMCallStarted(call_id=call_id, stage=stage, idea_id=idea_id,
                                         model=spec))
@@ -167,47 +168,66 @@ class LLMClient:
 
         started = time.monotonic()
         deadline = started + cfg.call_deadline_s
+        limit = f"{cfg.call_deadline_s:g}"
         tries = 0
         stream_restarts = 0
         last_error: LLMError | None = None
         while True:
-            tries += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 last_error = DeadlineExceeded(
-                    f"{spec}: no answer within the {cfg.call_deadline_s:.0f} s deadline"
-                    + (f" (last error: {last_error})" if last_error else ""))
+                    f"{spec}: no answer within {limit} s (llm.call_deadline_s)"
+                    + (f"; last error: {last_error}" if last_error else ""))
                 break
+            tries += 1
+            attempt_started = time.monotonic()
+            attempt = replace(request, timeout_s=min(cfg.request_timeout_s, remaining))
             try:
-                resp = await asyncio.wait_for(provider.complete(request, stage, stream_cb),
+                resp = await asyncio.wait_for(provider.complete(attempt, stage, stream_cb),
                                               timeout=remaining)
             except TimeoutError:
                 last_error = DeadlineExceeded(
-                    f"{spec}: no answer within the {cfg.call_deadline_s:.0f} s deadline")
+                    f"{spec}: no answer within {limit} s (llm.call_deadline_s)"
+                    + (f"; last error: {last_error}" if last_error else ""))
+                self._record(call_id, stage, idea_id, provider, None,
+                             time.monotonic() - attempt_started, None,
+                             f"{type(last_error).__name__}: {last_error}", tries)
                 break
             except LLMError as exc:
-                last_error = exc
+                give_up: LLMError | None = None
+                max_for_kind = cfg.max_tries
                 if isinstance(exc, StreamInterrupted):
                     stream_restarts += 1
+                    max_for_kind = cfg.stream_restarts + 1
                     if stream_restarts > cfg.stream_restarts:
-                        last_error = StreamInterrupted(
+                        give_up = StreamInterrupted(
                             f"{exc} (gave up after {stream_restarts} broken streams)",
                             status=exc.status)
-                        break
                 elif not exc.retryable:
-                    break
+                    give_up = exc
                 elif tries >= cfg.max_tries:
-                    last_error = type(exc)(f"{exc} (gave up after {tries} tries)",
-                                           status=exc.status, retry_after=exc.retry_after)
+                    give_up = type(exc)(f"{exc} (gave up after {tries} tries)",
+                                        status=exc.status, retry_after=exc.retry_after)
+                wait = 0.0
+                if give_up is None:
+                    wait = self._backoff(tries, exc)
+                    if time.monotonic() + wait >= deadline:
+                        give_up = DeadlineExceeded(
+                            f"{spec}: no answer within {limit} s (llm.call_deadline_s): gave "
+                            f"up after {tries} tries, the next would start after the "
+                            f"deadline; last error: {exc}")
+                outcome = give_up or exc
+                self._record(call_id, stage, idea_id, provider, None,
+                             time.monotonic() - attempt_started, None,
+                             f"{type(outcome).__name__}: {outcome}"
+                             + ("" if give_up else " (retried)"), tries)
+                last_error = outcome
+                if give_up is not None:
                     break
-                wait = self._backoff(tries, exc)
-                if time.monotonic() + wait > deadline:
-                    last_error = DeadlineExceeded(
-                        f"{spec}: gave up after {tries} tries, next retry would pass the "
-                        f"{cfg.call_deadline_s:.0f} s deadline (last error: {exc})")
-                    break
+                done = stream_restarts if isinstance(exc, StreamInterrupted) else tries
                 self._publish(ev.LLMRetry(call_id=call_id, stage=stage, idea_id=idea_id,
-                                          attempt=tries, wait_s=wait, reason=str(exc)))
+                                          attempt=done, wait_s=wait, reason=str(exc),
+                                          model=spec, what=exc.what, max_tries=max_for_kind))
                 await self._sleep(wait)
                 continue
             latency = time.monotonic() - started
@@ -228,7 +248,6 @@ class LLMClient:
         assert last_error is not None
         latency = time.monotonic() - started
         msg = f"{type(last_error).__name__}: {last_error}"
-        self._record(call_id, stage, idea_id, provider, None, latency, None, msg, tries)
         self._publish(ev.LLMCallFinished(call_id=call_id, stage=stage, idea_id=idea_id,
                                          model=spec, latency_s=latency, error=msg))
         raise last_error
@@ -274,12 +293,16 @@ class LLMClient:
         repairs = 0
         while True:
             try:
-                return parse_json_reply(resp.text, schema), resp
+                return parse_json_reply(resp.text, schema, stop_reason=resp.stop_reason), resp
             except MalformedOutput as exc:
                 if repairs >= self.settings.llm.json_repairs:
-                    raise MalformedOutput(
-                        f"{stage}: the model's reply is not valid {schema.__name__} JSON after "
-                        f"{repairs} repair request(s): {exc}") from None
+                    spec = model or self.model_for_stage(stage)
+                    final = MalformedOutput(
+                        f"{stage}: {spec} gave no valid {schema.__name__} JSON after "
+                        f"{repairs} repair request(s): {exc}")
+                    self._publish(ev.Notice(level="error", message=str(final),
+                                            idea_id=idea_id))
+                    raise final from None
                 repairs += 1
                 repair = LLMRequest(
                     system=request.system,
@@ -311,33 +334,4 @@ class StageLLM:
                                            on_text=on_text)
 
 
-_FENCE = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
-
-
-def extract_json(text: str) -> Any:
-    """The JSON object in a reply: the last ```json block, else the outermost {...}."""
-    blocks = _FENCE.findall(text)
-    candidates = list(reversed(blocks))
-    start, end = text.find("{"), text.rfind("}")
-    if start != -1 and end > start:
-        candidates.append(text[start:end + 1])
-    if not candidates:
-        raise MalformedOutput("no JSON object found in the reply")
-    last_err = ""
-    for c in candidates:
-        try:
-            return json.loads(c)
-        except json.JSONDecodeError as exc:
-            last_err = f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-    raise MalformedOutput(last_err)
-
-
-def parse_json_reply(text: str, schema: type[T]) -> T:
-    data = extract_json(text)
-    try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5])
-        raise MalformedOutput(f"JSON does not match the {schema.__name__} schema: {problems}") \
-            from None
+__all__ = ["BudgetExceeded", "LLMClient", "StageLLM", "extract_json", "parse_json_reply"]

@@ -1,5 +1,8 @@
-"""Reading provider error responses the same way for every SDK: the retry-after delay a
-server asks for, and whether a 429 means "slow down" or "out of money"."""
+"""Reading provider errors the same way for every SDK: the retry-after delay a server asks
+for, whether an error means "slow down" or "out of money" (by the structured codes first),
+and what a transport failure was (unreachable, reached but silent, or a broken stream).
+
+Imported by the provider modules only (it imports httpx2, which the SDKs bring)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import httpx2
+from aisci.engine.llm.base import ConnectionFailed, LLMError, NoAnswer, StreamInterrupted
 from aisci.engine.retry_after import parse_retry_after
 
 # Wording providers use when the account, not the request rate, is the problem. A 429
@@ -15,6 +20,29 @@ _QUOTA = re.compile(
     r"insufficient[_ ]quota|spend(ing)?[_ ]limit|billing|credit balance|quota exceeded|"
     r"exceeded your current quota|usage limit|payment required",
     re.IGNORECASE)
+
+
+# Structured error codes that mean the account cannot pay for more calls. Anthropic:
+# ``error.type`` ``billing_error`` and ``error.details.error_code`` (the SDK's
+# ``error_code``); OpenAI: ``error.code`` / ``error.type``.
+QUOTA_CODES = frozenset({
+    "billing_error",
+    "enforced_spend_limit_reached",
+    "contract_spend_limit_reached",
+    "linked_organization_spend_limit_reached",
+    "linked_organization_billing_unavailable",
+    "organization_on_hold",
+    "user_profile_billing_not_authorized",
+    "insufficient_quota",
+    "billing_hard_limit_reached",
+    "billing_not_active",
+    "spend_limit_reached",
+})
+
+
+def is_quota_code(*codes: object) -> bool:
+    """True when any of the provider's structured error codes names a spend limit."""
+    return any(isinstance(c, str) and c.strip().lower() in QUOTA_CODES for c in codes)
 
 
 def is_quota_message(text: str | None) -> bool:
@@ -32,3 +60,47 @@ def retry_after_seconds(headers: Mapping[str, str] | Any | None) -> float | None
         except ValueError:
             pass
     return parse_retry_after(headers.get("retry-after"))
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes (the SDKs raise theirs ``from`` the httpx2 error)."""
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(out) < 8:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def host_of(base_url: str) -> str:
+    try:
+        url = httpx2.URL(base_url)
+    except Exception:  # a malformed base URL still gets named as given
+        return base_url
+    return f"{url.host}:{url.port}" if url.port else str(url.host or base_url)
+
+
+def transport_error(where: str, base_url: str, exc: BaseException, started: bool,
+                    timeout_s: float) -> LLMError:
+    """A transport failure at any point of a call, as one of ours. ``started``: the
+    response headers had arrived and the body was being read. Every kind is retryable
+    (broken streams are restarted from the beginning), within the client's bounds."""
+    chain = _chain(exc)
+    host = host_of(base_url)
+    name = type(exc).__name__
+    root = chain[-1]
+    detail = f"{type(root).__name__}: {root}" if str(root) else type(root).__name__
+    if any(isinstance(e, httpx2.ConnectError | httpx2.ConnectTimeout) for e in chain):
+        return ConnectionFailed(f"{where}: cannot reach {host} ({detail})")
+    timed_out = any(isinstance(e, httpx2.TimeoutException) for e in chain) \
+        or name == "APITimeoutError"
+    if started:
+        if timed_out:
+            return StreamInterrupted(f"{where}: stream stalled: no data from {host} within "
+                                     f"{timeout_s:g} s")
+        return StreamInterrupted(f"{where}: stream broke ({detail})")
+    if timed_out:
+        return NoAnswer(f"{where}: no answer from {host} within {timeout_s:g} s")
+    if any(isinstance(e, httpx2.RemoteProtocolError | httpx2.ReadError) for e in chain):
+        return NoAnswer(f"{where}: {host} closed the connection without an answer ({detail})")
+    return ConnectionFailed(f"{where}: cannot reach {host} ({detail})")

@@ -15,12 +15,12 @@ import os
 import re
 from typing import Any
 
+import httpx2
 import openai
 from aisci.engine.config import LLMSettings
 from aisci.engine.llm.base import (
     AuthError,
     BadRequest,
-    ConnectionFailed,
     LLMError,
     LLMRequest,
     LLMResponse,
@@ -33,7 +33,12 @@ from aisci.engine.llm.base import (
     ToolCall,
     Usage,
 )
-from aisci.engine.llm.errors import is_quota_message, retry_after_seconds
+from aisci.engine.llm.errors import (
+    is_quota_code,
+    is_quota_message,
+    retry_after_seconds,
+    transport_error,
+)
 
 # OpenAI reasoning models (o-series, GPT-5 and later) reject a non-default `temperature`
 # and the legacy `max_tokens`.
@@ -96,13 +101,14 @@ class OpenAIProvider:
                        on_text: TextCallback | None) -> LLMResponse:
         client = self._sdk()
         params = self.build_params(request)
+        timeout = request.timeout_s or self.settings.request_timeout_s
         started = False
         texts: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
         usage = Usage()
         finish: str | None = None
         try:
-            stream = await client.chat.completions.create(**params)
+            stream = await client.chat.completions.create(**params, timeout=timeout)
             started = True
             async with stream:
                 async for chunk in stream:
@@ -124,13 +130,17 @@ class OpenAIProvider:
                                 slot["args"] += tc.function.arguments or ""
         except openai.APIStatusError as exc:
             raise self._map_status(exc) from None
-        except openai.APIConnectionError as exc:
-            if started:
-                raise StreamInterrupted(f"{self._where}: stream broke: {exc}") from None
-            raise ConnectionFailed(f"{self._where}: cannot reach {client.base_url}: {exc}") \
-                from None
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
+            raise transport_error(self._where, str(client.base_url), exc, started,
+                                  timeout) from None
         except openai.APIError as exc:
-            # An error object inside a 200 stream: the stream broke midway.
+            # An error object inside a 200 stream: the stream broke midway, unless its
+            # code says the account is out of money.
+            code = str(getattr(exc, "code", None) or "")
+            etype = str(getattr(exc, "type", None) or "")
+            if is_quota_code(code, etype):
+                raise QuotaExceeded(f"{self._where}: spend limit reached ({code or etype}: "
+                                    f"{exc.message}); retrying cannot help") from None
             if started:
                 raise StreamInterrupted(f"{self._where}: stream broke: {exc.message}") from None
             raise BadRequest(f"{self._where}: {exc}") from None
@@ -161,8 +171,8 @@ class OpenAIProvider:
         detail = f"{self._where}: HTTP {status} {code or etype}: {message}".replace(" : ", ": ")
         retry_after = retry_after_seconds(getattr(getattr(exc, "response", None), "headers",
                                                   None))
-        quota = any(is_quota_message(s) for s in (code, etype, message))
-        if status == 429 and quota:
+        quota = is_quota_code(code, etype) or is_quota_message(message)
+        if quota:
             return QuotaExceeded(f"{detail} (spend limit: retrying cannot help)", status=status)
         if status in (401, 403):
             hint = f" (check {self._api_key_env})" if self._api_key_env else ""
@@ -171,8 +181,8 @@ class OpenAIProvider:
             return RateLimited(detail, status=status, retry_after=retry_after)
         if status >= 500:
             return ServerError(detail, status=status, retry_after=retry_after)
-        if status == 402 or quota:
-            return QuotaExceeded(detail, status=status)
+        if status == 402:
+            return QuotaExceeded(f"{detail} (spend limit: retrying cannot help)", status=status)
         return BadRequest(detail, status=status)
 
     async def aclose(self) -> None:

@@ -25,6 +25,7 @@ from aisci.engine.llm.base import (
     ToolCall,
     Usage,
 )
+from aisci.engine.llm.chaos import Chaos, parse_chaos_spec
 from aisci.engine.resources import data_dir
 
 
@@ -42,7 +43,10 @@ def resolve_cassette(name: str) -> Path:
 class ScriptedProvider:
     provider = "scripted"
 
-    def __init__(self, cassette: str, *, chunk_delay_s: float = 0.0) -> None:
+    def __init__(self, cassette: str, *, chunk_delay_s: float = 0.0,
+                 chaos: Chaos | None = None) -> None:
+        cassette, spec_chaos = parse_chaos_spec(cassette)
+        self.chaos = chaos or spec_chaos
         self.path = resolve_cassette(cassette)
         self.model = self.path.stem
         try:
@@ -78,9 +82,13 @@ class ScriptedProvider:
                        on_text: TextCallback | None) -> LLMResponse:
         key = f"{stage}/{request.step}"
         self.requests.append((key, request))
-        entry = self.answer_for(key)
+        repair = "/repair-" in key
+        entry = self.answer_for(key.split("/repair-")[0] if repair and self.chaos else key)
         if entry is None:
             raise ScriptMissing(f"scripted cassette {self.path.name} has no answer for {key!r}")
+        stop: str | None = None
+        if self.chaos is not None and not repair:
+            entry, stop = self.chaos.perturb(key, entry)
         text = str(entry.get("text", ""))
         if on_text and text:
             # Stream in a few chunks so the TUI shows the same live behaviour as a real model.
@@ -102,7 +110,7 @@ class ScriptedProvider:
         usage = Usage(input_tokens=prompt_chars // 4,
                       output_tokens=(len(text) + len(json.dumps(entry.get("tool_calls", [])))) // 4)
         return LLMResponse(text=text, tool_calls=calls, usage=usage,
-                           stop_reason="tool_use" if calls else "end_turn",
+                           stop_reason=stop or ("tool_use" if calls else "end_turn"),
                            provider=self.provider, model=self.model)
 
     async def aclose(self) -> None:

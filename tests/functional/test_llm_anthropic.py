@@ -137,10 +137,15 @@ async def test_429_with_retry_after_is_honoured_then_succeeds(env):
     assert len(server.requests_for(ANTHROPIC)) == 2
     # The SDK itself never retried: every request we saw is a first try.
     assert {r.headers.get("x-stainless-retry-count") for r in server.requests} == {"0"}
-    [row] = store.llm_calls()
+    # One row per attempt: the rate-limited one, then the answer.
+    first, row = store.llm_calls()
+    assert first["error"].startswith("RateLimited") and first["error"].endswith("(retried)")
+    assert first["tries"] == 1 and first["call_id"] == row["call_id"]
     assert row["tries"] == 2 and row["error"] is None
     retries = [e for e in env["bus"].drain() if isinstance(e, ev.LLMRetry)]
     assert retries and retries[0].wait_s == 7.0
+    assert retries[0].summary.startswith(
+        f"{MODEL} rate-limited, try 2/3, next in 7 s (lab, ideate)")
 
 
 async def test_three_529_give_up_with_a_clear_error_within_the_deadline(env):
@@ -152,8 +157,11 @@ async def test_three_529_give_up_with_a_clear_error_within_the_deadline(env):
     assert time.monotonic() - t0 < env["settings"].llm.call_deadline_s
     assert len(server.requests_for(ANTHROPIC)) == 3
     assert len(env["sleeps"]) == 2 and all(s <= 0.05 for s in env["sleeps"])
-    [row] = store.llm_calls()
-    assert row["error"].startswith("Overloaded") and row["tries"] == 3 and row["cost_usd"] is None
+    rows = store.llm_calls()
+    assert [r["tries"] for r in rows] == [1, 2, 3]
+    row = rows[-1]
+    assert row["error"].startswith("Overloaded") and row["cost_usd"] is None
+    assert "gave up after 3 tries" in row["error"]
 
 
 async def test_deadline_bounds_a_stalled_server(env, monkeypatch):

@@ -69,7 +69,7 @@ def test_review_cli_malformed_twice_is_one_clear_line(pdf, tmp_path, capsys):
                  "--lab", str(tmp_path), "--out", str(tmp_path / "x.json")])
     err = capsys.readouterr().err.strip()
     assert code == 1
-    assert err.count("\n") == 0 and "not valid ReviewForm JSON" in err
+    assert err.count("\n") == 0 and "gave no valid ReviewForm JSON after 1 repair" in err
 
 
 def test_review_cli_rejects_a_non_pdf(tmp_path, capsys):

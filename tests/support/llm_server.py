@@ -4,9 +4,16 @@ protocols, so tests drive the real SDKs (which use httpx2, out of reach of respx
 Each test scripts what the next requests get, as a FIFO queue of actions per API:
 ``Reply`` (text and/or tool calls with usage; streamed as SSE when the request asks for a
 stream), ``Fail`` (an HTTP error body with optional headers such as retry-after),
-``BreakStream`` (the stream starts, then an error event / abrupt close) and ``Stall``
-(no answer for a while). Every request is recorded (path, headers, JSON body) so tests
-can assert what the SDK sent. An unscripted request gets a 500 naming the gap.
+``BreakStream`` (the stream starts, then an error event inside the 200 stream, or the
+TCP connection is dropped mid-body), ``Stall`` (no answer at all for a while) and
+``StallStream`` (headers and a few events, then silence). Every request is recorded
+(path, headers, JSON body) so tests can assert what the SDK sent. An unscripted request
+gets a 500 naming the gap.
+
+Streams are framed as real servers frame them: ``Transfer-Encoding: chunked`` on a
+keep-alive connection, one chunk per SSE event and the terminating zero-size chunk at
+the end. A dropped stream ends without that terminating chunk (the socket is shut
+down, or reset), which the client reads as an incomplete body, not as a clean end.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from __future__ import annotations
 import collections
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,26 +61,42 @@ class Fail:
     message: str = "failure injected by the fake server"
     headers: dict[str, str] = field(default_factory=dict)
     code: str | None = None
-    """OpenAI ``error.code`` (e.g. ``insufficient_quota``)."""
+    """OpenAI ``error.code`` (e.g. ``insufficient_quota``); Anthropic
+    ``error.details.error_code`` (e.g. ``enforced_spend_limit_reached``)."""
 
 
 @dataclass
 class BreakStream:
     """Start a 200 stream, send ``text_before`` then fail: an SSE error event (Anthropic)
-    / an error chunk (OpenAI), or an abrupt close when ``abrupt``."""
+    / an error chunk (OpenAI), or, when ``abrupt``, drop the TCP connection mid-body
+    (half an event, no terminating chunk; ``reset`` sends a TCP RST instead of a FIN)."""
 
     text_before: str = "partial "
     error_type: str = "overloaded_error"
     message: str = "Overloaded"
     abrupt: bool = False
+    reset: bool = False
+    code: str | None = None
+    """OpenAI error ``code`` / Anthropic ``error.details.error_code`` of the error event."""
 
 
 @dataclass
 class Stall:
+    """Accept the request and answer nothing (no headers) for ``seconds``, then a 500."""
+
     seconds: float
 
 
-Action = Reply | Fail | BreakStream | Stall
+@dataclass
+class StallStream:
+    """Send the 200 headers and the first events of a stream, then nothing for
+    ``seconds`` (the connection stays open), then drop the connection."""
+
+    seconds: float
+    text_before: str = "partial "
+
+
+Action = Reply | Fail | BreakStream | Stall | StallStream
 
 
 @dataclass
@@ -97,6 +122,10 @@ class FakeLLMServer:
         self._tool_seq = 0
         self._signed: dict[str, tuple[str, str, str]] = {}
         """tool_use id -> (model, thinking, signature) of the turn that issued it."""
+        self.stopping = threading.Event()
+        """Set by :meth:`stop`: stalled handlers wake and give up at once."""
+        self.connections = 0
+        """TCP connections accepted (keep-alive reuses one for several requests)."""
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> FakeLLMServer:
@@ -109,6 +138,7 @@ class FakeLLMServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -204,6 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         return
 
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake.connections += 1
+
     def do_POST(self) -> None:
         try:
             self._serve()
@@ -240,8 +275,19 @@ class _Handler(BaseHTTPRequestHandler):
                                  f"{api} request #{len(self.fake.requests_for(api))}"))
             return
         if isinstance(action, Stall):
-            time.sleep(action.seconds)
+            if self.fake.stopping.wait(action.seconds):
+                self.close_connection = True
+                return
             self._fail(api, Fail(500, "api_error", "fake server: stalled"))
+            return
+        if isinstance(action, StallStream):
+            model = str(body.get("model", "model"))
+            events = (_anthropic_broken(BreakStream(action.text_before, abrupt=True), model)
+                      if api == ANTHROPIC else
+                      _openai_broken(BreakStream(action.text_before, abrupt=True), model))
+            self._sse(events, end=False)
+            self.fake.stopping.wait(action.seconds)
+            self._drop(reset=False)
             return
         if isinstance(action, Fail):
             self._fail(api, action)
@@ -250,7 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
         model = str(body.get("model", "model"))
         if api == ANTHROPIC:
             if isinstance(action, BreakStream):
-                self._sse(_anthropic_broken(action, model), action.abrupt)
+                self._sse(_anthropic_broken(action, model), end=not action.abrupt)
+                if action.abrupt:
+                    self._drop(action.reset)
             else:
                 ids, signature = self.fake._issue(action, model)
                 if stream:
@@ -259,7 +307,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self._json(200, _anthropic_message(action, model, ids, signature))
         else:
             if isinstance(action, BreakStream):
-                self._sse(_openai_broken(action, model), action.abrupt)
+                self._sse(_openai_broken(action, model), end=not action.abrupt)
+                if action.abrupt:
+                    self._drop(action.reset)
             elif stream:
                 self._sse(_openai_chunks(action, model, body))
             else:
@@ -279,29 +329,47 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fail(self, api: str, f: Fail) -> None:
         if api == ANTHROPIC:
-            payload: dict[str, Any] = {"type": "error",
-                                       "error": {"type": f.error_type, "message": f.message}}
+            error: dict[str, Any] = {"type": f.error_type, "message": f.message}
+            if f.code:
+                error["details"] = {"error_code": f.code}
+            payload: dict[str, Any] = {"type": "error", "error": error}
         else:
             payload = {"error": {"message": f.message, "type": f.error_type,
                                  "param": None, "code": f.code}}
         self._json(f.status, payload, f.headers)
 
-    def _sse(self, events: list[tuple[str | None, str]], abrupt: bool = False) -> None:
-        """Send (event, data) pairs; the connection closes after the body."""
+    def _sse(self, events: list[tuple[str | None, str]], end: bool = True) -> None:
+        """Send (event, data) pairs as one chunk each on a keep-alive connection; ``end``
+        sends the terminating zero-size chunk (a complete body)."""
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
-        self.send_header("connection", "close")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("connection", "keep-alive")
         self.end_headers()
-        self.close_connection = True
         for name, data in events:
-            chunk = (f"event: {name}\n" if name else "") + f"data: {data}\n\n"
-            self.wfile.write(chunk.encode())
+            payload = ((f"event: {name}\n" if name else "") + f"data: {data}\n\n").encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
             self.wfile.flush()
-        if abrupt:
-            # Half a line, then the socket closes: the client sees a truncated stream.
-            self.wfile.write(b"data: {\"trunc")
+        if end:
+            self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+
+    def _drop(self, reset: bool) -> None:
+        """Abort the connection mid-body: half an event in a chunk that never completes,
+        then a FIN (or an RST with ``reset``), without the terminating chunk."""
+        half = b'data: {"trunc'
+        try:
+            self.wfile.write(b"%x\r\n%s" % (len(half) + 40, half))
+            self.wfile.flush()
+            if reset:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.close_connection = True
 
 
 # -- Anthropic shapes ------------------------------------------------------------------
@@ -389,8 +457,10 @@ def _anthropic_broken(b: BreakStream, model: str) -> list[tuple[str | None, str]
     out.append(_ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta",
                                                                  "text": b.text_before}}))
     if not b.abrupt:
-        out.append(("error", json.dumps({"type": "error", "error": {
-            "type": b.error_type, "message": b.message}})))
+        error: dict[str, Any] = {"type": b.error_type, "message": b.message}
+        if b.code:
+            error["details"] = {"error_code": b.code}
+        out.append(("error", json.dumps({"type": "error", "error": error})))
     return out
 
 
@@ -453,5 +523,5 @@ def _openai_broken(b: BreakStream, model: str) -> list[tuple[str | None, str]]:
                                          _chunk(model, {"content": b.text_before})]
     if not b.abrupt:
         out.append((None, json.dumps({"error": {"message": b.message, "type": b.error_type,
-                                                "param": None, "code": None}})))
+                                                "param": None, "code": b.code}})))
     return out

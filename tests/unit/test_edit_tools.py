@@ -122,3 +122,33 @@ def test_specs_name_the_writable_files(project):
     specs = {s.name: s for s in EditTools.for_stage(project, "plot").specs()}
     assert set(specs) == {"view_file", "replace_text", "create_file", "list_files"}
     assert "plot.py" in specs["replace_text"].description
+
+
+def test_tex_edit_leaving_unbalanced_braces_is_refused_with_its_line(project):
+    tools = EditTools.for_stage(project, "write")
+    tex = project / "latex" / "template.tex"
+    tex.write_text("\\section{Intro}\n% a comment with { a brace\nBODY \\{ literal \\}\n")
+    before = tex.read_text()
+    out, err = call(tools, "replace_text", path="latex/template.tex", old_text="BODY",
+                    new_text="We study \\emph{grokking.\n\\undefinedmacro{x}")
+    assert err and "\n" not in out
+    assert out == ("error: latex/template.tex: the edit would leave unbalanced braces (1 '{' "
+                   "never closed (the first opened at line 3)); nothing was changed: balance "
+                   "the braces in your text and call again")
+    out, err = call(tools, "create_file", path="latex/template.tex", overwrite=True,
+                    content="\\section{Intro}}\n")
+    assert err and "a '}' at line 1 closes no '{'" in out
+    assert tex.read_text() == before and tools.changed == set()
+    # Balanced edits (escaped braces and comments aside) go through.
+    out, err = call(tools, "replace_text", path="latex/template.tex", old_text="BODY",
+                    new_text="We study \\emph{grokking} 50\\% {of the time} % }")
+    assert not err, out
+    # A file that is unbalanced already may be edited (the edit may be its repair), and
+    # files other than .tex are not checked.
+    tex.write_text("\\section{Intro\n")
+    out, err = call(tools, "replace_text", path="latex/template.tex", old_text="{Intro",
+                    new_text="{Introduction}")
+    assert not err and tex.read_text() == "\\section{Introduction}\n"
+    out, err = call(EditTools.for_stage(project, "plot"), "replace_text", path="plot.py",
+                    old_text="labels = {}", new_text="labels = {")
+    assert not err

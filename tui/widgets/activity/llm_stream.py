@@ -7,6 +7,7 @@ once it prunes).
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import Any
 
@@ -15,6 +16,18 @@ from rich.text import Text
 from textual.widgets import Static
 
 MAX_CHARS = 6000
+
+
+_FENCE = re.compile(r"^\s*(```|~~~)[\w+.-]*\s*$")
+
+
+def visible_lines(body: str, rows: int) -> list[str]:
+    """The last ``rows`` lines of ``body`` worth showing: code-fence lines and trailing
+    blank lines dropped."""
+    lines = [line for line in body.splitlines() if not _FENCE.match(line)]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines[-rows:]
 
 
 class LLMStream(Static):
@@ -54,8 +67,12 @@ class LLMStream(Static):
                 self._head = (f"{c.stage} · idea {c.idea_id} · {c.model} · {state} · "
                               f"{c.input_tokens}+{c.output_tokens} tok{cost}")
                 changed = True
-            elif isinstance(c, ev.LLMRetry) and c.call_id == self._call:
-                self._head += f" · retry {c.attempt} in {c.wait_s:.0f}s ({c.reason})"
+            elif isinstance(c, ev.LLMRetry) and (c.call_id == self._call
+                                                 or self._wanted(c.idea_id)):
+                # Waits are shown even before a call streamed anything (a rate-limit storm
+                # is otherwise minutes of a silent pane).
+                self._call = c.call_id
+                self._head = f"waiting: {c.summary}"
                 changed = True
         for first, text in chunks:
             if not self._wanted(first.idea_id):
@@ -72,8 +89,9 @@ class LLMStream(Static):
 
     def _repaint(self) -> None:
         body = "".join(self._chunks)[-MAX_CHARS:]
-        # show the end of the stream: the last lines that fit
-        lines = body.splitlines()[-max(1, self.size.height - 1 or 20):]
+        # show the end of the stream: the last lines that fit, without the markdown
+        # fences around code (a panel showing only "```" says nothing)
+        lines = visible_lines(body, max(1, self.size.height - 1 or 20))
         out = Text(self._head + "\n", style="bold")
         out.append("\n".join(lines))
         self.update(out)
