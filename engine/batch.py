@@ -70,11 +70,13 @@ async def run_batch(lab: Path, settings: Settings, options: PipelineOptions, *,
     try:
         if num_ideas > 0 and not options.skip_idea_generation:
             engine.ensure_ideas(num_ideas)
-        await engine.start()
         if display is not None:
+            # Subscribed before start(), so what start() reports (e.g. what it recovered
+            # from an interrupted run) is shown too.
             view = display(engine)
-            if view is not None:
-                view_task = asyncio.create_task(view.run(), name="progress")
+        await engine.start()
+        if view is not None:
+            view_task = asyncio.create_task(view.run(), name="progress")
         idle = asyncio.create_task(engine.wait_idle(), name="wait-idle")
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
         done, _ = await asyncio.wait({idle, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aisci.engine.config import Settings
 from aisci.engine.run import sandbox
@@ -150,3 +151,114 @@ def run_checks(settings: Settings, lab: Path) -> list[Check]:
               check_isolation(settings), *check_keys(settings), check_graphics(settings),
               check_lab(lab)]
     return checks
+
+
+# -- system packages (``aisci setup``) --------------------------------------------------
+
+#: Debian/Ubuntu packages for each tool the pipeline uses.
+SYSTEM_PACKAGES: dict[str, tuple[str, ...]] = {
+    "pdflatex": ("texlive-latex-base", "texlive-latex-recommended", "texlive-latex-extra",
+                 "texlive-fonts-recommended", "texlive-bibtex-extra"),
+    "latexmk": ("latexmk",),
+    "chktex": ("chktex",),
+    "bwrap": ("bubblewrap",),
+}
+APT_UPDATE_TIMEOUT_S = 300.0
+APT_INSTALL_TIMEOUT_S = 2400.0
+_APT_OPTIONS = ("-o", "Acquire::Retries=1", "-o", "Acquire::http::Timeout=30",
+                "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold")
+
+
+@dataclass
+class SetupPlan:
+    """What ``aisci setup`` will do: the packages missing, and the command prefix that can
+    install them (``[]`` as root, ``["sudo", "-n"]`` with passwordless sudo), or why it
+    cannot (then the user is told the command to run)."""
+
+    packages: list[str]
+    prefix: list[str] | None
+    why_not: str = ""
+
+    def manual_command(self) -> str:
+        return "sudo apt-get install -y " + " ".join(self.packages)
+
+
+def missing_packages(which: Any = shutil.which) -> list[str]:
+    out: list[str] = []
+    for tool, pkgs in SYSTEM_PACKAGES.items():
+        if not which(tool):
+            out += [p for p in pkgs if p not in out]
+    return out
+
+
+def plan_setup(*, which: Any = shutil.which, euid: int | None = None,
+               sudo_ok: Any = None) -> SetupPlan:
+    """Decide what to install and how (no side effect except probing ``sudo -n true``)."""
+    pkgs = missing_packages(which)
+    if not pkgs:
+        return SetupPlan([], None)
+    if not which("apt-get"):
+        return SetupPlan(pkgs, None, "no apt-get: not Debian/Ubuntu")
+    uid = os.geteuid() if euid is None else euid
+    if uid == 0:
+        return SetupPlan(pkgs, [])
+    probe = sudo_ok if sudo_ok is not None else _passwordless_sudo
+    if which("sudo") and probe():
+        return SetupPlan(pkgs, ["sudo", "-n"])
+    return SetupPlan(pkgs, None, "not root and no passwordless sudo")
+
+
+def _passwordless_sudo() -> bool:
+    try:
+        return subprocess.run(["sudo", "-n", "true"], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def run_setup(plan: SetupPlan, log_path: Path, echo: Any = print) -> bool:
+    """Install the planned packages (bounded; a failure - offline, a locked dpkg - is
+    reported and the caller goes on). True when every tool is present afterwards."""
+    if not plan.packages:
+        echo("system packages: everything the pipeline uses is installed")
+        return True
+    if plan.prefix is None:
+        echo(f"system packages: cannot install ({plan.why_not}); to get PDFs and the "
+             f"strongest sandbox run: {plan.manual_command()}")
+        return False
+    echo(f"system packages: installing {' '.join(plan.packages)} (can take minutes; "
+         f"log: {log_path})")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    steps = [([*plan.prefix, "apt-get", *_APT_OPTIONS, "update"], APT_UPDATE_TIMEOUT_S),
+             ([*plan.prefix, "apt-get", *_APT_OPTIONS, "install", "-y",
+               "--no-install-recommends", *plan.packages], APT_INSTALL_TIMEOUT_S)]
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        echo(f"system packages: cannot write the log {log_path} ({exc.strerror}); "
+             f"run: {plan.manual_command()}")
+        return False
+    with log:
+        for argv, timeout in steps:
+            try:
+                rc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    stdin=subprocess.DEVNULL, timeout=timeout).returncode
+            except subprocess.TimeoutExpired:
+                rc = -1
+                step = "update" if argv[-1] == "update" else "install"
+                echo(f"system packages: apt-get {step} stopped at its {timeout:.0f} s limit")
+            except OSError as exc:
+                rc = -1
+                echo(f"system packages: cannot run apt-get ({exc.strerror})")
+            if rc != 0 and "update" not in argv:
+                echo(f"system packages: apt-get install failed (see {log_path}); going on "
+                     f"without them; later run: {plan.manual_command()}")
+                return False
+    left = missing_packages()
+    if left:
+        echo(f"system packages: still missing {' '.join(left)}; run: "
+             f"{SetupPlan(left, None).manual_command()}")
+        return False
+    echo("system packages: installed")
+    return True

@@ -23,10 +23,11 @@ from aisci.engine import events as ev
 from aisci.engine.config import Settings
 from aisci.engine.errors import AisciError, UsageError
 from aisci.engine.events import EventBus, ProcessStats
-from aisci.engine.lab.store import LabStore
+from aisci.engine.lab.store import LabInUse, LabReadOnly, LabStore
 from aisci.engine.literature import Literature
 from aisci.engine.llm.client import LLMClient, ProviderFactory
 from aisci.engine.llm.prompts import PromptLibrary
+from aisci.engine.llm.scripted import ScriptedProvider
 from aisci.engine.pipeline import IdeaOutcome, Pipeline, PipelineOptions
 from aisci.engine.resume import RecoveryReport, recover_lab
 from aisci.engine.run.executor import Executor
@@ -53,12 +54,17 @@ class Engine:
                  options: PipelineOptions | None = None,
                  stages: dict[str, Callable[..., Awaitable[Any]]] | None = None,
                  executor: Any = None, scheduler: Any = None, literature: Any = None,
-                 store: LabStore | None = None) -> None:
+                 store: LabStore | None = None, read_only: str | None = None) -> None:
+        """``read_only``: open the lab as a viewer (no lock, nothing written, no stage
+        runs; every command raises LabReadOnly) and say why in this text."""
         self.lab = Path(lab).resolve()
         self.settings = settings
         self.headless = headless
         self.bus = EventBus()
-        self.store = store if store is not None else LabStore(self.lab)
+        self._read_only = read_only
+        if store is None:
+            store = LabStore.open_read_only(self.lab) if read_only else LabStore(self.lab)
+        self.store = store
         self._apply_budget_override()
         self.options = options or PipelineOptions(template=settings.general.template)
         self.llm = LLMClient(settings, self.store, self.bus, provider_factory=provider_factory)
@@ -77,12 +83,34 @@ class Engine:
         self._pending_ideas = 0
         self._ensure_total = 0
 
+    @classmethod
+    def open(cls, lab: Path, settings: Settings, **kwargs: Any) -> Engine:
+        """The engine for ``lab``; a lab this process cannot write (a read-only mount, a
+        colleague's folder) or that another process runs is opened as a read-only viewer
+        (:attr:`read_only` says why) instead of failing."""
+        try:
+            return cls(lab, settings, **kwargs)
+        except (LabReadOnly, LabInUse) as exc:
+            return cls(lab, settings, **kwargs, read_only=exc.message)
+
+    @property
+    def read_only(self) -> str | None:
+        """Why this engine only views the lab (commands are refused), or None."""
+        return self._read_only
+
+    def _writable(self) -> None:
+        """Refuse a command on a read-only engine: one line, exit code 2."""
+        if self._read_only:
+            raise LabReadOnly(self.lab, "opened as a viewer: " + self._read_only)
+
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
         if self._started:
             return
         self._started = True
         self.bus.bind_loop()
+        if self._read_only:
+            return  # a viewer: no recovery, no services, no stage runs
         if not self._sink_installed:
             self.bus.add_sink(self._persist_event)
             self._sink_installed = True
@@ -147,7 +175,7 @@ class Engine:
         return Literature(self.settings, self.store, self.bus)
 
     def _persist_event(self, event: ev.Event) -> None:
-        if not event.persistent:
+        if not event.persistent or self._read_only:
             return
         try:
             self.store.add_event(event.kind, event.to_dict(), getattr(event, "idea_id", None))
@@ -187,12 +215,40 @@ class Engine:
     # -- commands -------------------------------------------------------------------------
     def generate_ideas(self, n: int) -> None:
         """Generate ``n`` more ideas for the configured template (in the background)."""
+        self._writable()
         if n < 1:
             raise EngineError(f"number of ideas must be at least 1, got {n}")
+        self._check_scripted_ideas(n)
         if self.pipeline is None:
             self._pending_ideas += n
         else:
             self.pipeline.request_ideas(n)
+
+    def _check_scripted_ideas(self, n: int) -> None:
+        """A scripted model (the demo) answers only what its cassette holds: asking it for
+        more ideas than recorded fails now, in one line, instead of later in ideation."""
+        model = self.settings.models.for_stage("ideate")
+        kind, _, name = model.partition(":")
+        if kind != "scripted":
+            return
+        try:
+            cassette = ScriptedProvider(name)
+        except AisciError:
+            return  # ideation reports the broken cassette itself
+        template = self.options.template
+        nxt = self.store.kv_get(f"ideation.{template}.next_attempt")
+        if nxt is None:
+            nxt = 1 + sum(1 for i in self.store.list_ideas()
+                          if i.template == template and i.origin == "generated")
+        first = int(nxt) + self._pending_ideas
+        left = 0
+        while left < n and cassette.answer_for(f"ideate/idea-{first + left}/round-1"):
+            left += 1
+        if left < n:
+            raise EngineError(
+                f"the scripted model ({model}) has a fixed set of recorded ideas and "
+                + (f"only {left} more" if left else "no more")
+                + "; set an API key and use a real model (--model) to generate more")
 
     def ensure_ideas(self, total: int) -> None:
         """Have ``total`` generated ideas for the template (a batch target; a crash or a
@@ -203,18 +259,25 @@ class Engine:
             self.pipeline.ensure_ideas(total)
 
     def approve(self, idea_id: int) -> None:
-        self._idea(idea_id)
+        self._writable()
+        row = self._idea(idea_id)
         approval.approve(self.store, self.bus, idea_id, source="human")
         if self.pipeline:
             self.pipeline.wake(idea_id)
+            started = self.pipeline.running(idea_id)
+            self.bus.publish(ev.Notice(level="info", idea_id=idea_id, message=(
+                f"idea {idea_id} {row.name} approved: "
+                + ("its experiments start now" if started else "nothing left to run"))))
 
     def veto(self, idea_id: int, reason: str) -> None:
+        self._writable()
         self._idea(idea_id)
         approval.veto(self.store, self.bus, idea_id, reason, source="human")
         if self.pipeline:
             self.pipeline.wake(idea_id)
 
     def edit_idea(self, idea_id: int, fields: dict[str, Any]) -> None:
+        self._writable()
         self._idea(idea_id)
         approval.edit(self.store, self.bus, idea_id, fields, source="human")
         if self.pipeline:
@@ -222,6 +285,7 @@ class Engine:
 
     def pause_idea(self, idea_id: int) -> None:
         """Stop the idea at its next safe point (between stages) until resumed."""
+        self._writable()
         self._idea(idea_id)
         p = self._need_pipeline()
         p.set_paused(idea_id, True)
@@ -229,6 +293,7 @@ class Engine:
                                         detail="paused"))
 
     def resume_idea(self, idea_id: int) -> None:
+        self._writable()
         self._idea(idea_id)
         p = self._need_pipeline()
         p.set_paused(idea_id, False)
@@ -237,11 +302,13 @@ class Engine:
         p.wake(idea_id)
 
     def retry_stage(self, idea_id: int, stage: str) -> None:
+        self._writable()
         self._idea(idea_id)
         self._check_stage(stage)
         self._need_pipeline().retry_stage(idea_id, stage)
 
     def skip_stage(self, idea_id: int, stage: str) -> None:
+        self._writable()
         self._idea(idea_id)
         self._check_stage(stage)
         try:
@@ -257,19 +324,36 @@ class Engine:
             raise EngineError(str(exc)) from None
 
     def kill_run(self, idea_id: int | None, run: str) -> bool:
+        self._writable()
         return bool(self._executor_or_fail().kill(idea_id, run))
 
     def extend_run(self, idea_id: int | None, run: str, seconds: float) -> float:
-        return float(self._executor_or_fail().extend(idea_id, run, seconds))
+        self._writable()
+        try:
+            return float(self._executor_or_fail().extend(idea_id, run, seconds))
+        except KeyError:  # the run ended (e.g. while the extend dialog was open)
+            raise EngineError(self._not_running(idea_id, run)) from None
+
+    def _not_running(self, idea_id: int | None, run: str) -> str:
+        """Why a run cannot be controlled: it finished (and how), or it never ran."""
+        who = f"idea {idea_id} " if idea_id is not None else ""
+        rows = [r for r in self.store.runs(idea_id) if r.run == run
+                and (idea_id is not None or r.idea_id is None)]
+        if rows and rows[-1].status != "running":
+            return f"{who}{run} already finished ({rows[-1].status}); nothing to extend"
+        return f"{who}{run} is not running; nothing to extend"
 
     def pause_run(self, idea_id: int | None, run: str) -> bool:
+        self._writable()
         return bool(self._executor_or_fail().pause(idea_id, run))
 
     def resume_run(self, idea_id: int | None, run: str) -> bool:
+        self._writable()
         return bool(self._executor_or_fail().resume(idea_id, run))
 
     def raise_budget(self, scope: str, usd: float) -> None:
         """Set the lab or per-idea budget to ``usd`` and wake the stages it paused."""
+        self._writable()
         if scope not in ("lab", "idea"):
             raise EngineError(f"budget scope {scope!r}: expected 'lab' or 'idea'")
         if usd < 0:
@@ -289,6 +373,7 @@ class Engine:
                 self.pipeline.request_ideas(0)
 
     def literature_decision(self, idea_id: int, decision: str) -> None:
+        self._writable()
         self._idea(idea_id)
         try:
             self._need_pipeline().literature_decision(idea_id, decision)

@@ -140,6 +140,8 @@ class Pipeline:
         self._runners: dict[int, asyncio.Task[None]] = {}
         self._waiting_human: set[int] = set()
         self._idle_changed = asyncio.Event()
+        self._notices_said: set[str] = set()
+        """Stage notices already published by this engine (each is said once)."""
         self._controls: dict[int, _IdeaControl] = {}
         self._ideation: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -287,8 +289,9 @@ class Pipeline:
         if idea is None or idea.status == "vetoed":
             return False
         if idea.origin == "seed" and not (self.options.include_seeds
-                                          or self.options.skip_idea_generation):
-            return False
+                                          or self.options.skip_idea_generation
+                                          or idea.status == "approved"):
+            return False  # a seed runs when the batch includes seeds or a human approved it
         states = self.store.stages(idea_id)
         return not all(states.get(s, {}).get("state") in FINISHED for s in STAGE_NAMES)
 
@@ -316,6 +319,11 @@ class Pipeline:
         task = self._runners.get(idea_id)
         if self._started and (task is None or task.done()) and self.eligible(idea_id):
             self._spawn(idea_id)
+
+    def running(self, idea_id: int) -> bool:
+        """Whether the idea has a live runner (its stages are being worked through)."""
+        task = self._runners.get(idea_id)
+        return task is not None and not task.done()
 
     def current_stage(self, idea_id: int) -> str | None:
         return self.control(idea_id).current_stage
@@ -468,8 +476,15 @@ class Pipeline:
             return self._failed(idea_id, name, result.reason or result.summary
                                 or f"{type(result).__name__} reports failure")
         summary = result.summary[:200]
-        self._set(idea_id, name, StageState.DONE, summary=summary)
+        if result.notice:
+            self._set(idea_id, name, StageState.DONE, summary=summary, notice=result.notice)
+        else:
+            self._set(idea_id, name, StageState.DONE, summary=summary)
         self.bus.publish(ev.StageFinished(idea_id=idea_id, stage=name, summary=summary))
+        if result.notice and result.notice not in self._notices_said:
+            self._notices_said.add(result.notice)
+            self.bus.publish(ev.Notice(level="warning", message=result.notice,
+                                       idea_id=idea_id))
         return None
 
     def _failed(self, idea_id: int, stage: str, reason: str) -> IdeaOutcome:
@@ -521,7 +536,7 @@ class Pipeline:
                 self._set(idea_id, "approval", StageState.DONE, decision="approved",
                           source="auto")
                 self.bus.publish(ev.StageFinished(idea_id=idea_id, stage="approval",
-                                                  summary="approved (auto)"))
+                                                  summary="auto-approved"))
                 return None
             reason = "auto: the novelty check found it not novel"
             approval.veto(self.store, self.bus, idea_id, reason, source="auto")

@@ -9,7 +9,7 @@ to the panes; its ``Alert`` and ``BudgetHit`` messages bubble up to the app.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +24,25 @@ from aisci.tui.lab_data import LabReader
 from aisci.tui.screens.dialogs import ConfirmDialog, NumberDialog, ReasonDialog
 from aisci.tui.screens.edit_idea import EditIdeaScreen
 from aisci.tui.screens.help import HelpScreen
-from aisci.tui.screens.main import PANES, MainScreen
+from aisci.tui.screens.main import PANES, MainScreen, StatusPart
 from aisci.tui.themes import load_themes
 from aisci.tui.widgets.activity.activity_pane import ActivityPane
 from aisci.tui.widgets.ideas.idea_table import IdeaTable
 from aisci.tui.widgets.log.log_pane import LogPane
 from aisci.tui.widgets.media.media_pane import MediaPane
 from aisci.tui.widgets.processes.process_table import ProcessTable
+from aisci.tui.widgets.review.scorecard import Scorecard
 from aisci.tui.widgets.runs.runs_pane import RunsPane
 from textual import on, work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
+
+#: Where each binding works, as the help screen names it (the panes' own titles).
+HELP_PLACES = {"AisciApp": "Everywhere", "IdeaTable": "Ideas", "RunsPane": "Runs & diffs",
+               "Scorecard": "Review", "LogPane": "Training log", "LogView": "Training log",
+               "MediaPane": "Plots & paper", "ProcessTable": "Processes"}
 
 
 class AisciApp(App[None]):
@@ -65,23 +71,39 @@ class AisciApp(App[None]):
         self.start_notice = start_notice
         self.start_engine = start_engine
         self.model_label = model_label or self.settings.models.default
+        self.read_only: str | None = engine.read_only
+        """Why the lab is only viewed (commands disabled), or None."""
         self.main = MainScreen(LabReader(engine.lab, engine.store), self.settings, images,
                                self._status_text())
         self.bridge = br.EngineBridge(engine.bus, self.main)
         self._engine_started = False
 
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's own palette entries, less its "Quit" (it would skip the question
+        asked when experiments run; aisci's Quit is in the palette) and "Keys" (internal
+        widget names; the Help screen lists every key)."""
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit", "Keys"):
+                yield command
+
     def get_default_screen(self) -> Screen[None]:
         return self.main
 
-    def _status_text(self) -> str:
-        parts = [f"aisci · lab {self.lab.name}", f"model {self.model_label}",
-                 f"images {self.images.protocol}"]
+    def _status_text(self) -> list[StatusPart]:
+        """The status bar's parts, each with a short form for a narrow terminal."""
+        parts: list[StatusPart] = [
+            (f"aisci · lab {self.lab.name}", f"lab {self.lab.name}"),
+            (f"model {self.model_label}", self.model_label),
+            (f"images {self.images.protocol}", ""),
+        ]
         if self.demo_note:
-            parts.insert(0, self.demo_note)
+            parts.insert(0, (self.demo_note, "DEMO (scripted)"))
+        if self.read_only:
+            parts.insert(0, ("READ-ONLY viewer: commands disabled", "READ-ONLY"))
         warning = isolation_warning(self.settings.sandbox)
         if warning:
-            parts.insert(0, f"⚠ {warning}")
-        return " │ ".join(parts)
+            parts.insert(0, (f"⚠ {warning}", "⚠ " + warning.split(":")[0].split(";")[0]))
+        return parts
 
     async def on_mount(self) -> None:
         for theme in load_themes(self.lab):
@@ -89,7 +111,13 @@ class AisciApp(App[None]):
         self.set_theme_name(self.settings.tui.theme)
         if self.settings.tui.keys:
             self.set_keymap(dict(self.settings.tui.keys))
+        # failures on record are shown in the activity pane, not toasted again at launch
+        self.bridge.known_failures(self.main.reader.failed_stages())
         self.bridge.start()
+        if self.read_only:
+            self.notify(f"{self.read_only}. Opened as a viewer: approving, running and "
+                        "every other command are disabled.", title="Read-only lab",
+                        severity="warning", timeout=15)
         if self.start_notice:
             self.notify(self.start_notice, title="Scripted model", timeout=20)
         if self.start_engine:
@@ -115,7 +143,7 @@ class AisciApp(App[None]):
     def idea_command(self, command: Callable[..., None], *args: Any) -> None:
         """Run an engine command on the selected idea (pause, resume, retry, skip, ...)."""
         idea = self.main.selected_idea
-        if idea is not None:
+        if idea is not None and self.writable(command.__name__.replace("_", " ")):
             words = " ".join([command.__name__.replace("_", " "), *map(str, args)])
             self.command(command, idea, *args, done=f"idea {idea}: {words}")
 
@@ -134,12 +162,25 @@ class AisciApp(App[None]):
         self.notify(msg.text, title=msg.title, severity=msg.severity, timeout=msg.timeout)
 
     # -- idea commands -----------------------------------------------------------------------
+    def writable(self, what: str) -> bool:
+        """False (and says why, once per attempt) when the lab is only viewed."""
+        if self.read_only:
+            self.notify(f"{what} is disabled: {self.read_only}", title="Read-only lab",
+                        severity="warning", timeout=6)
+            return False
+        return True
+
     @on(IdeaTable.ApproveRequested)
     def _approve(self, msg: IdeaTable.ApproveRequested) -> None:
+        if not self.writable("approving"):
+            return
         self.command(self.engine.approve, msg.idea_id, done=f"idea {msg.idea_id} approved")
 
     @on(IdeaTable.VetoRequested)
     def _veto(self, msg: IdeaTable.VetoRequested) -> None:
+        if not self.writable("vetoing"):
+            return
+
         def vetoed(reason: str | None) -> None:
             if reason:
                 self.command(self.engine.veto, msg.idea_id, reason,
@@ -151,6 +192,8 @@ class AisciApp(App[None]):
 
     @on(IdeaTable.EditRequested)
     def _edit(self, msg: IdeaTable.EditRequested) -> None:
+        if not self.writable("editing an idea"):
+            return
         idea = self.main.reader.idea(msg.idea_id)
         if idea is None:
             return
@@ -167,6 +210,9 @@ class AisciApp(App[None]):
         self.action_generate()
 
     def action_generate(self) -> None:
+        if not self.writable("generating ideas"):
+            return
+
         def chosen(n: float | None) -> None:
             if n:
                 self.command(self.engine.generate_ideas, int(n),
@@ -186,6 +232,9 @@ class AisciApp(App[None]):
     # -- process commands -------------------------------------------------------------------------
     @on(ProcessTable.KillRequested)
     def _kill(self, msg: ProcessTable.KillRequested) -> None:
+        if not self.writable("killing a run"):
+            return
+
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self.command(self.engine.kill_run, msg.idea_id, msg.run,
@@ -198,6 +247,9 @@ class AisciApp(App[None]):
 
     @on(ProcessTable.ExtendRequested)
     def _extend(self, msg: ProcessTable.ExtendRequested) -> None:
+        if not self.writable("extending a run"):
+            return
+
         def chosen(minutes: float | None) -> None:
             if minutes:
                 self._extend_run(msg.idea_id, msg.run, minutes * 60)
@@ -211,6 +263,8 @@ class AisciApp(App[None]):
 
     @on(ProcessTable.PauseRequested)
     def _pause(self, msg: ProcessTable.PauseRequested) -> None:
+        if not self.writable("pausing a run"):
+            return
         command = self.engine.resume_run if msg.resume else self.engine.pause_run
         done = "resumed" if msg.resume else "paused"
         self.command(command, msg.idea_id, msg.run, done=f"{msg.run} of idea {msg.idea_id} {done}")
@@ -231,6 +285,8 @@ class AisciApp(App[None]):
 
     # -- budget ---------------------------------------------------------------------------------
     def ask_budget(self, scope: str, event: ev.BudgetReached | None) -> None:
+        if not self.writable("changing the budget"):
+            return
         current = getattr(self.settings.budget, f"{scope}_usd", None) or 0.0
         if event is not None:
             title = (f"Budget reached: {scope} spent ${event.spent_usd:.2f} of "
@@ -286,15 +342,23 @@ class AisciApp(App[None]):
     def action_help(self) -> None:
         rows: list[tuple[str, str, str, str]] = []
         seen: set[str] = set()
-        for cls in (AisciApp, IdeaTable, RunsPane, LogPane, type(self.main.query_one(LogPane).view),
-                    MediaPane, ProcessTable):
+        keymap = dict(self.settings.tui.keys)
+        log_view = type(self.main.query_one(LogPane).view)
+        for cls in (AisciApp, IdeaTable, RunsPane, Scorecard, LogPane, log_view, MediaPane,
+                    ProcessTable):
             for b in cls.BINDINGS:
-                if not isinstance(b, Binding) or b.id in seen:
+                if not isinstance(b, Binding) or (b.id or b.key) in seen:
                     continue
                 seen.add(b.id or b.key)
-                rows.append((cls.__name__.removesuffix("App") or "App", b.key, b.description,
+                keys = keymap.get(b.id, b.key) if b.id else b.key
+                rows.append((HELP_PLACES[cls.__name__], self.key_names(keys), b.description,
                              b.id or ""))
         self.push_screen(HelpScreen(rows))
+
+    def key_names(self, keys: str) -> str:
+        """``question_mark,f1`` as a user reads it: ``? / F1``."""
+        return " / ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys.split(",")
+                          if k.strip())
 
     def running_processes(self) -> int:
         procs = self.main.process_count()

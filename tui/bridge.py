@@ -22,6 +22,8 @@ from textual.notifications import SeverityLevel
 
 #: Lines of one run kept per flush; older ones are already in the log file.
 MAX_LINES_PER_FLUSH = 200
+#: (idea, stage) failures remembered to toast each occurrence once.
+MAX_REMEMBERED_FAILURES = 10_000
 
 
 @dataclass
@@ -172,6 +174,29 @@ class EngineBridge:
         self.sub = bus.subscribe(maxsize=queue_size)
         self.stats = BridgeStats()
         self._task: asyncio.Task[None] | None = None
+        self._failed: set[tuple[int | None, str]] = set()
+        """(idea, stage) whose failure was already shown (or on record at launch) and
+        that has not started again since: its failure is not toasted a second time."""
+
+    def known_failures(self, failed: set[tuple[int | None, str]]) -> None:
+        """Stages already failed when the TUI attached: their failure is in the activity
+        pane; it is toasted again only after the stage starts again and fails."""
+        self._failed |= failed
+
+    def _failure_is_new(self, e: ev.Event) -> bool:
+        """One toast per occurrence of a stage failure (bounded bookkeeping)."""
+        if not isinstance(e, ev.StageStarted | ev.StageFailed):
+            return True
+        key = (e.idea_id, e.stage)
+        if isinstance(e, ev.StageStarted):
+            self._failed.discard(key)
+            return True
+        if key in self._failed:
+            return False
+        if len(self._failed) >= MAX_REMEMBERED_FAILURES:
+            self._failed.clear()
+        self._failed.add(key)
+        return True
 
     def start(self) -> None:
         self.bus.bind_loop()
@@ -244,7 +269,7 @@ class EngineBridge:
                     idea_ids.add(e.idea_id)
                     if isinstance(e, ev.StageFinished) and e.stage in OUTPUT_STAGES:
                         outputs.add(e.idea_id)
-                alert = _stage_alert(e)
+                alert = _stage_alert(e) if self._failure_is_new(e) else None
                 if alert is not None:
                     alerts.append(alert)
             elif isinstance(e, ev.RunStarted):

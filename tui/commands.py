@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
+from aisci.tui.lab_data import IdeaSummary
 from aisci.tui.screens.main import PANES
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -13,40 +14,59 @@ if TYPE_CHECKING:  # the app imports this module
     from aisci.tui.app import AisciApp
 
 
+Command = tuple[str, Callable[[], object], str]
+#: Stage states in which an idea's pipeline is moving (it can be paused).
+_ACTIVE = frozenset({"pending", "running", "waiting"})
+#: Stage states a stage can be retried or skipped from.
+_STOPPED = frozenset({"failed", "paused", "waiting", "pending"})
+
+
+def idea_commands(app: AisciApp, idea: str, s: IdeaSummary) -> list[Command]:
+    """The commands that apply to the selected idea in its current status and stage: no
+    "Approve" for an approved idea, no "Resume" for one that is not paused, the
+    literature choices only when its novelty check found the literature down."""
+    engine = app.engine
+    out: list[Command] = []
+    if s.status != "approved":
+        out.append((f"Approve idea {idea}", app.action_approve_selected,
+                    "start its experiments"))
+    if s.status != "vetoed":
+        out.append((f"Veto idea {idea}", app.action_veto_selected, "asks for a reason"))
+    out.append((f"Edit idea {idea}", app.action_edit_selected, "title, plan and scores"))
+    if s.status == "vetoed":
+        return out
+    if s.stage and s.stage_state in _ACTIVE:
+        out.append((f"Pause idea {idea}", partial(app.idea_command, engine.pause_idea),
+                    "at its next safe point"))
+    if s.stage_state == "paused":
+        out.append((f"Resume idea {idea}", partial(app.idea_command, engine.resume_idea), ""))
+    if s.stage and s.stage_state in _STOPPED and s.stage != "approval":
+        out += [(f"Retry stage {s.stage} of idea {idea}",
+                 partial(app.idea_command, engine.retry_stage, s.stage), ""),
+                (f"Skip stage {s.stage} of idea {idea}",
+                 partial(app.idea_command, engine.skip_stage, s.stage), "")]
+    if s.verdict == "lit. down":
+        out += [(f"Literature down for {idea}: skip the novelty check",
+                 partial(app.idea_command, engine.literature_decision, "skip"), ""),
+                (f"Literature down for {idea}: retry the search",
+                 partial(app.idea_command, engine.literature_decision, "retry"), "")]
+    return out
+
+
 class AisciCommands(Provider):
     """Commands for the selected idea / process, panes, themes and the lab."""
 
-    def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
+    def _commands(self) -> list[Command]:
         app = cast("AisciApp", self.app)
-        engine = app.engine
-        out: list[tuple[str, Callable[[], object], str]] = []
+        out: list[Command] = []
         idea = app.main.selected_idea_label()
-        if idea:
-            out += [
-                (f"Approve idea {idea}", app.action_approve_selected, "start its experiments"),
-                (f"Veto idea {idea}", app.action_veto_selected, "asks for a reason"),
-                (f"Edit idea {idea}", app.action_edit_selected, "title, plan and scores"),
-                (f"Pause idea {idea}", partial(app.idea_command, engine.pause_idea),
-                 "at its next safe point"),
-                (f"Resume idea {idea}", partial(app.idea_command, engine.resume_idea), ""),
-            ]
-            stage = app.main.selected_stage()
-            if stage:
-                out += [
-                    (f"Retry stage {stage} of idea {idea}",
-                     partial(app.idea_command, engine.retry_stage, stage), ""),
-                    (f"Skip stage {stage} of idea {idea}",
-                     partial(app.idea_command, engine.skip_stage, stage), ""),
-                ]
-            out += [
-                (f"Literature down for {idea}: skip the novelty check",
-                 partial(app.idea_command, engine.literature_decision, "skip"), ""),
-                (f"Literature down for {idea}: retry the search",
-                 partial(app.idea_command, engine.literature_decision, "retry"), ""),
-            ]
-        out.append(("Generate more ideas", app.action_generate, "ask for N new ideas"))
+        summary = app.main.selected_summary()
+        if idea and summary is not None and not app.read_only:
+            out += idea_commands(app, idea, summary)
+        if not app.read_only:
+            out.append(("Generate more ideas", app.action_generate, "ask for N new ideas"))
         proc = app.selected_process_label()
-        if proc:
+        if proc and not app.read_only:
             out += [
                 (f"Kill {proc}", app.action_kill_selected, "asks for confirmation"),
                 (f"Extend {proc} by 15 min", partial(app.extend_selected, 15 * 60), ""),
@@ -61,7 +81,8 @@ class AisciCommands(Provider):
         out += [
             ("Toggle log follow mode", app.action_toggle_follow, "training log"),
             ("Toggle unified / split diff", app.action_toggle_split, "runs pane"),
-            ("Raise the lab budget", partial(app.ask_budget, "lab", None), "dollars"),
+            *([] if app.read_only else
+              [("Raise the lab budget", partial(app.ask_budget, "lab", None), "dollars")]),
             ("Help: keys and panes", app.action_help, ""),
             ("Quit", app.action_quit_app, "asks when experiments run"),
         ]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aisci.engine.config import Settings
-from aisci.engine.events import EventBus
+from aisci.engine.events import EventBus, ProcessStats
 from aisci.engine.lab.store import LabStore
 
 
@@ -24,10 +24,15 @@ class EnginePort(Protocol):
     """Read only through :class:`aisci.tui.lab_data.LabReader`."""
     settings: Settings
 
+    @property
+    def read_only(self) -> str | None:
+        """Why the lab is only viewed (every command is refused), or None."""
+        ...
+
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
-    def processes(self) -> list[Any]:
+    def processes(self) -> list[ProcessStats]:
         """The running experiment / plot / compile processes."""
         ...
 

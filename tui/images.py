@@ -8,7 +8,11 @@ must run before ``App.run()``. Users can force a protocol with ``--image-protoco
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +32,10 @@ def choose_protocol(requested: str = "auto") -> ImageSupport:
         raise ValueError(f"image protocol {requested!r}: expected one of {', '.join(PROTOCOLS)}")
     if requested == "none":
         return ImageSupport("none", None)
-    # deferred: textual-image probes the terminal when imported (see the module docstring)
-    import textual_image.renderable as renderables
-    import textual_image.widget as widgets
+    with no_graphics_query_in_multiplexer():
+        # deferred: textual-image probes the terminal when imported (see the docstring)
+        import textual_image.renderable as renderables
+        import textual_image.widget as widgets
 
     if requested == "sixel":
         install_sixel_register_fix()
@@ -48,6 +53,49 @@ def choose_protocol(requested: str = "auto") -> ImageSupport:
     if name == "sixel":
         install_sixel_register_fix()
     return ImageSupport(name, cls)
+
+
+# -- the kitty graphics probe under tmux / screen ------------------------------------------
+
+#: An APC sequence: the kitty graphics protocol's query starts with it.
+_APC = "\x1b_"
+
+
+class _DropApc:
+    """``sys.__stdout__`` while textual-image probes the terminal inside tmux or GNU
+    screen: APC sequences (the kitty graphics query ``ESC _ G i=...;AAAA ESC \\``) are
+    dropped, everything else (the sixel query) is written. Both multiplexers take an APC
+    string as the window title / status message, so the probe leaked into tmux's status
+    bar; neither shows kitty graphics to the outer terminal anyway."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def write(self, text: str) -> int:
+        if text.startswith(_APC):
+            return len(text)
+        return int(self._real.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def in_multiplexer() -> bool:
+    return bool(os.environ.get("TMUX") or os.environ.get("STY"))
+
+
+@contextmanager
+def no_graphics_query_in_multiplexer() -> Iterator[None]:
+    """Within tmux or screen, keep APC probes away from the terminal (see _DropApc)."""
+    real = sys.__stdout__
+    if real is None or not in_multiplexer():
+        yield
+        return
+    sys.__stdout__ = _DropApc(real)  # type: ignore[assignment,misc]  # read by the probe only
+    try:
+        yield
+    finally:
+        sys.__stdout__ = real  # type: ignore[misc]  # restored
 
 
 # -- sixel colour registers ---------------------------------------------------------------

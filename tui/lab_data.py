@@ -19,6 +19,13 @@ from aisci.engine.lab.store import IdeaRow, LabStore, RunRow
 from aisci.engine.stages import registry
 
 
+def read_only_reason(lab: Path) -> str | None:
+    """Why this process cannot change ``lab`` (a read-only mount, a colleague's folder,
+    an unwritable aisci.db), or None when it can. The TUI then opens the lab as a viewer
+    with its commands disabled."""
+    return LabStore.read_only_reason(lab)
+
+
 def idea_dir(lab: Path, idea: IdeaRow) -> Path:
     return layout.idea_dir(lab, idea.id, idea.name)
 
@@ -63,9 +70,10 @@ def novelty_verdict(novelty: dict[str, Any] | None) -> str:
 def current_stage(idea: IdeaRow, stages: Mapping[str, Mapping[str, Any]]) -> tuple[str, str]:
     """(stage, state) of an idea, as ``aisci status`` shows it
     (:func:`aisci.engine.stages.registry.current_stage`); the stage is "" when the idea
-    has not started or went through every stage."""
-    stage, state = registry.current_stage({n: d["state"] for n, d in stages.items()},
-                                          vetoed=idea.status == "vetoed")
+    has not started, went through every stage or was vetoed (state ``vetoed``)."""
+    if idea.status == "vetoed":  # decided: no stage waits for anyone (no "approval ?")
+        return "", "vetoed"
+    stage, state = registry.current_stage({n: d["state"] for n, d in stages.items()})
     return stage or "", state
 
 
@@ -122,6 +130,20 @@ class RunSummary:
     metrics: dict[str, float]
     log_path: Path | None
     reason: str
+    exit_code: int | None = None
+
+
+#: Linters whose non-zero exit means "found something", not "broke": chktex exits 2 when
+#: it printed warnings (its warnings are fed to the next writing round).
+WARNING_EXITS = {"chktex": frozenset({2})}
+
+
+def run_status_label(r: RunSummary) -> str:
+    """The status a person reads: a lint run that exited with its warnings code says
+    ``warnings``, not ``failed``."""
+    if r.status == "failed" and r.exit_code in WARNING_EXITS.get(r.run, frozenset()):
+        return "warnings"
+    return r.status
 
 
 def run_number(run: str) -> int | None:
@@ -162,7 +184,8 @@ def run_summaries(lab: Path, store: LabStore, idea: IdeaRow, now: float) -> list
         if row.status == "running" and row.started_at:
             elapsed = now - row.started_at
         out.append(RunSummary(label, row.attempt, row.status, row.kind, elapsed, row.limit_s,
-                              metrics, _log(base, label, row.log_path), row.reason or ""))
+                              metrics, _log(base, label, row.log_path), row.reason or "",
+                              row.exit_code))
     return out
 
 
@@ -197,6 +220,10 @@ def metric_delta(name: str, value: float, baseline: dict[str, float],
     if base is None or base == 0:
         return text
     pct = (value - base) / abs(base) * 100
+    if value == base:
+        return f"{text} (= baseline)"
+    if abs(pct) < 0.05:  # "-0.0%" would read as no change; a tiny change keeps its sign
+        return f"{text} ({pct:+.2g}%)"
     return f"{text} ({pct:+.1f}%)"
 
 
@@ -280,14 +307,23 @@ class LabReader:
         idea = self._store.get_idea(idea_id)
         return current_stage(idea, self._store.stages(idea_id)) if idea else ("", "")
 
-    def stages_now(self) -> list[tuple[int, str, str]]:
-        """(idea id, stage, state) of every idea that has reached a stage."""
+    def stages_now(self) -> list[tuple[int, str, str, str]]:
+        """(idea id, stage, state, reason) of every idea that has reached a stage; the
+        reason is the recorded one of a failed or paused stage ("" otherwise)."""
         out = []
         for idea in self._store.list_ideas():
-            stage, state = self.stage(idea.id)
+            stages = self._store.stages(idea.id)
+            stage, state = current_stage(idea, stages)
             if stage:
-                out.append((idea.id, stage, state))
+                detail = stages.get(stage, {}).get("detail") or {}
+                reason = detail.get("reason") or detail.get("error") or "" \
+                    if isinstance(detail, dict) else ""
+                out.append((idea.id, stage, state, str(reason)))
         return out
+
+    def failed_stages(self) -> set[tuple[int | None, str]]:
+        """(idea id, stage) of every stage on record as failed."""
+        return {(i, stage) for i, stage, state, _ in self.stages_now() if state == "failed"}
 
     def runs(self, idea: IdeaRow, now: float) -> list[RunSummary]:
         return run_summaries(self.lab, self._store, idea, now)

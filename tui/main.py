@@ -15,6 +15,7 @@ from aisci.engine.engine import Engine
 from aisci.engine.errors import EXIT_USAGE, AisciError, exit_code, user_message
 from aisci.tui.app import AisciApp
 from aisci.tui.images import PROTOCOLS, choose_protocol
+from aisci.tui.lab_data import read_only_reason
 
 DEMO_BANNER = "DEMO · model is SCRIPTED (recorded answers, no API calls)"
 
@@ -53,6 +54,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def open_engine(args: argparse.Namespace) -> tuple[Engine, str | None]:
     """The engine for the requested lab (or the demo lab) and the demo banner."""
     overrides = _overrides(args)
+    lab = (args.lab or (Path.cwd() / "aisci-demo-lab" if args.demo else Path.cwd()))
+    lab = lab.expanduser().resolve()
+    why = read_only_reason(lab) if (lab / "aisci.db").exists() else None
+    if why is not None:  # a colleague's lab, a results share: a viewer, demo or not
+        settings = load_config(lab, overrides).settings
+        return Engine(lab, settings, headless=False, read_only=why), None
     if not args.demo and _wants_demo(args, overrides):
         args.demo = True
     if args.demo:
@@ -67,7 +74,8 @@ def open_engine(args: argparse.Namespace) -> tuple[Engine, str | None]:
         return engine, demo.SCRIPTED_NOTICE
     lab = (args.lab or Path.cwd()).resolve()
     settings = load_config(lab, overrides).settings
-    return Engine(lab, settings, headless=False), None
+    # a lab another process runs (or one that turns out unwritable) opens as a viewer
+    return Engine.open(lab, settings, headless=False), None
 
 
 def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:

@@ -25,7 +25,7 @@ from aisci.engine.cli.common import (
 )
 from aisci.engine.config import parse_override
 from aisci.engine.errors import EXIT_BUDGET, EXIT_FAILED, AisciError, UsageError
-from aisci.engine.events import EventBus, Notice
+from aisci.engine.events import EventBus, LLMRetry, Notice
 from aisci.engine.lab.idea_schema import validate_idea
 from aisci.engine.lab.store import IdeaRow, LabStore
 from aisci.engine.literature import LiteratureUnavailable
@@ -127,6 +127,8 @@ def _context(args: argparse.Namespace, store: LabStore, extra: dict[str, Any]) -
     def echo(event: Any) -> None:
         if isinstance(event, Notice):
             print(f"  {event.level}: {event.message}", file=sys.stderr)
+        elif isinstance(event, LLMRetry):
+            print(f"  waiting: {event.summary}", file=sys.stderr, flush=True)
 
     bus.add_sink(echo)
     return StageContext(lab=lab_dir(args), settings=settings, store=store, bus=bus,
@@ -191,7 +193,8 @@ def _list(args: argparse.Namespace) -> int:
               f"{'I/F/N':<8} title")
         for r in rows:
             d = r.data
-            scores = f"{d.get('Interestingness')}/{d.get('Feasibility')}/{d.get('Novelty')}"
+            scores = "/".join("-" if d.get(k) is None else str(d.get(k))
+                              for k in ("Interestingness", "Feasibility", "Novelty"))
             print(f"{r.id:>4}  {r.name[:32]:<32} {r.template[:12]:<12} {r.status:<9} "
                   f"{_verdict(r):<10} {scores:<8} {d.get('Title', '')}")
         return 0
@@ -303,11 +306,29 @@ def _veto(args: argparse.Namespace) -> int:
         store.close()
 
 
+MAX_IDEAS_FILE_BYTES = 64 * 1024 * 1024
+
+
+def _read_ideas_text(path: Path) -> str:
+    """The ideas file as text: bounded, UTF-8 (a BOM is allowed), a one-line error else."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_IDEAS_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_IDEAS_FILE_BYTES:
+        raise UsageError(f"{path}: larger than {MAX_IDEAS_FILE_BYTES // 2**20} MB; expected "
+                         "an ideas.json list")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                         f"{exc.start}); save the file as UTF-8 JSON") from None
+
+
 def _import(args: argparse.Namespace) -> int:
     try:
-        raw = json.loads(args.file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{args.file}: cannot read ({exc.strerror})") from None
+        raw = json.loads(_read_ideas_text(args.file))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{args.file}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(raw, list):

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from aisci.engine.cli.common import add_lab_argument, config_from_args, lab_dir
+from aisci.engine.doctor import api_key_var
 from aisci.engine.errors import AisciError, UsageError
 from aisci.engine.lab.layout import DB_NAME
 from aisci.engine.lab.store import LabInUse, LabStore
@@ -57,6 +59,11 @@ def _review(args: argparse.Namespace) -> int:
     if not pdf.is_file():
         raise UsageError(f"{pdf}: no such file")
     out = args.out or pdf.with_name(pdf.stem + ".review.json")
+    model = settings.models.for_stage("review")
+    key = api_key_var(settings, model.partition(":")[0])
+    if key and not os.environ.get(key):
+        raise UsageError(f"{key} is not set: the review model {model} needs it (set it, or "
+                         "choose another model with --model provider:model)")
     store = _optional_store(args)
     client = LLMClient(settings, store, None)
 

@@ -26,7 +26,7 @@ from aisci.engine.demo import (
     prepare_demo_lab,
 )
 from aisci.engine.errors import EXIT_LAB_IN_USE, AisciError, UsageError
-from aisci.engine.lab.store import LabStore, StoreError
+from aisci.engine.lab.store import LabReadOnly, LabStore, StoreError
 from aisci.engine.lab.templates import TemplateError, find_template
 from aisci.engine.pipeline import PipelineOptions
 from aisci.engine.run.sandbox import isolation_warning
@@ -104,7 +104,14 @@ def _check_template(name: str, lab: Path) -> None:
     try:
         find_template(name, lab)
     except TemplateError as exc:
-        raise UsageError(f"template {name!r}: {exc}") from None
+        msg = str(exc)  # TemplateError messages already name the template
+        raise UsageError(msg if repr(name) in msg else f"template {name!r}: {msg}") from None
+
+
+def _require_writable(lab: Path) -> None:
+    """A command that changes the lab stops here, in one line, on a read-only lab."""
+    if lab.is_dir() and not LabStore.writable(lab):
+        raise LabReadOnly(lab, "no write permission or a read-only mount")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -112,13 +119,18 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--num-ideas {args.num_ideas}: expected 0 or more")
     if args.demo:
         lab = Path(args.lab if args.lab != "." else "aisci-demo").expanduser().resolve()
-        cfg = prepare_demo_lab(lab, overrides=_flag_overrides(args))
+        _require_writable(lab)
+        overrides = _flag_overrides(args)
+        if "general.template" in overrides:
+            _check_template(str(overrides["general.template"]), lab)
+        cfg = prepare_demo_lab(lab, overrides=overrides)
         options = demo_options(cfg.settings, headless=True)
         print(f"aisci demo: {SCRIPTED_NOTICE}", flush=True)
         print(f"aisci demo: lab {lab}", flush=True)
-        return _execute(lab, cfg, options, cfg.settings.ideation.num_ideas,
+        return _execute(lab, cfg, options, cfg.settings.ideation.num_ideas, overrides,
                         provider_factory=demo_provider_factory(cfg.settings))
     lab = lab_dir(args)
+    _require_writable(lab)
     overrides = _flag_overrides(args)
     cfg = load_config(lab, overrides)
     s = cfg.settings
@@ -143,6 +155,7 @@ def _resume(args: argparse.Namespace) -> int:
                          ) from None
     if not saved:
         raise UsageError(f"{lab}: no batch to resume (run `aisci run` first)")
+    _require_writable(lab)
     overrides = dict(saved_overrides)
     for text in args.overrides or []:
         key, value = parse_override(text)
@@ -221,7 +234,8 @@ def status_lines(lab: Path) -> list[str]:
     if snap.unknown_cost_calls:
         total += f" (+{snap.unknown_cost_calls} call(s) of unknown price)"
     lines.append(total)
-    running = [f"idea {r.idea_id} {r.run} (pid {r.pid})" for r in snap.running_runs]
+    running = [(f"idea {r.idea_id} {r.run}" if r.idea_id is not None else f"lab {r.run}")
+               + f" (pid {r.pid})" for r in snap.running_runs]
     lines.append(f"engine: {'running, pid ' + str(holder) if holder else 'not running'}"
                  + (f"; running: {', '.join(running)}" if running else ""))
     warning = isolation_warning(cfg.settings.sandbox if cfg else Settings().sandbox)

@@ -10,12 +10,14 @@ every thread has its own connection and writes are serialised by a lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +35,41 @@ class LabInUse(AisciError):
     def __init__(self, lab: Path, pid: int | None) -> None:
         self.pid = pid
         who = f"pid {pid}" if pid else "another process"
-        super().__init__(f"lab {lab} is in use by {who}; open it read-only or stop that process")
+        super().__init__(f"lab {lab} is in use by {who}; watch it with `aisci status --lab "
+                         f"{lab}` (read-only) or stop that process")
 
 
 class StoreError(UsageError):
     """The lab database cannot be used as asked (missing, read-only, newer schema)."""
+
+
+class LabReadOnly(StoreError):
+    """The lab cannot be written (a read-only mount, a colleague's folder): reading works,
+    anything that changes the lab does not."""
+
+    def __init__(self, lab: Path, why: str = "") -> None:
+        self.lab = Path(lab)
+        self.why = why
+        super().__init__(f"lab {lab} is read-only{f' ({why})' if why else ''}; this command "
+                         "changes the lab: run it on a writable copy")
+
+
+_READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _is_read_only_error(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in _READ_ONLY_ERRNOS
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return "readonly" in text or "read-only" in text or "unable to open" in text
+    return False
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
 
 
 # Each entry migrates the schema from version i to i+1. Never edit a released entry:
@@ -199,10 +231,42 @@ class LabStore:
             if not self.path.exists():
                 raise StoreError(f"{self.path}: no lab database here (expected aisci.db)")
         else:
-            self.lab_dir.mkdir(parents=True, exist_ok=True)
-            if lock:
-                self._acquire_lock()
-            self._migrate()
+            try:
+                self.lab_dir.mkdir(parents=True, exist_ok=True)
+                if lock:
+                    self._acquire_lock()
+                self._migrate()
+            except (OSError, sqlite3.OperationalError) as exc:
+                self.close()
+                if _is_read_only_error(exc) and self.lab_dir.is_dir() \
+                        and not self.writable(self.lab_dir):
+                    raise LabReadOnly(self.lab_dir, _why(exc)) from None
+                if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+                    raise LabReadOnly(self.lab_dir, _why(exc)) from None
+                raise
+
+    @classmethod
+    def open_read_only(cls, lab_dir: Path) -> LabStore:
+        """The store for reading only (never locks, never writes; works on a read-only
+        mount and while another process owns the lab)."""
+        return cls(lab_dir, read_only=True)
+
+    @staticmethod
+    def writable(lab_dir: Path) -> bool:
+        """Whether this process may change the lab folder (and its database)."""
+        lab_dir = Path(lab_dir)
+        if not os.access(lab_dir, os.W_OK):
+            return False
+        db = lab_dir / DB_NAME
+        return not db.exists() or os.access(db, os.W_OK)
+
+    @staticmethod
+    def read_only_reason(lab_dir: Path) -> str | None:
+        """Why the lab cannot be changed by this process, or None when it can."""
+        lab_dir = Path(lab_dir)
+        if not lab_dir.is_dir() or LabStore.writable(lab_dir):
+            return None
+        return f"lab {lab_dir} is read-only (no write permission or a read-only mount)"
 
     # -- locking -------------------------------------------------------------------------
     def _acquire_lock(self) -> None:
@@ -227,7 +291,11 @@ class LabStore:
         path = Path(lab_dir) / LOCK_NAME
         if not path.exists():
             return None
-        with open(path, "a+") as fh:
+        try:
+            fh = open(path)  # noqa: SIM115 - closed below; read-only: works on any mount
+        except OSError:
+            return None
+        with fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -242,8 +310,7 @@ class LabStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self.read_only:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
-                                       check_same_thread=False)
+                conn = self._connect_read_only()
             else:
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                        check_same_thread=False)
@@ -257,11 +324,30 @@ class LabStore:
                 self._conns.append(conn)
         return conn
 
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection. A WAL database in a folder this process cannot write
+        (its -shm cannot be made) is opened immutable: nothing can change it from here."""
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        conn = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30,
+                               check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{self.path}: cannot be read ({exc})") from None
+        return conn
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; serialised across this process's threads."""
         if self.read_only:
-            raise StoreError(f"{self.path}: opened read-only")
+            raise LabReadOnly(self.lab_dir, "opened read-only")
         conn = self._conn()
         with self._write_lock:
             conn.execute("BEGIN IMMEDIATE")

@@ -42,8 +42,21 @@ DRAFT_RE = re.compile(r"^draft-(\d+)\.pdf$")
 CHKTEX_TIMEOUT_S = 60.0
 
 
+TEX_MISSING_NOTICE = (
+    "TeX is not installed, so no PDF was made: the LaTeX source is kept in each idea's "
+    "latex/ folder and reviewed as text. For PDFs install TeX Live (Debian/Ubuntu: "
+    "`sudo apt-get install texlive-latex-extra texlive-fonts-recommended "
+    "texlive-bibtex-extra latexmk chktex`, or `aisci setup`) and retry the write stage.")
+"""Said once when the paper stage keeps the LaTeX without compiling it."""
+
+
 class TexMissing(StageError):
     """No TeX installation: the stage stops, the .tex stays."""
+
+
+def tex_available() -> bool:
+    """Whether pdflatex can be run (the paper can be compiled to a PDF)."""
+    return bool(shutil.which("pdflatex"))
 
 
 def main_tex_path(idea_dir: Path) -> Path:
@@ -113,7 +126,7 @@ class LatexCompiler:
         return tools
 
     def _spec(self, argv: list[str], latex_dir: Path, run: str, limit_s: float,
-              kind: str = "latex") -> Any:
+              kind: str = "latex", ok_exit_codes: tuple[int, ...] = (0,)) -> Any:
         log = latex_dir.parent / "logs" / f"{run}.log"
         # The idea folder is bound (not only latex/) so figures referenced as ../fig.png
         # are visible inside the sandbox, which masks /tmp and the user's home; TeX's own
@@ -121,7 +134,8 @@ class LatexCompiler:
         # from wrapping log lines at 79 characters.
         return RunSpec(argv=argv, cwd=latex_dir, log_path=log, limit_s=limit_s, kind=kind,
                        run=run, attempt=self._attempt, idea_id=self.idea_id,
-                       writable=[latex_dir.parent], env={"max_print_line": "10000"})
+                       writable=[latex_dir.parent], env={"max_print_line": "10000"},
+                       ok_exit_codes=ok_exit_codes)
 
     async def chktex(self, latex_dir: Path) -> list[LatexProblem]:
         if not shutil.which("chktex"):
@@ -130,7 +144,9 @@ class LatexCompiler:
         safe_files.remove(root, out)
         argv = ["chktex", "-q", "-I0", *(f"-n{n}" for n in CHKTEX_DISABLED),
                 "-f%l:%c:%n:%m\n", "-o", "chktex.out", self.main]
-        await self.executor.run(self._spec(argv, latex_dir, "chktex", CHKTEX_TIMEOUT_S, "check"))
+        # chktex exits 2 when it printed warnings: a result, not a failure of the tool.
+        await self.executor.run(self._spec(argv, latex_dir, "chktex", CHKTEX_TIMEOUT_S, "check",
+                                           ok_exit_codes=(0, 2)))
         return parse_chktex(_read(root, out))
 
     async def compile(self, latex_dir: Path) -> CompileResult:
@@ -200,6 +216,8 @@ class CompileOutcome:
     compiles: int = 0
     compiled_any: bool = False
     """At least one compile of this loop produced a draft."""
+    tex_missing: bool = False
+    """TeX is not installed: the source was linted, not compiled (no new PDF)."""
 
 
 def format_problems(problems: list[LatexProblem], limit: int = 40) -> str:
@@ -213,16 +231,19 @@ async def compile_with_fixes(ctx: Any, idea_id: int, *, stage: str = "write",
                              step_prefix: str | None = None) -> CompileOutcome:
     """Lint + compile; feed every problem back to the model through the edit tools for
     at most ``writeup.compile_fix_rounds`` rounds (style-only problems: at most
-    ``writeup.chktex_rounds``). Raises TexMissing when TeX is not installed."""
+    ``writeup.chktex_rounds``). Without TeX the source is only linted and the outcome
+    says ``tex_missing`` (the caller keeps the LaTeX and says how to get PDFs)."""
     row = ctx.idea(idea_id)
     idea_dir = ctx.idea_dir(row)
     latex_dir = idea_dir / "latex"
     prefix = step_prefix or row.name
+    if not tex_available():
+        return CompileOutcome(False, latest_draft(latex_dir), lint_source(latex_dir),
+                              tex_missing=True)
     executor = ctx.executor
     if executor is None:
         executor = Executor(ctx.settings, ctx.bus, ctx.store)
     compiler = LatexCompiler(ctx.settings, executor, idea_id=idea_id)
-    compiler.check_toolchain()
     w = ctx.settings.writeup
     fix_round = style_rounds = compiles = 0
     compiled_any = False

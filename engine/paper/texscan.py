@@ -96,3 +96,37 @@ def prose_text(name: str, text: str) -> TexText:
     for pat in (_ARG_CMD_RE, _LENGTH_RE, _ROW_SPACING_RE, _CROSSREF_RE):
         masked = mask_spans(masked, pat)
     return TexText(name, text, masked)
+
+
+_TITLE_RE = re.compile(r"\\title\s*(?:\[[^\]]*\])?\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
+_MATH_ENV_RE = re.compile(r"\\begin\{(?:figure|table)\*?\}|\\end\{(?:figure|table)\*?\}")
+_COMMAND_NAME_RE = re.compile(r"\\(?:[A-Za-z@]+\*?|.)")
+
+
+def paper_text(text: str) -> str:
+    """A LaTeX paper as plain reading text (for a reviewer when no PDF could be made):
+    the title, then the body without comments, the preamble, labels/keys/paths, command
+    names and braces; section titles and captions stay. Blank runs collapse."""
+    m = _TITLE_RE.search(strip_comments(text))
+    title = " ".join(_COMMAND_NAME_RE.sub(" ", m.group(1)).replace("{", " ")
+                     .replace("}", " ").split()) if m else ""
+    masked = strip_comments(text)
+    start, end = body_bounds(masked)
+    body = masked[start:end]
+    body = mask_spans(body, re.compile(
+        r"\\begin\{filecontents\*?\}.*?\\end\{filecontents\*?\}", re.DOTALL))
+    body = mask_spans(body, _ARG_CMD_RE)
+    body = _COMMAND_NAME_RE.sub(" ", body).replace("{", " ").replace("}", " ")
+    body = body.replace("~", " ").replace("&", " | ")
+    lines = [" ".join(line.split()) for line in body.splitlines()]
+    paras: list[str] = []
+    blank = True
+    for line in lines:
+        if line:
+            paras.append(line)
+            blank = False
+        elif not blank:
+            paras.append("")
+            blank = True
+    out = "\n".join(paras).strip()
+    return (f"{title}\n\n{out}" if title else out).strip()

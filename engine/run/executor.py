@@ -78,6 +78,8 @@ class RunSpec:
     gpu: str | None = None
     """CUDA_VISIBLE_DEVICES value; None leaves it unset, "" hides every GPU."""
     network: bool = False
+    ok_exit_codes: tuple[int, ...] = (0,)
+    """Exit codes that mean success (chktex exits 2 when it printed warnings)."""
 
 
 @dataclass
@@ -336,6 +338,8 @@ class Executor:
                 if cgroup is not None and cgroup.limit_hit():
                     reason = (f"{reason}; " if reason else "") + (
                         f"a fork was refused at the process limit ({sb.max_processes})")
+                if rc != 0 and rc in live.spec.ok_exit_codes:
+                    return "ok", f"finished with warnings (exit code {rc})"
                 return ("ok" if rc == 0 else "failed"), reason
             now = time.monotonic()
             stop = live.stop_request
@@ -407,7 +411,7 @@ class Executor:
         duration = live.elapsed()
         live.pump.join(timeout=2.0)
         summary = f"{status}: {reason}" if reason else status
-        live.pump.close(f"{summary} after {duration:.1f} s")
+        live.pump.close(f"{summary} (ran {duration:.1f} s)")
         if cgroup is not None:
             cgroup.remove()
         if live.memory is not None:

@@ -241,8 +241,11 @@ class OutputPump:
                 return
             batch = self._pending
             if self._omitted_now:
+                where = (f"the log {self.log_path.name} stopped at its "
+                         f"{self._max_log / 2**20:.3g} MB cap" if self.log_truncated
+                         else f"all are in {self.log_path.name}")
                 batch.append(f"[aisci: {self._omitted_now} lines not shown live at this rate; "
-                             f"all are in {self.log_path.name}]")
+                             f"{where}]")
                 self.omitted += self._omitted_now
             self._pending, self._pending_chars, self._omitted_now = [], 0, 0
         if self._bus is not None:

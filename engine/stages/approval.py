@@ -45,7 +45,8 @@ def approve(store: LabStore, bus: EventBus | None, idea_id: int, source: str = "
     row = _idea(store, idea_id)
     store.update_idea(row.id, status="approved", action="approved", source=source,
                       detail={"from": row.status, **({"note": note} if note else {})})
-    _publish(bus, IdeaChanged(idea_id=row.id, status="approved", detail=f"approved ({source})"))
+    _publish(bus, IdeaChanged(idea_id=row.id, status="approved", detail=f"by {source}" if source != "auto"
+                                else "by the auto-approve policy"))
     return _idea(store, row.id)
 
 

@@ -51,8 +51,10 @@ class StageKind(StrEnum):
 @dataclass
 class StageOutcome:
     """What every stage returns. ``ok=False`` marks the stage failed with ``reason``;
-    ``summary`` is the one line shown when it finished."""
+    ``summary`` is the one line shown when it finished; ``notice`` (optional) is a line the
+    user must read although the stage is done (e.g. "no PDF: TeX is not installed")."""
 
     ok: bool = True
     summary: str = ""
     reason: str = ""
+    notice: str = ""

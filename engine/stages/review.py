@@ -26,8 +26,9 @@ from aisci.engine.lab import safe_files
 from aisci.engine.llm.base import LLMRequest, Message
 from aisci.engine.llm.client import BudgetExceeded, LLMClient
 from aisci.engine.llm.prompts import PromptLibrary
-from aisci.engine.paper.latex import latest_draft
+from aisci.engine.paper.latex import MAIN_TEX, latest_draft, tex_available
 from aisci.engine.paper.review_form import ReviewForm, aggregate, score_means
+from aisci.engine.paper.texscan import paper_text
 from aisci.engine.stages.context import StageContext
 from aisci.engine.stages.contract import StageOutcome
 
@@ -283,6 +284,8 @@ async def review_paper(ctx: StageContext, idea_id: int, *, out_name: str = "revi
     idea_dir = ctx.idea_dir(row)
     pdf = pdf or latest_draft(idea_dir / "latex")
     if pdf is None:
+        if not tex_available() and safe_files.is_file(idea_dir, f"latex/{MAIN_TEX}"):
+            return await review_source(ctx, idea_id, out_name=out_name, name=name)
         raise ReviewError(f"{idea_dir / 'latex'}: no compiled draft PDF to review")
     # The bytes are read once (no symlink, one link, bounded): the digest and the review
     # are of the same content, whatever happens to the file meanwhile.
@@ -305,6 +308,41 @@ async def review_paper(ctx: StageContext, idea_id: int, *, out_name: str = "revi
     result.integrity = integrity_summary(idea_dir)
     data = result.to_json()
     data["pdf_sha256"] = digest
+    safe_files.write_text(idea_dir, out_name, json.dumps(data, indent=2))
+    return result
+
+
+async def review_source(ctx: StageContext, idea_id: int, *, out_name: str = "review.json",
+                        name: str | None = None) -> ReviewResult:
+    """Review the paper's text taken from its LaTeX source (no PDF: TeX is not installed
+    on this machine). Resumable like :func:`review_paper` (keyed by the source's digest)."""
+    row = ctx.idea(idea_id)
+    idea_dir = ctx.idea_dir(row)
+    rel = f"latex/{MAIN_TEX}"
+    try:
+        raw = safe_files.read_bytes(idea_dir, rel, safe_files.MAX_TEXT_BYTES)
+    except OSError as exc:
+        raise ReviewError(f"{idea_dir / rel}: cannot be read ({exc})") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        data = safe_files.read_json(idea_dir, out_name)
+        if data.get("tex_sha256") == digest:
+            return ReviewResult.from_json(data)
+    except (OSError, KeyError, ValueError, AttributeError):
+        pass  # none yet, or a damaged (or refused) review: it is redone
+    text = paper_text(raw.decode("utf-8", errors="replace"))
+    if not text.strip():
+        raise ReviewError(f"{idea_dir / rel}: the paper has no text to review")
+    if len(text) > MAX_PAPER_CHARS:
+        text = text[:MAX_PAPER_CHARS] + "\n[... paper text truncated]"
+    result = await review_text(ctx.llm, ctx.settings, PaperText(text, 0), prompts=ctx.prompts,
+                               lab=ctx.lab, idea_id=idea_id, name=name or row.name)
+    result.pdf = rel
+    result.summary += ", from the LaTeX source (no PDF)"
+    result.integrity = integrity_summary(idea_dir)
+    data = result.to_json()
+    data["tex_sha256"] = digest
+    data["source"] = "latex"
     safe_files.write_text(idea_dir, out_name, json.dumps(data, indent=2))
     return result
 

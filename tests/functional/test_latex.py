@@ -129,9 +129,13 @@ async def test_earlier_draft_survives_a_failing_later_attempt(tmp_path):
     assert [p.name for p in drafts(idea_dir / "latex")] == ["draft-1.pdf"]
 
 
-async def test_missing_tex_is_a_clear_stop_and_keeps_the_tex(tmp_path, monkeypatch):
+async def test_missing_tex_keeps_the_tex_and_says_so(tmp_path, monkeypatch):
     ctx, idea_id, idea_dir, _ = make_ctx(tmp_path, [])
     monkeypatch.setattr(latex_mod.shutil, "which", lambda name: None)
-    with pytest.raises(TexMissing, match="pdflatex not found: install TeX Live"):
-        await compile_with_fixes(ctx, idea_id)
+    outcome = await compile_with_fixes(ctx, idea_id)
+    assert outcome.tex_missing and not outcome.ok and outcome.compiles == 0
+    assert outcome.draft is None
     assert (idea_dir / "latex" / "template.tex").read_text() == GOOD
+    # the compiler itself still refuses clearly
+    with pytest.raises(TexMissing, match="pdflatex not found: install TeX Live"):
+        latex_mod.LatexCompiler(ctx.settings, ctx.executor).check_toolchain()

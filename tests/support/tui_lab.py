@@ -14,7 +14,7 @@ import aisci.tui.screens.main as main_screen
 import aisci.tui.widgets.processes.process_table as process_table
 import aisci.tui.widgets.runs.runs_pane as runs_pane
 from aisci.engine.config import Settings
-from aisci.engine.events import EventBus, IdeaChanged
+from aisci.engine.events import EventBus, IdeaChanged, ProcessStats
 from aisci.engine.lab.store import LabStore
 from PIL import Image, ImageDraw
 
@@ -151,11 +151,13 @@ class StoreEngine:
     the real events the engine publishes; pipeline and run controls are recorded (there
     is no pipeline to steer, no process to signal)."""
 
-    def __init__(self, lab: Path, store: LabStore, settings: Settings | None = None) -> None:
+    def __init__(self, lab: Path, store: LabStore, settings: Settings | None = None,
+                 read_only: str | None = None) -> None:
         self.lab = lab
         self.store = store
         self.bus = EventBus()
         self.settings = settings or Settings()
+        self.read_only = read_only
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
 
     async def start(self) -> None:
@@ -164,7 +166,7 @@ class StoreEngine:
     async def stop(self) -> None:
         self.calls.append(("stop", ()))
 
-    def processes(self) -> list[Any]:
+    def processes(self) -> list[ProcessStats]:
         return []
 
     def _status(self, idea_id: int, status: str, action: str, detail: dict[str, Any]) -> None:

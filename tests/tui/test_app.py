@@ -21,6 +21,7 @@ from aisci.tui.images import choose_protocol
 from aisci.tui.screens.dialogs import ConfirmDialog, NumberDialog, ReasonDialog
 from aisci.tui.screens.edit_idea import EditIdeaScreen
 from aisci.tui.screens.help import HelpScreen
+from aisci.tui.widgets.activity.llm_stream import LLMStream
 from aisci.tui.widgets.ideas.idea_table import IdeaTable
 from aisci.tui.widgets.log.log_pane import LogPane
 from aisci.tui.widgets.processes.process_table import ProcessTable
@@ -256,8 +257,21 @@ async def test_palette_offers_context_commands_and_themes(tmp_path: Path) -> Non
         await pilot.pause()  # initial focus lands on the idea table
         provider = AisciCommands(app.screen)
         titles = [t for t, _, _ in provider._commands()]
-        assert "Approve idea #1 adaptive_weight_decay" in titles
+        # idea 1 is approved and its experiment runs: no approve, no resume, no retry
+        assert "Approve idea #1 adaptive_weight_decay" not in titles
+        assert "Veto idea #1 adaptive_weight_decay" in titles
+        assert "Pause idea #1 adaptive_weight_decay" in titles
+        assert not any(t.startswith(("Resume idea", "Retry stage", "Literature down"))
+                       for t in titles)
         assert "Theme: aisci-light" in titles
+        await pilot.press("down")  # idea 2: checked, waiting for approval
+        await pilot.pause()
+        titles = [t for t, _, _ in provider._commands()]
+        assert "Approve idea #2 label_noise_grokking" in titles
+        # Textual's own Quit (no question asked while experiments run) is not offered
+        system = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Quit" not in system and "Theme" in system
+        assert [t for t in titles if t == "Quit"] == ["Quit"]
         assert app.theme == "aisci-dark"
         app.set_theme_name("aisci-light")
         assert app.theme == "aisci-light"
@@ -296,6 +310,11 @@ async def test_palette_commands_reach_the_engine_for_the_selected_idea(tmp_path:
         await pilot.pause()
         commands = {t: cb for t, cb, _ in AisciCommands(app.screen)._commands()}
         commands["Pause idea #1 adaptive_weight_decay"]()
+        engine.store.set_stage(1, "experiment", "failed")
+        engine.store.update_idea(1, novelty={"unavailable": True})
+        app.main.reload_ideas(frozenset({1}))
+        await pilot.pause()
+        commands = {t: cb for t, cb, _ in AisciCommands(app.screen)._commands()}
         commands["Retry stage experiment of idea #1 adaptive_weight_decay"]()
         commands["Literature down for #1 adaptive_weight_decay: skip the novelty check"]()
         await pilot.pause(0.3)
@@ -328,3 +347,24 @@ async def test_review_pane_steps_through_each_reviewers_own_form(tmp_path: Path)
         for _ in range(3):  # reviewers 2 and 3, then back to the meta-review
             await pilot.press("r")
         assert card.view == 0 and "meta-review of 3 reviewers" in body()
+
+
+async def test_llm_wait_line_appears_in_the_activity_pane(tmp_path: Path) -> None:
+    app, engine, _ = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()  # initial focus lands on the idea table (idea 1)
+        stream = app.query_one(LLMStream)
+        assert "rate-limited" not in str(stream.render())
+        engine.bus.publish(ev.LLMRetry(call_id="c7", stage="novelty", idea_id=1, attempt=1,
+                                       wait_s=120, reason="429 retry-after 120",
+                                       model="anthropic:claude-test", what="rate-limited",
+                                       max_tries=6))
+        await pilot.pause(0.3)
+        shown = str(stream.render())
+        assert ("waiting: anthropic:claude-test rate-limited, try 2/6, next in 120 s "
+                "(idea 1, novelty)") in shown
+        # The call going ahead replaces the wait line.
+        engine.bus.publish(ev.LLMCallStarted(call_id="c8", stage="novelty", idea_id=1,
+                                             model="anthropic:claude-test"))
+        await pilot.pause(0.3)
+        assert "rate-limited" not in str(stream.render())

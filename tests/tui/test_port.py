@@ -29,6 +29,11 @@ def port_attributes() -> dict[str, Any]:
             if name not in port_methods()}
 
 
+def port_properties() -> set[str]:
+    """Read-only members (``read_only``: why the lab is only viewed)."""
+    return {name for name, v in vars(EnginePort).items() if isinstance(v, property)}
+
+
 def shape(fn: Any) -> tuple[bool, list[tuple[str, Any]], dict[str, Any]]:
     """Async or not, (name, kind) of each parameter after self, resolved annotations."""
     params = list(inspect.signature(fn).parameters.values())[1:]
@@ -53,6 +58,8 @@ def test_the_port_declares_the_commands_the_palette_sends() -> None:
 
 
 def test_engines_provide_every_port_member_with_its_signature(engine: Any) -> None:
+    for name in port_properties():
+        assert getattr(engine, name) is None, name  # a writable lab: not read-only
     for name, hint in port_attributes().items():
         assert isinstance(getattr(engine, name), hint), name
     for name, declared in port_methods().items():
@@ -71,5 +78,5 @@ def test_the_tui_uses_only_what_the_port_declares() -> None:
                              path.read_text(encoding="utf-8")):
             used.setdefault(m.group(1), set()).add(path.name)
     assert used, "the scan found no engine use at all"
-    declared = set(port_methods()) | set(port_attributes())
+    declared = set(port_methods()) | set(port_attributes()) | port_properties()
     assert {name: files for name, files in used.items() if name not in declared} == {}

@@ -11,6 +11,8 @@ from aisci.engine import events as ev
 from aisci.tui import bridge as br
 from aisci.tui.lab_data import current_stage
 from aisci.tui.widgets.log.line_index import MAX_LINE_BYTES, LineIndex
+from aisci.tui.widgets.review.scorecard import render_review
+from rich.console import Console
 from support.labs import idea_row
 
 
@@ -123,4 +125,21 @@ def test_current_stage_is_the_registry_s_in_the_panes_shape() -> None:
     assert current_stage(idea, done) == ("", "done")
     assert current_stage(idea, st(ideate="done")) == ("novelty", "pending")
     vetoed = dataclasses.replace(idea, status="vetoed")
-    assert current_stage(vetoed, st(ideate="done")) == ("approval", "vetoed")
+    # decided: no stage waits for anyone (issue 16: no "approval ?" for a vetoed idea)
+    assert current_stage(vetoed, st(ideate="done")) == ("", "vetoed")
+
+
+def test_scorecard_shows_each_integrity_finding_with_its_quote_and_severity():
+    findings = [
+        {"kind": "wrong_direction", "message": "lower is better for final_loss",
+         "location": "latex/template.tex:41", "quote": "1.466 compared to 1.465",
+         "severity": "error"},
+        {"kind": "untied_number", "message": "no metric named near it",
+         "location": "latex/template.tex:50", "quote": "0.37", "severity": "low"},
+    ]
+    console = Console(width=160, record=True)
+    console.print(render_review(None, findings))
+    text = console.export_text()
+    assert "wrong_direction" in text and "1.466 compared to 1.465" in text
+    assert "untied_number (low)" in text and "0.37" in text
+    assert "latex/template.tex:41" in text

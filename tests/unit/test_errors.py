@@ -126,7 +126,8 @@ def _parser_raising(exc: BaseException):
     (AisciError("budget reached", hint="raise [budget] in aisci.toml", exit_code=EXIT_BUDGET),
      EXIT_BUDGET, ["aisci: budget reached", "  see: raise [budget] in aisci.toml"]),
     (LabInUse(Path("/lab"), 42), EXIT_LAB_IN_USE,
-     ["aisci: lab /lab is in use by pid 42; open it read-only or stop that process"]),
+     ["aisci: lab /lab is in use by pid 42; watch it with `aisci status --lab /lab` "
+      "(read-only) or stop that process"]),
     (ConfigError("aisci.toml", "x.y", "unknown key"), EXIT_USAGE,
      ["aisci: config error: aisci.toml:x.y: unknown key"]),
 ])

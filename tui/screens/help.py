@@ -10,12 +10,14 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-INTRO = """[b]aisci[/b] runs the AI Scientist loop: ideas → novelty → your approval →
-experiments → plots → paper → review. Keys work in the focused pane; ctrl+p opens the
-command palette with every action. Remap a key in aisci.toml:
-  \\[tui.keys]
-  approve-idea = "A"
-"""
+# Paragraphs are single lines: the help box wraps them to its width (hard line breaks
+# would break sentences in a narrow terminal).
+INTRO = ("[b]aisci[/b] runs the AI Scientist loop: ideas → novelty → your approval → "
+         "experiments → plots → paper → review. Keys work in the pane they are listed "
+         "for; ctrl+p opens the command palette with every action that applies now.\n\n"
+         "Remap a key in aisci.toml with its id from the last column, e.g.\n"
+         "  \\[tui.keys]\n"
+         '  approve-idea = "A"\n')
 
 
 def bindings_table(rows: list[tuple[str, str, str, str]]) -> Table:
@@ -40,6 +42,10 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, rows: list[tuple[str, str, str, str]]) -> None:
         super().__init__()
         self.rows = rows
+
+    def on_mount(self) -> None:
+        # toasts sit above every screen: clear them so they do not cover the help
+        self.app.clear_notifications()
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():

@@ -15,7 +15,7 @@ from pathlib import Path
 from aisci.engine.config import Settings
 from aisci.tui import bridge as br
 from aisci.tui.images import ImageSupport
-from aisci.tui.lab_data import LabReader
+from aisci.tui.lab_data import IdeaSummary, LabReader
 from aisci.tui.widgets.activity.activity_pane import ActivityPane
 from aisci.tui.widgets.ideas.idea_detail import IdeaDetail
 from aisci.tui.widgets.ideas.idea_table import IdeaTable
@@ -25,6 +25,8 @@ from aisci.tui.widgets.processes.process_table import ProcessRow, ProcessTable
 from aisci.tui.widgets.review.scorecard import Scorecard
 from aisci.tui.widgets.runs.run_table import RunTable
 from aisci.tui.widgets.runs.runs_pane import RunsPane
+from rich.cells import cell_len
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -49,9 +51,44 @@ _FOCUS = {"ideas": "#idea-table", "runs": "#run-table", "review": "#scorecard",
           "log": "#log-view", "plots": "#media-pane", "processes": "#process-table"}
 
 
+StatusPart = tuple[str, str]
+"""One item of the status bar: (long text, short text for a narrow terminal)."""
+
+
+def fit_status(parts: list[StatusPart], width: int) -> str:
+    """The status line for ``width`` columns: every part in full when it fits, else the
+    short forms, cut with an ellipsis only when even those do not fit."""
+    for texts in ([long for long, _ in parts], [short for _, short in parts]):
+        line = " │ ".join(t for t in texts if t)
+        if cell_len(line) <= width:
+            return line
+    return line if width < 2 else line[:width - 1] + "…"
+
+
+class StatusBar(Static):
+    """The top line; picks the long or the short form of its parts to fit its width."""
+
+    def __init__(self, parts: list[StatusPart], **kwargs: object) -> None:
+        super().__init__("", markup=False, **kwargs)  # type: ignore[arg-type]
+        self.parts = parts
+
+    def on_resize(self) -> None:
+        self.update(fit_status(self.parts, max(1, self.size.width)))
+
+
+def pane_bar_text(active: str) -> Text:
+    """The narrow terminal's one tab bar: every pane with its key, the shown one marked."""
+    out = Text()
+    for i, ((key, _title), short) in enumerate(zip(PANES, SHORT_TITLES, strict=True)):
+        if i:
+            out.append(" ")
+        out.append(f" {i + 1} {short} ", style="reverse bold" if key == active else "")
+    return out
+
+
 class MainScreen(Screen[None]):
     def __init__(self, reader: LabReader, settings: Settings, images: ImageSupport,
-                 status: str) -> None:
+                 status: list[StatusPart]) -> None:
         super().__init__()
         self.reader = reader
         self.settings = settings
@@ -61,9 +98,8 @@ class MainScreen(Screen[None]):
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Static(self.status, id="status-bar", markup=False)
-        yield Static("  ".join(f"{i + 1} {t}" for i, t in enumerate(SHORT_TITLES)),
-                     id="pane-bar", markup=False)
+        yield StatusBar(self.status, id="status-bar")
+        yield Static(pane_bar_text("ideas"), id="pane-bar", markup=False)
         with Horizontal(id="panes"):
             with TabbedContent(id="left-tabs"):
                 with TabPane("1 Ideas", id="ideas"), Vertical():
@@ -106,6 +142,7 @@ class MainScreen(Screen[None]):
         group = "left-tabs" if key in LEFT else "right-tabs"
         self.query_one(f"#{group}", TabbedContent).active = key
         self.query_one("#panes").set_class(group == "right-tabs", "-right")
+        self.query_one("#pane-bar", Static).update(pane_bar_text(key))
         focus = _FOCUS.get(key)
         if focus is not None:
             self.query_one(focus).focus()
@@ -161,6 +198,12 @@ class MainScreen(Screen[None]):
             return None
         s = self.query_one(IdeaTable).summary(self.selected_idea)
         return f"#{self.selected_idea} {s.name}" if s else f"#{self.selected_idea}"
+
+    def selected_summary(self) -> IdeaSummary | None:
+        """The selected idea's table row (status, stage, state, novelty verdict)."""
+        if self.selected_idea is None:
+            return None
+        return self.query_one(IdeaTable).summary(self.selected_idea)
 
     def selected_stage(self) -> str | None:
         """The selected idea's current stage (for retry / skip)."""

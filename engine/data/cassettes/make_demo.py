@@ -207,7 +207,7 @@ def paper_entries(idea: dict[str, Any]) -> list[dict[str, Any]]:
                         + p["background"] + "\n")],
         "method": [("METHOD HERE\n", p["method"] + "\n")],
         "experimental-setup": [("EXPERIMENTAL SETUP HERE\n", SETUP + "\n")],
-        "results": [("RESULTS HERE\n", p["results"] + "\n" + FIGURE + "\n")],
+        "results": [("RESULTS HERE\n", p["results"] + "\n" + TABLE + "\n" + FIGURE + "\n")],
         "conclusion": [("CONCLUSIONS HERE\n", p["conclusion"] + "\n")],
         "related-work": [("RELATED WORK HERE\n", p["related"] + "\n")],
     }
@@ -298,9 +298,22 @@ SETUP = ("We use the reference grokking setup: modular addition, subtraction and
          "and library versions of every run are recorded next to its results.")
 
 FIGURE = ("\\begin{figure}[t]\n  \\centering\n"
-          "  \\includegraphics[width=0.8\\linewidth]{val_acc_x_plus_y.png}\n"
-          "  \\caption{Validation accuracy on modular addition for the baseline and each "
-          "variant (mean over seeds).}\n  \\label{fig:valacc}\n\\end{figure}")
+          "  \\begin{subfigure}{0.48\\linewidth}\n"
+          "    \\includegraphics[width=\\linewidth]{val_acc_x_plus_y.png}\n"
+          "    \\caption{Modular addition.}\n  \\end{subfigure}\\hfill\n"
+          "  \\begin{subfigure}{0.48\\linewidth}\n"
+          "    \\includegraphics[width=\\linewidth]{val_acc_x_div_y.png}\n"
+          "    \\caption{Modular division.}\n  \\end{subfigure}\n"
+          "  \\caption{Validation accuracy over training for the baseline and each run. "
+          "Every curve is a single seed (the demo's smoke setting), so there is no error "
+          "band.}\n  \\label{fig:valacc}\n\\end{figure}\n"
+          "\\begin{figure}[t]\n  \\centering\n"
+          "  \\includegraphics[width=0.6\\linewidth]{complexity_x_plus_y.png}\n"
+          "  \\caption{Weight complexity (compressed size of the weights) over training on "
+          "modular addition, one seed per run.}\n  \\label{fig:complexity}\n\\end{figure}")
+
+TABLE = ("\\Cref{tab:results} lists the final validation accuracy of every run on each "
+         "dataset, as recorded by the runs.\n\\input{results_table}")
 
 PAPERS: dict[str, dict[str, Any]] = {
     "weight_decay_grokking_speed": {
@@ -335,8 +348,9 @@ PAPERS: dict[str, dict[str, Any]] = {
                    "baseline and both stronger weight decay settings. Within the short "
                    "training budget of this study none of the runs generalises, and the "
                    "curves of the three settings are close to each other; differences at this "
-                   "stage are within the noise of a single seed. The figures of the other "
-                   "datasets and of weight complexity show the same picture. This is a "
+                   "stage are within the noise of a single seed. Weight complexity "
+                   "(\\cref{fig:complexity}) and the other datasets show the same picture. "
+                   "This is a "
                    "limitation of the budget, not evidence against the hypothesis.",
         "conclusion": "We set up a controlled comparison of weight decay strengths for "
                       "grokking and measured it end to end. At the budget used here the "

@@ -12,16 +12,17 @@ from aisci.tui.widgets.activity.llm_stream import LLMStream
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 
 def render_cost(spend: Spend, lab_budget: float | None, idea_budget: float | None) -> Table:
     spent = spend.total
     table = Table(box=None, padding=(0, 1), title_justify="left")
-    table.add_column("Spend", style="bold")
-    table.add_column("$", justify="right")
-    table.add_column("Budget", justify="right")
+    # labels never wrap ("stage experiment" on two lines read as two rows)
+    table.add_column("Spend", style="bold", no_wrap=True, overflow="ellipsis")
+    table.add_column("$", justify="right", no_wrap=True)
+    table.add_column("Budget", justify="right", no_wrap=True)
     pct = ""
     if lab_budget:
         pct = f"{lab_budget:.2f} ({spent / lab_budget:.0%})"
@@ -40,6 +41,21 @@ def render_cost(spend: Spend, lab_budget: float | None, idea_budget: float | Non
         table.add_row(Text(f"{spend.unpriced_calls} calls without a price", style="yellow"),
                       "", "")
     return table
+
+
+#: Longest "Now" text; longer progress or failure messages are cut with an ellipsis so the
+#: column fits the pane (the idea's detail and the logs have the whole text).
+NOW_WIDTH = 56
+
+
+def now_text(state: str, text: str) -> str | Text:
+    """A stage state as the "Now" column shows it, at most NOW_WIDTH cells."""
+    value = _NOW[state](text) if state in _NOW else f"{state} {text}".strip()
+    plain = value.plain if isinstance(value, Text) else value
+    plain = " ".join(plain.split())  # one line
+    if len(plain) > NOW_WIDTH:
+        plain = plain[:NOW_WIDTH - 1] + "…"
+    return Text(plain, style=value.style) if isinstance(value, Text) else plain
 
 
 #: How each stage state reads in the "Now" column.
@@ -61,7 +77,7 @@ class ActivityPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("activity", classes="pane-header")
-        with Horizontal(id="activity-top"):
+        with Vertical(id="activity-top"):
             yield DataTable(id="now-table", cursor_type="row")
             yield Static("", id="cost")
         yield LLMStream(id="llm-stream")
@@ -72,14 +88,15 @@ class ActivityPane(Vertical):
         table.add_column("Stage", key="stage")
         table.add_column("Now", key="now")
         # start from the persisted stage states; events keep it current afterwards
-        for idea_id, stage, state in self.reader.stages_now():
-            table.add_row(str(idea_id), stage, state, key=str(idea_id))
+        for idea_id, stage, state, reason in self.reader.stages_now():
+            table.add_row(str(idea_id), stage, now_text(state, reason) if reason else state,
+                          key=str(idea_id))
         self.refresh_cost()
 
     def stage_lines(self, lines: tuple[StageLine, ...]) -> None:
         table = self.query_one("#now-table", DataTable)
         for line in lines:
-            now = _NOW[line.state](line.text)
+            now = now_text(line.state, line.text)
             key = str(line.idea_id)
             label = "lab" if line.idea_id is None else str(line.idea_id)
             if key in table.rows:

@@ -44,7 +44,8 @@ def render_idea(idea: IdeaRow, history: list[dict[str, Any]],
         parts.append(Text(str(nov["rationale"]).strip(), style="italic"))
     queries = nov.get("queries") or []
     if queries:
-        parts.append(Text.from_markup(f"[b]Queries[/b] ({len(queries)} rounds)"))
+        n = len(queries)
+        parts.append(Text.from_markup(f"[b]Queries[/b] ({n} round{'' if n == 1 else 's'})"))
         for q in queries:
             parts.append(Text(f"  • {q}"))
     papers = nov.get("papers") or []

@@ -19,7 +19,7 @@ COLUMNS = (("id", "ID"), ("name", "Name"), ("ifn", "I/F/N"), ("verdict", "Novelt
 _STATUS_STYLE = {"approved": "bold green", "vetoed": "red", "edited": "yellow",
                  "checked": "cyan", "proposed": ""}
 _STATE_STYLE = {"running": "bold cyan", "failed": "bold red", "paused": "yellow",
-                "done": "green", "waiting": "magenta"}
+                "done": "green", "waiting": "magenta", "vetoed": "dim"}
 # One glyph per stage state keeps every column visible in half of a 160-column screen;
 # the detail panel below spells the state out.
 _STATE_GLYPH = {"running": "▶", "failed": "✗", "paused": "‖", "done": "✓", "waiting": "?",

@@ -35,6 +35,7 @@ class LogPane(Vertical):
     def on_mount(self) -> None:
         self.query_one("#log-search", Input).display = False
         self.watch(self.view, "follow", lambda _v: self._update_header(), init=False)
+        self.watch(self.view, "wrap", lambda _v: self._update_header(), init=False)
 
     @property
     def view(self) -> LogView:
@@ -57,7 +58,9 @@ class LogPane(Vertical):
             text = "no run selected — pick an idea and a run"
         else:
             follow = "following" if view.follow else "paused (f: follow)"
+            wrap = "wrapped (w: cut)" if view.wrap else "cut (w: wrap, ←/→: scroll)"
             text = (f"idea {self.idea_id} · {self.run} · {view.line_count:,} lines · {follow}"
+                    f" · {wrap}"
                     + (f" · search: {view.search_text}" if view.search_text else ""))
         self.query_one("#log-header", Static).update(text)
 

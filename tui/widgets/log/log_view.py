@@ -1,5 +1,11 @@
 """A Line-API log view over a file: only visible lines are read and rendered.
 
+Long lines either wrap (the default: a training line keeps its validation numbers in a
+half-screen pane) or are cut at the pane's edge and scrolled sideways; ``w`` toggles.
+Either way a frame reads and lays out at most one screenful of lines, never the log: the
+vertical position stays a line number, and at the end of the log the wrapped rows are
+laid out from the last line upwards so the newest output is always in view.
+
 The view keeps no lines in memory beyond :class:`LineIndex`'s bounded cache. New output
 is picked up by re-scanning the file on a worker thread, at most every
 ``SCAN_INTERVAL_S`` and only when poked (by batched run-output events) or on a slow
@@ -31,11 +37,13 @@ class LogView(ScrollView, can_focus=True):
 
     DEFAULT_CSS = """
     LogView { background: $surface; overflow-x: hidden; }
+    LogView.-nowrap { overflow-x: auto; }
     LogView > .logview--match { background: $warning 40%; }
     """
     COMPONENT_CLASSES = {"logview--match"}
     BINDINGS = [
         Binding("f", "toggle_follow", "Follow", id="log-follow"),
+        Binding("w", "toggle_wrap", "Wrap", id="log-wrap"),
         Binding("end,G", "scroll_end_follow", "End", show=False, id="log-end"),
         Binding("home", "scroll_home", "Top", show=False, id="log-home"),
         Binding("n", "search_next", "Next match", show=False, id="log-search-next"),
@@ -47,6 +55,8 @@ class LogView(ScrollView, can_focus=True):
     """Keep the newest line in view as output arrives."""
     search_text: reactive[str] = reactive("")
     """Text highlighted in the view and used by next/previous match."""
+    wrap: reactive[bool] = reactive(True)
+    """Wrap long lines (True) or cut them at the edge and scroll sideways (False)."""
 
     @dataclass
     class Scanned(Message):
@@ -67,6 +77,10 @@ class LogView(ScrollView, can_focus=True):
         self._scanning = False
         self._since_poll = 0.0
         self._last_match: int | None = None
+        self._widest = 0  # widest line rendered so far (no-wrap: the horizontal extent)
+        self._generation = 0  # bumped when the file's lines change
+        self._rows_key: tuple[object, ...] | None = None
+        self._rows: list[Strip] = []
 
     def on_mount(self) -> None:
         self.set_interval(SCAN_INTERVAL_S, self._tick)
@@ -78,6 +92,8 @@ class LogView(ScrollView, can_focus=True):
             return
         self.index = LineIndex(path) if path is not None else None
         self._last_match = None
+        self._widest = 0
+        self._generation += 1
         self.virtual_size = Size(self.size.width, 0)
         self.scroll_to(0, 0, animate=False)
         self.follow = True
@@ -114,7 +130,8 @@ class LogView(ScrollView, can_focus=True):
         self._scanning = False
         if index is not self.index or not changed:
             return
-        self.virtual_size = Size(self.size.width, index.line_count)
+        self._generation += 1
+        self._set_virtual_size()
         if self.follow:
             self._to_end()
         self.refresh()
@@ -122,17 +139,55 @@ class LogView(ScrollView, can_focus=True):
 
     # -- rendering ------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
+        if self.wrap:
+            rows = self._wrapped_rows()
+            return rows[y] if y < len(rows) else Strip.blank(self.size.width, self.rich_style)
         line_no = int(self.scroll_offset.y) + y
         if self.index is None or line_no >= self.index.line_count:
             return Strip.blank(self.size.width, self.rich_style)
         # read the whole visible window at once; later lines then come from the cache
         lines = self.index.get_lines(line_no, max(1, self.size.height - y))
-        text = lines[0] if lines else ""
-        return self._strip(text)
+        full = self._strip(lines[0] if lines else "")
+        if full.cell_length > self._widest:
+            self._widest = full.cell_length
+            self.call_later(self._set_virtual_size)
+        x = int(self.scroll_offset.x)
+        return full.crop_extend(x, x + self.size.width, self.rich_style or Style())
+
+    def _wrapped_rows(self) -> list[Strip]:
+        """The screen's rows in wrap mode, laid out once per frame (cached on what they
+        depend on): from the top line down, or at the end of the log from the last line
+        up. Reads at most one screenful of lines whatever the log's size."""
+        width, height = max(1, self.size.width), max(0, self.size.height)
+        if self.index is None or height == 0:
+            return []
+        count = self.index.line_count
+        top = int(self.scroll_offset.y)
+        at_end = self.follow or top >= self.max_scroll_y
+        key = (id(self.index), self._generation, count, width, height,
+               None if at_end else top, self.search_text)
+        if key == self._rows_key:
+            return self._rows
+        base = self.rich_style or Style()
+        first = max(0, count - height) if at_end else top
+        rows: list[Strip] = []
+        for text in self.index.get_lines(first, height):
+            full = self._strip(text)
+            length = full.cell_length
+            if length <= width:
+                rows.append(full.crop_extend(0, width, base))
+            else:
+                cuts = [*range(width, length, width), length]
+                rows += [part.crop_extend(0, width, base) for part in full.divide(cuts)]
+            if not at_end and len(rows) >= height:
+                break
+        self._rows = rows[-height:] if at_end else rows[:height]
+        self._rows_key = key
+        return self._rows
 
     def _strip(self, text: str) -> Strip:
+        """``text`` as one uncut strip, with search matches highlighted."""
         base = self.rich_style
-        width = self.size.width
         needle = self.search_text
         segments: list[Segment] = []
         if needle:
@@ -148,10 +203,14 @@ class LogView(ScrollView, can_focus=True):
             segments.append(Segment(text[pos:], base))
         else:
             segments.append(Segment(text, base))
-        return Strip(segments).crop_extend(0, width, base or Style())
+        return Strip(segments)
+
+    def _set_virtual_size(self) -> None:
+        width = self.size.width if self.wrap else max(self.size.width, self._widest)
+        self.virtual_size = Size(width, self.line_count)
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, self.line_count)
+        self._set_virtual_size()
         if self.follow:
             self._to_end()
 
@@ -168,6 +227,16 @@ class LogView(ScrollView, can_focus=True):
     def watch_search_text(self) -> None:
         self._last_match = None
         self.refresh()
+
+    def watch_wrap(self, wrap: bool) -> None:
+        self.set_class(not wrap, "-nowrap")
+        if wrap:
+            self.scroll_to(x=0, animate=False)
+        self._set_virtual_size()
+        self.refresh()
+
+    def action_toggle_wrap(self) -> None:
+        self.wrap = not self.wrap
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow

@@ -71,6 +71,7 @@ class MediaPane(Vertical, can_focus=True):
     BINDINGS = [
         Binding("right_square_bracket,right", "next", "Next figure", id="media-next"),
         Binding("left_square_bracket,left", "previous", "Prev figure", id="media-previous"),
+        Binding("p", "paper", "Paper / figures", id="media-paper"),
     ]
     DEFAULT_CSS = """
     MediaPane #media-image { width: 1fr; height: 1fr; }
@@ -104,7 +105,11 @@ class MediaPane(Vertical, can_focus=True):
 
     @work(exclusive=True, group="media-watch")
     async def _watch(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        if not directory.is_dir():
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError:  # a read-only lab: nothing new can appear in it
+                return
 
         def wanted(_change: object, path: str) -> bool:
             return path.endswith((".png", ".pdf")) and "/run_" not in path
@@ -143,8 +148,10 @@ class MediaPane(Vertical, can_focus=True):
             self._set_image(None, None)
             return
         item = self.items[self.position]
+        jump = "p: figures" if item.page is not None else "p: paper" if any(
+            i.page is not None for i in self.items) else ""
         header.update(f"{self.position + 1}/{len(self.items)} {item.label} · "
-                      f"[/]: previous/next · images: {proto}")
+                      f"[/]: previous/next{' · ' + jump if jump else ''} · images: {proto}")
         self._set_image(item.source, item.page)
 
     def _rel(self, source: Path) -> str:
@@ -216,6 +223,17 @@ class MediaPane(Vertical, can_focus=True):
         if self.items:
             self.position = (self.position + 1) % len(self.items)
             self._show()
+
+    def action_paper(self) -> None:
+        """Jump to the paper's first page, or from the paper back to the first figure."""
+        pages = [i for i, item in enumerate(self.items) if item.page is not None]
+        if not pages:
+            self.notify("no paper yet for this idea", severity="warning", timeout=3)
+            return
+        on_paper = self.position in pages
+        figures = [i for i, item in enumerate(self.items) if item.page is None]
+        self.position = (figures[0] if figures else pages[0]) if on_paper else pages[0]
+        self._show()
 
     def action_previous(self) -> None:
         if self.items:

@@ -25,9 +25,11 @@ clock = time.time
 TICK_S = 1.0
 """Elapsed times advance this often between the engine's stats samples."""
 
-COLUMNS = (("idea", "Idea"), ("run", "Run"), ("elapsed", "Elapsed / limit"), ("cpu", "CPU%"),
-           ("rss", "RSS"), ("gpu", "GPU mem"), ("quiet", "Quiet"), ("iso", "Isolation"),
-           ("state", "State"))
+#: State comes right after the run: it is what the pane is for (paused / stalled / near
+#: limit), so it stays visible when the pane is half a 160-column screen.
+COLUMNS = (("idea", "Idea"), ("run", "Run"), ("state", "State"), ("elapsed", "Elapsed / limit"),
+           ("cpu", "CPU%"), ("rss", "RSS"), ("gpu", "GPU mem"), ("quiet", "Quiet"),
+           ("iso", "Isolation"))
 NEAR_LIMIT = 0.9
 _LIMIT_RE = re.compile(r"limit now ([0-9.]+)")
 
@@ -175,9 +177,10 @@ class ProcessTable(DataTable[Any]):
         state_style = {"paused": "yellow", "stalled": "bold yellow reverse",
                        "near limit": "bold red reverse"}.get(state, "green")
         iso_style = "" if r.isolation not in ("none", "") else "red"
-        return (str(r.idea_id if r.idea_id is not None else "—"), r.run, elapsed,
+        return (str(r.idea_id if r.idea_id is not None else "—"), r.run,
+                Text(state, style=state_style), elapsed,
                 "—" if r.cpu is None else f"{r.cpu:.0f}", fmt_bytes(r.rss), fmt_bytes(r.gpu),
-                quiet, Text(r.isolation or "?", style=iso_style), Text(state, style=state_style))
+                quiet, Text(r.isolation or "?", style=iso_style))
 
     def selected(self) -> ProcessRow | None:
         if not self.row_count:

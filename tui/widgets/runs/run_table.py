@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aisci.tui.lab_data import RunSummary, fmt_duration, guess_lower_is_better, metric_delta
+from aisci.tui.lab_data import (
+    RunSummary,
+    fmt_duration,
+    guess_lower_is_better,
+    metric_delta,
+    run_status_label,
+)
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
@@ -14,7 +20,8 @@ from textual.widgets import DataTable
 #: Metrics shown as columns (the first ones of the baseline); the rest in the detail.
 KEY_METRICS = 2
 _STATUS_STYLE = {"ok": "green", "running": "bold cyan", "failed": "bold red",
-                 "timeout": "bold red", "killed": "red", "interrupted": "yellow"}
+                 "timeout": "bold red", "killed": "red", "interrupted": "yellow",
+                 "warnings": "yellow"}
 
 
 class RunTable(DataTable[Any]):
@@ -51,8 +58,8 @@ class RunTable(DataTable[Any]):
         self._signature = layout
         self.idea_id, self.runs = idea_id, runs
         self.clear(columns=True)
-        for col, label in zip(self._columns(keys), ["Run", "Try", "Status", *keys,
-                                                    "Time / limit"], strict=True):
+        for col, label in zip(self._columns(keys), ["Run", "Try", "Status", "Time / limit",
+                                                    *keys], strict=True):
             self.add_column(label, key=col)
         for label, cells in rows.items():
             self.add_row(*cells, key=label)
@@ -68,18 +75,21 @@ class RunTable(DataTable[Any]):
 
     @staticmethod
     def _columns(keys: list[str]) -> list[str]:
-        return ["run", "attempt", "status", *[f"m:{k}" for k in keys], "time"]
+        # time before the metrics: a metric with its change is wide, and the time must
+        # stay visible in an 80-column terminal
+        return ["run", "attempt", "status", "time", *[f"m:{k}" for k in keys]]
 
     @staticmethod
     def _cells(r: RunSummary, keys: list[str], baseline: dict[str, float]) -> list[object]:
+        status = run_status_label(r)
+        limit = f" / {fmt_duration(r.limit_s)}" if r.limit_s else ""
         cells: list[object] = [r.run, Text(str(r.attempt), justify="right"),
-                               Text(r.status, style=_STATUS_STYLE.get(r.status, ""))]
+                               Text(status, style=_STATUS_STYLE.get(status, "")),
+                               f"{fmt_duration(r.elapsed_s)}{limit}"]
         for k in keys:
             v = r.metrics.get(k)
             cells.append("—" if v is None else metric_delta(
                 k, v, {} if r.run == "run_0" else baseline, guess_lower_is_better(k)))
-        limit = f" / {fmt_duration(r.limit_s)}" if r.limit_s else ""
-        cells.append(f"{fmt_duration(r.elapsed_s)}{limit}")
         return cells
 
     @property
