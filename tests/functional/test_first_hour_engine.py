@@ -276,3 +276,45 @@ def test_results_table_lists_every_run_with_recorded_numbers(tmp_path):
     assert "baseline (run 0) & 0.25" in table and "run 1 & 0.5" in table
     assert "run 2 & 0.125" in table and "$\\pm$" not in table.split("\\toprule")[1]
     assert results_table_tex(load_run_facts(tmp_path / "none"), []) == ""
+
+
+TUI_ON_READ_ONLY_LAB = r"""
+import asyncio, sys
+from aisci.tui.app import AisciApp
+from aisci.tui.images import choose_protocol
+from aisci.tui.main import build_parser, open_engine
+
+engine, _ = open_engine(build_parser().parse_args(["--lab", sys.argv[1]]))
+print("read_only:", engine.read_only)
+
+async def drive() -> None:
+    app = AisciApp(engine, images=choose_protocol("none"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+        print("status:", app.query_one("#status-bar").render().plain)
+        await pilot.press("a")
+        await pilot.pause(0.3)
+        print("toasts:", " | ".join(n.message for n in app._notifications))
+        await pilot.press("q")
+
+asyncio.run(drive())
+print("status after:", engine.store.get_idea(1).status)
+"""
+
+
+@needs_bwrap
+def test_tui_opens_a_read_only_mount_as_a_viewer(tmp_path):
+    """The real entry point on a lab bound read-only: a viewer, no traceback, nothing
+    written, and a command says why it is disabled."""
+    lab = _lab(tmp_path / "lab")
+    before = sorted(p.name for p in lab.iterdir())
+    argv = [BWRAP or "bwrap", "--bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--ro-bind", str(lab), str(lab), sys.executable, "-c", TUI_ON_READ_ONLY_LAB,
+            str(lab)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert "read_only: None" not in r.stdout
+    assert "READ-ONLY" in r.stdout and "disabled" in r.stdout, r.stdout
+    assert "status after: proposed" in r.stdout
+    assert sorted(p.name for p in lab.iterdir()) == before
