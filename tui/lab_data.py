@@ -71,9 +71,8 @@ def current_stage(idea: IdeaRow, stages: Mapping[str, Mapping[str, Any]]) -> tup
     """(stage, state) of an idea, as ``aisci status`` shows it
     (:func:`aisci.engine.stages.registry.current_stage`); the stage is "" when the idea
     has not started, went through every stage or was vetoed (state ``vetoed``)."""
-    if idea.status == "vetoed":  # decided: no stage waits for anyone (no "approval ?")
-        return "", "vetoed"
-    stage, state = registry.current_stage({n: d["state"] for n, d in stages.items()})
+    stage, state = registry.current_stage({n: d["state"] for n, d in stages.items()},
+                                          vetoed=idea.status == "vetoed")
     return stage or "", state
 
 

@@ -70,12 +70,12 @@ def current_stage(states: Mapping[str, str], *, vetoed: bool = False) -> tuple[s
     - the running stage, if any;
     - else the first stage in order that is not done or skipped, with its state
       (``pending`` when it has no row yet);
-    - ``("approval", "vetoed")`` for a vetoed idea;
+    - ``(None, "vetoed")`` for a vetoed idea (decided: no stage waits for anyone);
     - ``(None, "not started")`` when no stage has a state, ``(None, "done")`` when every
       stage is done or skipped.
     """
     if vetoed:
-        return "approval", "vetoed"
+        return None, "vetoed"
     if not states:
         return None, "not started"
     for name in STAGE_NAMES:

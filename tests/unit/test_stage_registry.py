@@ -19,10 +19,10 @@ ALL_DONE = {name: "done" for name in STAGE_NAMES} | {"novelty": "skipped",
 
 def test_not_started_and_vetoed() -> None:
     assert current_stage({}) == (None, "not started")
-    assert current_stage({}, vetoed=True) == ("approval", "vetoed")
+    assert current_stage({}, vetoed=True) == (None, "vetoed")
     # a veto wins over whatever the stages say
     assert current_stage({"ideate": "done", "novelty": "running"}, vetoed=True) == (
-        "approval", "vetoed")
+        None, "vetoed")
 
 
 def test_the_running_stage_wins() -> None:
@@ -98,7 +98,7 @@ def test_status_and_tui_agree_on_the_current_stage(tmp_path: Path) -> None:
             assert (tui_stage or None, tui_state) == (
                 status_view.current_stage, status_view.current_state), name
             seen[name] = (status_view.current_stage, status_view.current_state)
-    assert seen == {"fresh": (None, "not started"), "vetoed": ("approval", "vetoed"),
+    assert seen == {"fresh": (None, "not started"), "vetoed": (None, "vetoed"),
                     "waiting": ("approval", "waiting"), "running": ("plot", "running"),
                     "gap": ("ideate", "pending"), "finished": (None, "done"),
                     "failed": ("write", "failed")}
