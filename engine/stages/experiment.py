@@ -22,17 +22,19 @@ where ``<idea>`` is the idea's Name. Processes run through ``ctx.executor`` (kin
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aisci.engine.agent.edit_tools import EditTools
-from aisci.engine.agent.tool_loop import run_tool_loop
+from aisci.engine.agent.tool_loop import ToolLoopResult, run_tool_loop
 from aisci.engine.lab import safe_files
 from aisci.engine.lab.store import IdeaRow
 from aisci.engine.lab.templates import TemplateInfo, check_argv
 from aisci.engine.lab.workspace import (
+    RESULT_PATHSPECS,
     IdeaWorkspace,
     format_results,
     read_final_info,
@@ -46,6 +48,9 @@ from aisci.engine.stages.contract import StageOutcome
 from aisci.engine.stages.runtime import DONE_TAG
 
 COMPLETION_WORD = "ALL_COMPLETED"
+NO_CHANGE_TURNS = 3
+"""Turns of the one extra round given to a model whose edit round changed no file."""
+_RERUN = re.compile(r"\b(re-?run|repeat|unchanged|same code)\b", re.IGNORECASE)
 
 
 @dataclass(kw_only=True)
@@ -121,7 +126,7 @@ async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow,
     """Run the committed code of run i, attempt a: checker first (if any), then
     experiment.py. Returns the outcome, the store row id and the slot's GPUs."""
     cfg = ctx.settings.experiment
-    env = rt.smoke_env(template, ctx.settings.general.smoke)
+    env = rt.run_env(template, ctx.settings, ctx.settings.general.smoke)
     check = template.check_command
     async with rt.stage_slot(ctx, idea.id) as slot:
         cvd = slot.cuda_visible_devices
@@ -196,8 +201,8 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
     idea = ctx.idea(idea_id)
     ws, template = await prepare_workspace(ctx, idea_id)
     rt.mark_interrupted(ctx, idea_id, ("experiment", "check"))
-    if DONE_TAG in ws.tags():
-        return ExperimentOutcome(ok=True, runs=ws.finished_runs(), completed=True)
+    if DONE_TAG in ws.tags() and ws.finished_runs():
+        return _ended(ws.finished_runs(), "")
     system = rt.system_prompt(ctx, "experiment")
     plan = rt.plan_of(ws, cfg.max_runs) if "plan" in ws.tags() else \
         await _plan(ctx, ws, idea, template, system)
@@ -207,7 +212,8 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
     feedback = ""  # the previous run's results, then the failures of this run's attempts
     while i <= cfg.max_runs:
         plan_item = plan.get(i, f"run {i}")
-        rt.restart_point(ws, f"run_{i - 1}" if i > 1 else "plan", f"run_{i}")
+        base_ref = f"run_{i - 1}" if i > 1 else "plan"
+        rt.restart_point(ws, base_ref, f"run_{i}")
         last_reason = ""
         for a in range(1, cfg.max_attempts + 1):
             rt.progress(ctx, idea_id, "experiment", f"run {i}/{cfg.max_runs} attempt {a}: editing")
@@ -220,11 +226,33 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
                                        messages=[Message(role="user", text=prompt)],
                                        tools=tools, step=f"{idea.name}/run-{i}/attempt-{a}",
                                        max_turns=cfg.max_tool_turns)
+            if COMPLETION_WORD not in loop.text and not _code_changes(ws, tools, base_ref):
+                # Nothing to run but the code of the last finished run: feed the tool
+                # errors back once; a second empty round is a failed attempt.
+                rt.progress(ctx, idea_id, "experiment",
+                            f"run {i} attempt {a}: no code change; asking again")
+                loop = await run_tool_loop(
+                    llm, system=system, messages=[*loop.messages, Message(
+                        role="user", text=_no_change_prompt(loop, i, plan_item))],
+                    tools=tools, step=f"{idea.name}/run-{i}/attempt-{a}/no-change",
+                    max_turns=min(cfg.max_tool_turns, NO_CHANGE_TURNS))
+            if COMPLETION_WORD not in loop.text and not _code_changes(ws, tools, base_ref) \
+                    and not _rerun_planned(plan_item):
+                last_reason = f"the model made no change to the code: {_last_tool_error(loop)}"
+                rt.progress(ctx, idea_id, "experiment", f"run {i} attempt {a} failed: {last_reason}")
+                feedback = ctx.prompts.render("experiment_run_feedback", attempt=a, run=i,
+                                              reason=last_reason, details=(
+                                                  "No file was changed, so nothing was run. "
+                                                  "Copy old_text exactly from view_file."),
+                                              max_attempts=cfg.max_attempts)
+                continue
             if COMPLETION_WORD in loop.text and not (loop.changed - {"notes.txt"}):
+                if not ws.finished_runs():  # nothing to show: a retry starts again
+                    return _ended([], f"the model ended the runs before run {i}")
                 ws.commit(f"experiments complete after {i - 1} run(s) ({COMPLETION_WORD})")
                 ws.tag(DONE_TAG)
                 rt.progress(ctx, idea_id, "experiment", f"the model ended the runs after run {i - 1}")
-                return ExperimentOutcome(ok=True, runs=ws.finished_runs(), completed=True)
+                return _ended(ws.finished_runs(), f"the model ended the runs after run {i - 1}")
             # a failed attempt's partial output (kept in history), a planted symlink itself
             safe_files.remove_tree(ws.path, f"run_{i}")
             sha = ws.commit(f"run_{i}: {plan_item}")
@@ -256,8 +284,59 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
         else:
             done = ws.finished_runs()
             reason = (f"run_{i} failed after {cfg.max_attempts} attempt(s): {last_reason}")
-            return ExperimentOutcome(ok=False, runs=done, reason=reason)
+            if not done:
+                return ExperimentOutcome(ok=False, runs=done, reason=reason)
+            # The runs that finished are the results: the paper is written from them.
+            ws.commit(f"experiments complete: {len(done)} run(s); {rt.one_line(reason, 200)}")
+            ws.tag(DONE_TAG)
+            return _ended(done, reason)
         i += 1
     ws.commit(f"experiments complete: {cfg.max_runs} run(s)")
     ws.tag(DONE_TAG)
-    return ExperimentOutcome(ok=True, runs=ws.finished_runs(), completed=True)
+    return _ended(ws.finished_runs(), "")
+
+
+def _code_changes(ws: IdeaWorkspace, tools: EditTools, ref: str) -> list[str]:
+    """Files the model may edit (not notes.txt) that differ from ``ref``, the code of the
+    last finished run (or the plan): empty means running would repeat that code."""
+    names = ws.git.diff("--name-only", "-z", "--no-ext-diff", "--no-textconv",
+                        "--ignore-submodules=all", ref, "--", ":/",
+                        *RESULT_PATHSPECS).split("\0")
+    return sorted({n for n in [*names, *ws.untracked()]
+                   if n and n != "notes.txt" and tools.writable(n)})
+
+
+def _rerun_planned(plan_item: str) -> bool:
+    """The plan asks to run the same code again (e.g. "repeat run 1", "re-run unchanged")."""
+    return bool(_RERUN.search(plan_item))
+
+
+def _last_tool_error(loop: ToolLoopResult) -> str:
+    """The last error a tool returned in the loop, else what the model said instead."""
+    for msg in reversed(loop.messages):
+        for res in reversed(msg.tool_results):
+            if res.is_error:
+                return rt.one_line(res.content.removeprefix("error: "), 300)
+    said = rt.one_line(loop.text, 200)
+    return f"no edit tool was called (the reply was: {said!r})" if said else \
+        "no edit tool was called (the reply was empty)"
+
+
+def _no_change_prompt(loop: ToolLoopResult, i: int, plan_item: str) -> str:
+    return (f"No file was changed, so run {i} ({plan_item}) cannot start: "
+            f"{_last_tool_error(loop)}. Make the edit for run {i} now with replace_text "
+            "(old_text copied exactly from view_file, writable files only) or create_file; "
+            f"reply {COMPLETION_WORD} instead if no further run is needed.")
+
+
+def _ended(runs: list[int], why: str) -> ExperimentOutcome:
+    """The stage's end: done with the finished runs, or failed (with a reason the user can
+    act on) when none finished, so the plot stage is never attempted on nothing."""
+    if not runs:
+        return ExperimentOutcome(ok=False, runs=[], reason=(
+            "no experiment run finished" + (f" ({why})" if why else "")
+            + ": nothing to plot or write about; retry the experiment stage"))
+    names = ", ".join(f"run_{r}" for r in runs)
+    tail = f"; {why}" if why else ""
+    return ExperimentOutcome(ok=True, runs=runs, completed=True,
+                             summary=f"{len(runs)} run(s) finished ({names}){tail}"[:300])

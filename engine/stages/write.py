@@ -34,18 +34,20 @@ from aisci.engine.llm.prompts import PromptLibrary
 from aisci.engine.paper.citations import Bibliography, citation_round
 from aisci.engine.paper.latex import (
     MAIN_TEX,
+    TEX_MISSING_NOTICE,
     CompileOutcome,
-    LatexCompiler,
     compile_with_fixes,
     main_tex_path,
 )
 from aisci.engine.paper.lint import LatexProblem
 from aisci.engine.paper.run_facts import (
+    RESULTS_TABLE,
     environment_summary,
     figures,
     load_run_facts,
     notes,
     results_summary,
+    results_table_tex,
 )
 from aisci.engine.stages.context import StageContext
 from aisci.engine.stages.contract import StageOutcome
@@ -89,6 +91,8 @@ class WriteupOutcome(StageOutcome):
         left = [p for p in self.problems if p.blocking]
         tail = f"; {len(left)} problem(s) left, first: {left[0].format()}" if left else ""
         name = self.draft.name if self.draft else "no PDF"
+        if self.compile is not None and self.compile.tex_missing:
+            name = "LaTeX source kept without a PDF (TeX is not installed)"
         self.summary = self.summary or (
             f"{name}, {len(self.citations_added)} citation(s) added" + tail)[:300]
         if not self.ok and not self.reason:
@@ -113,6 +117,11 @@ class WriteupProgress:
         if step not in self.done:
             self.done.append(step)
             self.store.kv_set(self.key, {"done": self.done})
+
+    def forget(self, prefix: str) -> None:
+        """Unmark the steps starting with ``prefix`` (a retry runs them again)."""
+        self.done = [s for s in self.done if not s.startswith(prefix)]
+        self.store.kv_set(self.key, {"done": self.done})
 
     def reset(self) -> None:
         self.done = []
@@ -168,13 +177,30 @@ class PaperWriter:
         rf = load_run_facts(self.idea_dir)
         figs = figures(self.idea_dir)
         data = self.row.data
+        results = results_summary(rf)
+        table = results_table_tex(rf, self._key_metrics())
+        if table:
+            # The recorded numbers as a ready table, true by construction; the paper
+            # includes it instead of retyping numbers.
+            safe_files.write_text(self.idea_dir, f"latex/{RESULTS_TABLE}", table)
+            results += (f"\n\nA table of the key metric of every run is in latex/{RESULTS_TABLE} "
+                        "(label tab:results): include it in the Results with "
+                        f"\\input{{{RESULTS_TABLE.removesuffix('.tex')}}} and refer to it.")
         return {
             "title": str(data.get("Title", self.name)),
             "experiment": str(data.get("Experiment", "")),
-            "notes": notes(self.idea_dir), "results": results_summary(rf),
+            "notes": notes(self.idea_dir), "results": results,
             "figures": "\n".join(f"- {f}" for f in figs) or "(no figures)",
             "environment": environment_summary(rf),
         }
+
+    def _key_metrics(self) -> list[str]:
+        """The template's metrics in order of interest (higher-, then lower-is-better)."""
+        try:
+            t = find_template(self.row.template, self.ctx.lab)
+        except Exception:  # a deleted or renamed template: the first recorded metric
+            return []
+        return [*t.higher_is_better, *t.lower_is_better]
 
     def _progress(self, message: str) -> None:
         self.ctx.publish(StageProgress(idea_id=self.idea_id, stage=STAGE, message=message))
@@ -211,6 +237,24 @@ class PaperWriter:
         for i in range(1, self.ctx.settings.writeup.section_refinements + 1):
             await self._step(f"section-{spec.slug}/refine-{i}", self.ctx.prompts.render(
                 "write_refine_section", section=spec.title, round=i))
+        await self._placeholder_round(spec)
+
+    def _unwritten(self) -> str:
+        """"Method, Results" (the sections whose placeholder remains), or ""."""
+        tex = self._tex()
+        return ", ".join(spec.title for spec in (*SECTIONS, RELATED)
+                         if placeholders_left(spec, tex))
+
+    def _tex(self) -> str:
+        return safe_files.read_text(self.idea_dir, f"latex/{MAIN_TEX}", errors="replace")
+
+    async def _placeholder_round(self, spec: SectionSpec) -> None:
+        """One bounded feedback round naming the section's placeholders still in the paper."""
+        left = placeholders_left(spec, self._tex())
+        if left:
+            await self._step(f"section-{spec.slug}/placeholder", self.ctx.prompts.render(
+                "write_placeholder", section=spec.title,
+                placeholders=", ".join(f"'{p}'" for p in left)))
 
     async def citations(self) -> list[str]:
         lit = self.ctx.literature
@@ -241,24 +285,55 @@ class PaperWriter:
 
     async def run(self) -> WriteupOutcome:
         ensure_latex(self.ctx, self.row, self.idea_dir)
-        # Fail before spending on the model when the paper could never be compiled.
-        LatexCompiler(self.ctx.settings, self.ctx.executor).check_toolchain()
         facts = self._facts()
         for spec in SECTIONS:
             await self.write_section(spec, facts)
         await self._step(f"section-{RELATED.slug}/draft", self.ctx.prompts.render(
             "write_related_sketch", title=facts["title"], experiment=facts["experiment"]))
+        await self._placeholder_round(RELATED)
         added = await self.citations()
         await self._step("refine-paper", self.ctx.prompts.render(
             "write_refine_paper", results=facts["results"], environment=facts["environment"]))
         self._progress("compiling")
         outcome = await compile_with_fixes(self.ctx, self.idea_id, stage=STAGE,
                                            step_prefix=self.name)
-        _commit(self.idea_dir, "write: compiled paper"
+        unwritten = self._unwritten()
+        if outcome.tex_missing and not unwritten:
+            # No TeX on this machine: the paper is the LaTeX source (reviewed as text);
+            # done, with a notice saying how to get PDFs.
+            _commit(self.idea_dir, "write: paper source (TeX not installed, not compiled)")
+            return WriteupOutcome(ok=True, draft=outcome.draft, problems=outcome.problems,
+                                  steps_done=list(self.progress.done),
+                                  citations_added=added, compile=outcome,
+                                  notice=TEX_MISSING_NOTICE)
+        _commit(self.idea_dir, "write: paper source (TeX not installed)" if outcome.tex_missing
+                else "write: compiled paper"
                 + (f" ({outcome.draft.name})" if outcome.draft else " (compile failed)"))
+        if unwritten and (outcome.compiled_any or outcome.tex_missing):
+            # Compiled (or kept as source) but unfinished: not a paper to review. A retry
+            # of the stage writes the unfinished sections again.
+            for spec in (*SECTIONS, RELATED):
+                if placeholders_left(spec, self._tex()):
+                    self.progress.forget(f"section-{spec.slug}/")
+            kept = f"; kept: latex/{MAIN_TEX}" + (
+                f" and {outcome.draft.name}" if outcome.draft else "")
+            return WriteupOutcome(ok=False, draft=outcome.draft, problems=outcome.problems,
+                                  steps_done=list(self.progress.done), citations_added=added,
+                                  compile=outcome, reason=(
+                                      f"sections left as placeholders: {unwritten}"
+                                      + kept)[:300])
         return WriteupOutcome(ok=outcome.compiled_any, draft=outcome.draft,
                               problems=outcome.problems, steps_done=list(self.progress.done),
                               citations_added=added, compile=outcome)
+
+
+def placeholders_left(spec: SectionSpec, tex: str) -> list[str]:
+    """The section's placeholders still in the paper, as a line of their own or as the
+    title (where paper/lint.py flags them); a mention inside a comment does not count."""
+    code = re.sub(r"(?<!\\)%[^\n]*", "", tex)
+    return [p for p in spec.placeholders
+            if re.search(rf"(?m)^\s*{re.escape(p)}\s*$|\\title\{{\s*{re.escape(p)}\s*\}}",
+                         code)]
 
 
 async def write_paper(ctx: StageContext, idea_id: int) -> WriteupOutcome:

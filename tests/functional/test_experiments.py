@@ -365,3 +365,49 @@ async def test_plot_failures_are_fed_back_until_figures_exist(lab, tmp_path):
     third = next(r for k, r in provider.inner.requests if k.endswith("attempt-3/turn-1"))
     assert "wrote no PNG figure" in third.messages[0].text
     ctx.store.close()
+
+
+NO_CHANGE = {"responses": [
+    {"match": "experiment/faster_lr/plan/turn-1", "text": "Run 1: learning rate 0.05"},
+    # attempt 1: a replace whose old text is not in the file, twice (the extra round too)
+    {"match": "experiment/faster_lr/run-1/attempt-1/turn-1", "text": "Editing.",
+     "tool_calls": [rt("experiment.py", "LEARNING_RATE = 0.001", "LEARNING_RATE = 0.05")]},
+    {"match": "experiment/faster_lr/run-1/attempt-1/turn-2", "text": "Ready."},
+    {"match": "experiment/faster_lr/run-1/attempt-1/no-change/turn-1", "text": "Again.",
+     "tool_calls": [rt("experiment.py", "LEARNING_RATE = 0.002", "LEARNING_RATE = 0.05")]},
+    {"match": "experiment/faster_lr/run-1/attempt-1/no-change/turn-2", "text": "Ready."},
+    # attempt 2: a refusal, then the extra round makes the edit
+    {"match": "experiment/faster_lr/run-1/attempt-2/turn-1", "text": "I can't help with that."},
+    {"match": "experiment/faster_lr/run-1/attempt-2/no-change/turn-1", "text": "Editing.",
+     "tool_calls": [rt("experiment.py", "LEARNING_RATE = 0.01", "LEARNING_RATE = 0.05")]},
+    {"match": "experiment/faster_lr/run-1/attempt-2/no-change/turn-2", "text": "Ready."},
+    # run 2: the model never edits anything: no run of the unchanged code
+    {"match": "experiment/faster_lr/run-2/attempt-*", "text": ""},
+]}
+
+
+async def test_an_attempt_that_changed_no_code_is_not_run(lab, tmp_path):
+    cassette = tmp_path / "no_change.json"
+    cassette.write_text(json.dumps(NO_CHANGE))
+    provider = FlakyProvider(cassette)
+    ctx = make_ctx(lab, provider, **{"experiment.max_attempts": 2, "experiment.max_runs": 2})
+    idea_id = add_idea(ctx)
+    out = await run_experiments(ctx, idea_id)
+    # run 1 landed on attempt 2; run 2 ran nothing and failed within its attempt budget
+    assert out.ok and out.runs == [1], out
+    assert "run_2 failed after 2 attempt(s): the model made no change to the code: " \
+        "no edit tool was called (the reply was empty)" in out.summary
+    ws = IdeaWorkspace.open(ctx.idea_dir(idea_id))
+    assert "+LEARNING_RATE = 0.05" in ws.run_diff(1)
+    rows = [r for r in ctx.store.runs(idea_id) if r.kind == "experiment"]
+    assert [(r.run, r.attempt, r.status) for r in rows] == [("run_1", 2, "ok")]
+    # the extra round named the tool error; attempt 2 was told why attempt 1 ran nothing
+    extra = next(r for k, r in provider.inner.requests
+                 if k.endswith("run-1/attempt-1/no-change/turn-1"))
+    asked = [m.text for m in extra.messages if m.text.startswith("No file was changed")]
+    assert len(asked) == 1 and "old_text" in asked[0] and "run 1 (learning rate 0.05)" in asked[0]
+    second = next(r for k, r in provider.inner.requests if k.endswith("run-1/attempt-2/turn-1"))
+    assert "the model made no change to the code: " in second.messages[0].text
+    assert "experiment.py" in second.messages[0].text
+    assert sum(k.endswith("run-2/attempt-2/no-change/turn-1") for k in provider.keys) == 1
+    ctx.store.close()

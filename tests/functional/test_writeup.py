@@ -13,6 +13,7 @@ from aisci.engine.config import Settings
 from aisci.engine.events import EventBus
 from aisci.engine.lab.store import LabStore
 from aisci.engine.literature import Paper
+from aisci.engine.llm.chaos import Chaos
 from aisci.engine.llm.client import LLMClient
 from aisci.engine.llm.prompts import PromptLibrary
 from aisci.engine.llm.scripted import ScriptedProvider
@@ -99,7 +100,8 @@ def cassette() -> list[dict]:
           {"match": "write/warm_restarts/cite-1/insert/turn-3", "text": "Cited."},
           {"match": "write/warm_restarts/cite-2", "text": '{"done": true, "reason": "enough"}'},
           {"match": "write/warm_restarts/refine-paper/turn-1", "text": "Nothing to tighten."},
-          {"match": "write/warm_restarts/fix-*", "text": "Nothing to fix."}]
+          {"match": "write/warm_restarts/fix-*", "text": "Nothing to fix."},
+          {"match": "write/warm_restarts/section-*/placeholder/turn-*", "text": "Done."}]
     return r
 
 
@@ -173,3 +175,55 @@ async def test_writeup_compiles_paper_with_run_figures_and_code_added_bibtex(tmp
     again = await write_paper(ctx, idea_id)
     assert again.ok and len(provider.requests) == calls
     assert again.draft.name == "draft-2.pdf" and outcome.draft.is_file()
+
+
+async def test_broken_latex_is_refused_at_the_edit_and_the_stage_ends_clearly(tmp_path):
+    ctx, idea_id, idea_dir, provider, _ = make_lab(tmp_path)
+    # Every edit carrying LaTeX loses a closing brace and gains an undefined macro.
+    provider.chaos = Chaos("latex", seed=2, rate=1.0)
+    protected = {p: p.read_bytes() for p in idea_dir.rglob("*") if p.is_file()
+                 and "latex" not in p.parts}
+    outcome = await write_paper(ctx, idea_id)
+    # The model was told precisely, at the edit, and the broken text never landed.
+    refused = {r.content for _, req in provider.requests for m in req.messages
+               for r in m.tool_results if r.is_error}
+    assert refused and all("\n" not in e.strip() for e in refused)
+    assert any(e.startswith("error: latex/template.tex: the edit would leave unbalanced "
+                            "braces (") for e in refused)
+    tex = (idea_dir / "latex" / "template.tex").read_text()
+    assert tex.count("{") - tex.count("\\{") == tex.count("}") - tex.count("\\}")
+    if outcome.ok:
+        assert outcome.draft is not None and outcome.draft.is_file()
+    else:
+        assert outcome.reason and "\n" not in outcome.reason
+    assert {p: p.read_bytes() for p in protected} == protected
+
+
+async def test_a_section_left_as_placeholder_is_asked_once_then_fails_the_stage(tmp_path):
+    ctx, idea_id, idea_dir, provider, _ = make_lab(tmp_path)
+    key = "write/warm_restarts/section-{}/{}/turn-{}"
+    provider.exact.update({  # exact keys win over patterns: these replace two sections
+        key.format("method", "draft", 1): {"text": "I can't help with that."},
+        key.format("method", "placeholder", 1): {"tool_calls": [
+            replace("METHOD HERE", "We restart the learning rate schedule.")]},
+        key.format("method", "placeholder", 2): {"text": "Done."},
+        key.format("results", "draft", 1): {"text": ""},
+        key.format("results", "placeholder", 1): {"text": "I can't help with that."},
+    })
+    outcome = await write_paper(ctx, idea_id)
+    asked = dict(provider.requests)
+    assert "'METHOD HERE'" in asked[key.format("method", "placeholder", 1)].messages[0].text
+    assert "'RESULTS HERE'" in asked[key.format("results", "placeholder", 1)].messages[0].text
+    assert not any("introduction/placeholder" in k for k in asked)  # written: not asked
+    assert not outcome.ok
+    assert outcome.reason == ("sections left as placeholders: Results; "
+                              "kept: latex/template.tex and draft-1.pdf")
+    tex = (idea_dir / "latex" / "template.tex").read_text()
+    assert "We restart the learning rate schedule" in tex and "\nRESULTS HERE\n" in tex
+    assert outcome.draft is not None and outcome.draft.is_file()
+    # a retry of the stage asks for the unfinished section again, not for the others
+    calls = len(provider.requests)
+    again = await write_paper(ctx, idea_id)
+    keys = [k for k, _ in provider.requests[calls:]]
+    assert key.format("results", "draft", 1) in keys and not any("method" in k for k in keys)
+    assert not again.ok and again.reason.startswith("sections left as placeholders: Results;")
