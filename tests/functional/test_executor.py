@@ -71,7 +71,7 @@ async def test_ok_and_failed_runs_are_recorded(tmp_path):
     assert kinds.count(RunStarted) == 2 and kinds.count(RunFinished) == 2
     assert RunOutput in kinds
     log = (idea / "logs" / "run_1.log").read_text()
-    assert " out fine" in log and "ok after" in log
+    assert " out fine" in log and "ok (ran " in log
 
 
 async def test_missing_interpreter_is_a_failed_run(tmp_path):
