@@ -296,19 +296,13 @@ async def review_paper(ctx: StageContext, idea_id: int, *, out_name: str = "revi
     except OSError as exc:
         raise ReviewError(f"{pdf}: cannot be read ({exc})") from None
     digest = hashlib.sha256(pdf_bytes).hexdigest()
-    try:
-        data = safe_files.read_json(idea_dir, out_name)
-        if data.get("pdf_sha256") == digest:
-            return ReviewResult.from_json(data)
-    except (OSError, KeyError, ValueError, AttributeError):
-        pass  # none yet, or a damaged (or refused) review: it is redone
+    done = _saved_review(idea_dir, out_name, "pdf_sha256", digest)
+    if done is not None:
+        return done
     result = await review_pdf(ctx.llm, ctx.settings, pdf, prompts=ctx.prompts, lab=ctx.lab,
                               idea_id=idea_id, name=name or row.name, data=pdf_bytes)
     result.pdf = str(pdf.relative_to(idea_dir)) if pdf.is_relative_to(idea_dir) else str(pdf)
-    result.integrity = integrity_summary(idea_dir)
-    data = result.to_json()
-    data["pdf_sha256"] = digest
-    safe_files.write_text(idea_dir, out_name, json.dumps(data, indent=2))
+    _save_review(idea_dir, out_name, result, pdf_sha256=digest)
     return result
 
 
@@ -324,12 +318,9 @@ async def review_source(ctx: StageContext, idea_id: int, *, out_name: str = "rev
     except OSError as exc:
         raise ReviewError(f"{idea_dir / rel}: cannot be read ({exc})") from None
     digest = hashlib.sha256(raw).hexdigest()
-    try:
-        data = safe_files.read_json(idea_dir, out_name)
-        if data.get("tex_sha256") == digest:
-            return ReviewResult.from_json(data)
-    except (OSError, KeyError, ValueError, AttributeError):
-        pass  # none yet, or a damaged (or refused) review: it is redone
+    done = _saved_review(idea_dir, out_name, "tex_sha256", digest)
+    if done is not None:
+        return done
     text = paper_text(raw.decode("utf-8", errors="replace"))
     if not text.strip():
         raise ReviewError(f"{idea_dir / rel}: the paper has no text to review")
@@ -339,12 +330,28 @@ async def review_source(ctx: StageContext, idea_id: int, *, out_name: str = "rev
                                lab=ctx.lab, idea_id=idea_id, name=name or row.name)
     result.pdf = rel
     result.summary += ", from the LaTeX source (no PDF)"
+    _save_review(idea_dir, out_name, result, tex_sha256=digest, source="latex")
+    return result
+
+
+def _saved_review(idea_dir: Path, out_name: str, key: str, digest: str) -> ReviewResult | None:
+    """The review already saved for this exact paper (``key`` holds the digest of what was
+    reviewed), or None: none yet, another paper, or a damaged (or refused) file."""
+    try:
+        data = safe_files.read_json(idea_dir, out_name)
+        if data.get(key) == digest:
+            return ReviewResult.from_json(data)
+    except (OSError, KeyError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def _save_review(idea_dir: Path, out_name: str, result: ReviewResult, **extra: str) -> None:
+    """Write the review with the integrity summary and what identifies the reviewed paper."""
     result.integrity = integrity_summary(idea_dir)
     data = result.to_json()
-    data["tex_sha256"] = digest
-    data["source"] = "latex"
+    data.update(extra)
     safe_files.write_text(idea_dir, out_name, json.dumps(data, indent=2))
-    return result
 
 
 def scorecard(result: ReviewResult) -> str:
