@@ -243,3 +243,14 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+class MessageSink:
+    """Stands in for the App as the bridge's message target: keeps what it is posted."""
+
+    def __init__(self) -> None:
+        self.got: list[object] = []
+
+    def post_message(self, m: object) -> bool:
+        self.got.append(m)
+        return True

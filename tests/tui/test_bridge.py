@@ -6,20 +6,12 @@ from typing import Any, cast
 
 from aisci.engine import events as ev
 from aisci.tui import bridge as br
+from support.tui_lab import MessageSink
 from textual.message_pump import MessagePump
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.got: list[object] = []
-
-    def post_message(self, m: object) -> bool:
-        self.got.append(m)
-        return True
-
-
 def translate(*events: ev.Event) -> list[Any]:
-    bridge = br.EngineBridge(ev.EventBus(), cast(MessagePump, Sink()))
+    bridge = br.EngineBridge(ev.EventBus(), cast(MessagePump, MessageSink()))
     return bridge.translate(list(events))
 
 

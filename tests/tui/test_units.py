@@ -14,6 +14,7 @@ from aisci.tui.widgets.log.line_index import MAX_LINE_BYTES, LineIndex
 from aisci.tui.widgets.review.scorecard import render_review
 from rich.console import Console
 from support.labs import idea_row
+from support.tui_lab import MessageSink
 
 
 def test_index_reads_any_line_with_bounded_checkpoints(tmp_path: Path) -> None:
@@ -66,15 +67,7 @@ def test_index_survives_binary_huge_lines_and_progress_bars(tmp_path: Path) -> N
 def test_bridge_coalesces_a_flood_into_a_few_messages() -> None:
     bus = ev.EventBus()
 
-    class Sink:
-        def __init__(self) -> None:
-            self.got: list[object] = []
-
-        def post_message(self, m: object) -> bool:
-            self.got.append(m)
-            return True
-
-    sink = Sink()
+    sink = MessageSink()
     bridge = br.EngineBridge(bus, sink)  # type: ignore[arg-type]  # a stand-in message pump
     for i in range(2000):
         bus.publish(ev.RunOutput(idea_id=1, run="run_1", lines=(f"line {i}",)))
