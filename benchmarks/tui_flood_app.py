@@ -73,7 +73,8 @@ def main() -> None:
     class FloodApp(AisciApp):
         async def _start_engine(self) -> None:
             await super()._start_engine()
-            self.run_worker(start_flood(self, engine, rate, seconds), name="flood")
+            if rate > 0:  # 0: the TUI idles (no run)
+                self.run_worker(start_flood(self, engine, rate, seconds), name="flood")
 
     FloodApp(engine, images=images).run()
 

@@ -28,6 +28,7 @@ class PtyProgram:
         self.master = master
         self.chunks: list[tuple[float, bytes]] = []
         self._buf = bytearray()
+        self._dropped = 0  # bytes cut from the front of _buf (marks stay absolute offsets)
         self._lock = threading.Lock()
         self._stop = False
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -49,18 +50,21 @@ class PtyProgram:
                 self.chunks.append((now, data))
                 self._buf += data
                 if len(self._buf) > 1 << 22:  # keep the searchable tail bounded
-                    del self._buf[: len(self._buf) - (1 << 21)]
+                    cut = len(self._buf) - (1 << 21)
+                    del self._buf[:cut]
+                    self._dropped += cut
 
     def mark(self) -> int:
+        """The output's length so far (an absolute offset: survives the tail's trimming)."""
         with self._lock:
-            return len(self._buf)
+            return self._dropped + len(self._buf)
 
     def wait_for(self, needle: bytes, timeout: float, since: int = 0) -> float | None:
         """Monotonic time when ``needle`` appeared after buffer offset ``since``."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with self._lock:
-                pos = self._buf.find(needle, max(0, since - len(needle)))
+                pos = self._buf.find(needle, max(0, since - self._dropped - len(needle)))
                 if pos >= 0:
                     return time.monotonic()
             time.sleep(0.002)

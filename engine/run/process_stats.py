@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Callable
 
 import psutil
@@ -40,7 +41,11 @@ def _children_map() -> dict[int, list[int]]:
 
 
 class ProcessTree:
-    """One run's processes, refreshed by :meth:`refresh` (call it periodically)."""
+    """One run's processes, refreshed by :meth:`refresh` (call it periodically).
+
+    Safe to use from two threads: the executor's watchdog samples :meth:`usage` on a
+    worker thread (a /proc pass of the whole machine, kept off the event loop the TUI
+    draws on) while kill / pause signal the tree from the loop."""
 
     def __init__(self, root_pid: int, cgroup_pids: Callable[[], list[int]] | None = None,
                  token: str | None = None) -> None:
@@ -48,6 +53,7 @@ class ProcessTree:
         self._cgroup_pids = cgroup_pids
         self._marker = f"AISCI_RUN_TOKEN={token}".encode() if token else None
         self._procs: dict[int, psutil.Process] = {}
+        self._lock = threading.RLock()
         try:
             root = psutil.Process(root_pid)
             self._procs[root_pid] = root
@@ -65,6 +71,10 @@ class ProcessTree:
     def refresh(self) -> list[psutil.Process]:
         """Discover new members, forget dead ones, reap our own zombies; return live ones."""
         by_parent = _children_map()
+        with self._lock:
+            return self._refresh_locked(by_parent)
+
+    def _refresh_locked(self, by_parent: dict[int, list[int]]) -> list[psutil.Process]:
         stack = list(self._procs)
         if self._marker is not None:
             # Orphans (e.g. a setsid'd double fork) re-parent to init or to this engine
@@ -137,11 +147,13 @@ class ProcessTree:
     def usage(self) -> tuple[float, int, int]:
         """(cpu percent summed over the tree, rss bytes summed, process count)."""
         cpu, rss, n = 0.0, 0, 0
-        for proc in self.refresh():
-            try:
-                cpu += proc.cpu_percent(None)
-                rss += proc.memory_info().rss
-                n += 1
-            except psutil.Error:
-                continue
+        live = self.refresh()
+        with self._lock:  # cpu_percent keeps per-process state
+            for proc in live:
+                try:
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                    n += 1
+                except psutil.Error:
+                    continue
         return cpu, rss, n

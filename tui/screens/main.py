@@ -17,6 +17,7 @@ from aisci.tui import bridge as br
 from aisci.tui.images import ImageSupport
 from aisci.tui.lab_data import IdeaSummary, LabReader
 from aisci.tui.widgets.activity.activity_pane import ActivityPane
+from aisci.tui.widgets.footer.key_footer import KeyFooter
 from aisci.tui.widgets.ideas.idea_detail import IdeaDetail
 from aisci.tui.widgets.ideas.idea_table import IdeaTable
 from aisci.tui.widgets.log.log_pane import LogPane
@@ -31,7 +32,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 clock = time.time
 """Wall clock; tests freeze it for deterministic snapshots."""
@@ -72,8 +73,13 @@ class StatusBar(Static):
         super().__init__("", markup=False, **kwargs)  # type: ignore[arg-type]
         self.parts = parts
 
+    def set_parts(self, parts: list[StatusPart]) -> None:
+        self.parts = parts
+        self.on_resize()
+
     def on_resize(self) -> None:
-        self.update(fit_status(self.parts, max(1, self.size.width)))
+        # one line of fixed size: a new text needs no layout pass
+        self.update(fit_status(self.parts, max(1, self.size.width)), layout=False)
 
 
 def pane_bar_text(active: str) -> Text:
@@ -95,6 +101,8 @@ class MainScreen(Screen[None]):
         self.images = images
         self.status = status
         self.selected_idea: int | None = None
+        self._group = "left-tabs"
+        """The group of panes shown in a narrow terminal."""
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -119,12 +127,19 @@ class MainScreen(Screen[None]):
                                        id="process-table")
                 with TabPane("7 Activity & cost", id="activity"):
                     yield ActivityPane(self.reader, self.settings.budget, id="activity-pane")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.reload_ideas()
         self._load_running()
         self.call_after_refresh(self._initial_focus)
+
+    def set_images(self, images: ImageSupport, status: list[StatusPart]) -> None:
+        """The image protocol became known after the first frame."""
+        self.images = images
+        self.status = status
+        self.query_one(StatusBar).set_parts(status)
+        self.query_one(MediaPane).set_images(images)
 
     def _initial_focus(self) -> None:
         # only when the user has not already moved (focusing a widget in a hidden tab
@@ -136,16 +151,37 @@ class MainScreen(Screen[None]):
         procs = self.query_one(ProcessTable)
         for row in self.reader.running_runs():
             procs.add_existing(row.idea_id, row.run, row.limit_s or 0.0, row.isolation or "?",
-                               row.started_at or clock())
+                               row.started_at or clock(), row.log_path or "")
 
     def show_pane(self, key: str) -> None:
         group = "left-tabs" if key in LEFT else "right-tabs"
         self.query_one(f"#{group}", TabbedContent).active = key
-        self.query_one("#panes").set_class(group == "right-tabs", "-right")
-        self.query_one("#pane-bar", Static).update(pane_bar_text(key))
+        self._group = group
+        self._show_group()
+        # one line of fixed size: no layout pass for a new text
+        self.query_one("#pane-bar", Static).update(pane_bar_text(key), layout=False)
         focus = _FOCUS.get(key)
         if focus is not None:
             self.query_one(focus).focus()
+
+    def _show_group(self) -> None:
+        """A narrow terminal shows one group of panes: the one of the last pane chosen.
+
+        Set as each group's own ``display``, not as a CSS class on their container: a
+        class change re-applies the stylesheet to every widget below it (tens of ms per
+        key press); ``display`` only hides or shows. A wide terminal shows both groups
+        (the inline values are dropped and the stylesheet decides)."""
+        narrow = not self.has_class("-wide")
+        for group in ("left-tabs", "right-tabs"):
+            styles = self.query_one(f"#{group}").styles
+            if not narrow:
+                styles.clear_rule("display")
+            else:
+                styles.display = "block" if group == self._group else "none"
+
+    def on_resize(self) -> None:
+        # after Screen's own handler has set the breakpoint classes (-narrow / -wide)
+        self.call_next(self._show_group)
 
     # -- selection ------------------------------------------------------------------------
     def reload_ideas(self, ids: frozenset[int] | None = None) -> None:
@@ -192,6 +228,15 @@ class MainScreen(Screen[None]):
     @on(RunTable.RunSelected)
     def _run_selected(self, event: RunTable.RunSelected) -> None:
         self.query_one(LogPane).show_run(event.idea_id, event.run, event.log_path)
+
+    @on(ProcessTable.LogRequested)
+    def _process_log(self, event: ProcessTable.LogRequested) -> None:
+        """A running process's log, whichever idea is selected (a lab-level run too)."""
+        if not event.log_path:
+            self.notify(f"{event.run}: its log is not known yet", severity="warning")
+            return
+        self.query_one(LogPane).show_run(event.idea_id, event.run, Path(event.log_path))
+        self.show_pane("log")
 
     def selected_idea_label(self) -> str | None:
         if self.selected_idea is None:

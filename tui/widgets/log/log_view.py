@@ -94,7 +94,7 @@ class LogView(ScrollView, can_focus=True):
         self._last_match = None
         self._widest = 0
         self._generation += 1
-        self.virtual_size = Size(self.size.width, 0)
+        self._set_virtual_size()
         self.scroll_to(0, 0, animate=False)
         self.follow = True
         self._dirty = True
@@ -147,12 +147,14 @@ class LogView(ScrollView, can_focus=True):
             return Strip.blank(self.size.width, self.rich_style)
         # read the whole visible window at once; later lines then come from the cache
         lines = self.index.get_lines(line_no, max(1, self.size.height - y))
-        full = self._strip(lines[0] if lines else "")
+        base = self.rich_style or Style()
+        full = self._strip(lines[0] if lines else "", base,
+                           base + self.get_component_rich_style("logview--match"))
         if full.cell_length > self._widest:
             self._widest = full.cell_length
             self.call_later(self._set_virtual_size)
         x = int(self.scroll_offset.x)
-        return full.crop_extend(x, x + self.size.width, self.rich_style or Style())
+        return full.crop_extend(x, x + self.size.width, base)
 
     def _wrapped_rows(self) -> list[Strip]:
         """The screen's rows in wrap mode, laid out once per frame (cached on what they
@@ -168,11 +170,12 @@ class LogView(ScrollView, can_focus=True):
                None if at_end else top, self.search_text)
         if key == self._rows_key:
             return self._rows
-        base = self.rich_style or Style()
+        base = self.rich_style or Style()  # walks the ancestors: once per frame
+        match_style = base + self.get_component_rich_style("logview--match")
         first = max(0, count - height) if at_end else top
         rows: list[Strip] = []
         for text in self.index.get_lines(first, height):
-            full = self._strip(text)
+            full = self._strip(text, base, match_style)
             length = full.cell_length
             if length <= width:
                 rows.append(full.crop_extend(0, width, base))
@@ -185,13 +188,11 @@ class LogView(ScrollView, can_focus=True):
         self._rows_key = key
         return self._rows
 
-    def _strip(self, text: str) -> Strip:
+    def _strip(self, text: str, base: Style, match_style: Style) -> Strip:
         """``text`` as one uncut strip, with search matches highlighted."""
-        base = self.rich_style
         needle = self.search_text
         segments: list[Segment] = []
         if needle:
-            match_style = base + self.get_component_rich_style("logview--match")
             low, n, pos = text.lower(), needle.lower(), 0
             while True:
                 hit = low.find(n, pos)
@@ -207,7 +208,16 @@ class LogView(ScrollView, can_focus=True):
 
     def _set_virtual_size(self) -> None:
         width = self.size.width if self.wrap else max(self.size.width, self._widest)
-        self.virtual_size = Size(width, self.line_count)
+        size = Size(width, self.line_count)
+        if size == self.virtual_size:
+            return
+        # Not ``self.virtual_size = size``: that reactive asks for a layout pass of the
+        # whole screen, at every scan while a run prints. A ScrollView's place on screen
+        # does not depend on its virtual size; only its scrollbars do, and showing or
+        # hiding one still asks for a layout (show_*_scrollbar are layout reactives).
+        self.set_reactive(ScrollView.virtual_size, size)
+        self._scroll_update(size)
+        self.refresh()
 
     def on_resize(self) -> None:
         self._set_virtual_size()

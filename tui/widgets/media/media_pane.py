@@ -89,10 +89,26 @@ class MediaPane(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static("no figures yet", id="media-header", classes="pane-header", markup=False)
+        yield self._image_widget()
+
+    def _image_widget(self) -> Any:
         if self.images.widget_class is not None:
-            yield self.images.widget_class(None, id="media-image")
-        else:
-            yield Static("", id="media-image", markup=False)
+            return self.images.widget_class(None, id="media-image")
+        return Static("", id="media-image", markup=False)
+
+    def set_images(self, images: ImageSupport) -> None:
+        """The terminal's protocol became known (probed after the first frame): show
+        the current figure with it."""
+        if images == self.images:
+            return
+        self.images = images
+        self.call_later(self._swap_image_widget)
+
+    async def _swap_image_widget(self) -> None:
+        await self.query_one("#media-image").remove()
+        await self.mount(self._image_widget())
+        self._shown = None
+        self._show()
 
     def show_idea(self, directory: Path | None) -> None:
         if directory == self.idea_dir:
@@ -205,7 +221,8 @@ class MediaPane(Vertical, can_focus=True):
         widget = self.query_one("#media-image")  # a Static, or images.widget_class
         if self.images.widget_class is None:
             name = label or (png.name if isinstance(png, Path) else "")
-            text = "" if png is None else f"(images off) {name}"
+            off = "detecting the terminal's graphics" if self.images.pending else "images off"
+            text = "" if png is None else f"({off}) {name}"
             widget.update(text)  # type: ignore[attr-defined]  # the Static
             return
         if png is not None:

@@ -1,0 +1,1 @@
+"""The key footer (Textual's Footer, fixed to not leak its rebuilt keys)."""
