@@ -5,10 +5,15 @@ Every idea gets one asyncio task (its *runner*) that walks the stages in order, 
 those the store says are ``done`` or ``skipped``; each stage's state is written to the
 store before and after it runs, so a new engine started after a crash (or ``kill -9``)
 continues every idea at its first unfinished stage — the stage functions themselves
-skip the work they already finished. LLM-bound stages share one semaphore
-(``scheduler.max_llm_tasks``); experiment and plot stages take GPU/CPU slots from the
-Scheduler inside the stage, so the accelerators stay busy while other ideas think,
-write or review.
+skip the work they already finished. LLM-bound stages share ``scheduler.max_llm_tasks``
+permits, handed out first to the work that brings ideas to the GPUs (novelty checks,
+then ideation), then to the stages after the runs; experiment and plot stages take
+GPU/CPU slots from the Scheduler inside the stage, so the accelerators stay busy while
+other ideas think, write or review.
+
+Ideation is a stream, not a barrier: ideas are drafted one at a time, and each idea's
+runner starts the moment it is stored, so the first approved idea's experiments run
+while later ideas are still being drafted and checked.
 
 Human commands (approve, veto, pause, retry, skip, raise budget, literature decision)
 only change persisted state and wake the idea's runner; they take effect at the runner's
@@ -23,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,17 @@ MAX_AUTO_RETRIES = 3
 """A failed stage is retried on a new engine start at most this many attempts in total;
 after that only a human ``retry_stage`` runs it again."""
 
+MAX_IDEATION_CALLS = 10_000
+"""Upper bound on ideation calls (one idea each) of one ideation task; the persisted
+target ends it long before."""
+MAX_EMPTY_IDEATION_CALLS = 2
+"""Ideation calls in a row that add no idea (each one several attempts: duplicates,
+malformed drafts) after which the batch ends short of its target."""
+
+MAX_SLOT_STAGES = 64
+"""Upper bound on ideas in their experiment or plot stage at once that the number of
+slots alone can ask for (``scheduler.max_llm_tasks`` may set a higher one)."""
+
 IdeateFn = Callable[[StageContext, str, int], Awaitable[list[int]]]
 """The lab-level ideation job: ``(ctx, template, n) -> new idea ids``."""
 BaselineFn = Callable[[StageContext, str], Awaitable[object]]
@@ -59,6 +77,61 @@ LAB_JOBS = ("ideate", "baseline")
 async def _baseline(ctx: StageContext, template: str) -> Path:
     return await ensure_baseline(ctx, find_template(template, ctx.lab),
                                  ctx.settings.general.smoke)
+
+
+# -- LLM permits ------------------------------------------------------------------------
+
+FEEDS_GPU, IDEATION, AFTER_GPU = 0, 1, 2
+"""LLM permit priorities (lower first): a stage before the first slot stage (novelty)
+brings an idea to the GPUs soonest, ideation feeds later ideas, and the stages after
+the runs (write, integrity, review, improve) can wait without idling a GPU."""
+
+
+class _PriorityPermits:
+    """At most ``n`` holders; waiters are served by priority, then in arrival order."""
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, priority: int) -> AsyncIterator[None]:
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, priority: int) -> None:
+        if self._free > 0 and not self._queue:
+            self._free -= 1
+            return
+        entry = (priority, next(self._seq), asyncio.get_running_loop().create_future())
+        heapq.heappush(self._queue, entry)
+        try:
+            await entry[2]
+        except asyncio.CancelledError:
+            if entry[2].done() and not entry[2].cancelled():
+                self._release()  # handed over just as we were cancelled: pass it on
+            else:
+                self._queue.remove(entry)
+                heapq.heapify(self._queue)
+            raise
+
+    def _release(self) -> None:
+        while self._queue:
+            _, _, future = heapq.heappop(self._queue)
+            if not future.done():
+                future.set_result(None)  # the permit passes straight to the waiter
+                return
+        self._free += 1
+
+
+def _llm_priority(stage: StageSpec) -> int:
+    first_slot = next((i for i, s in enumerate(STAGES) if s.kind is StageKind.SLOT),
+                      len(STAGES))
+    return FEEDS_GPU if STAGES.index(stage) < first_slot else AFTER_GPU
 
 
 # -- options and outcomes ---------------------------------------------------------------
@@ -133,10 +206,17 @@ class Pipeline:
         self.headless = headless
         self.options = options or PipelineOptions(template=ctx.settings.general.template)
         n = ctx.settings.scheduler.max_llm_tasks
-        self._llm_sem = asyncio.Semaphore(n)
+        self._llm_permits = _PriorityPermits(n)
         # Experiment/plot stages mostly wait for slots; bound them separately so they
-        # cannot starve the writing and reviewing of ideas that are further along.
-        self._slot_stage_sem = asyncio.Semaphore(max(n, 2))
+        # cannot starve the writing and reviewing of ideas that are further along. An
+        # idea in its experiment stage holds a slot only between its LLM edits, so it
+        # takes about two such ideas per slot (plus one) to keep every slot busy. Later
+        # stages go first: an idea done with its runs plots at once instead of waiting
+        # for the runs of ideas that entered after it (its paper would wait for all of
+        # them, and a batch's papers would pile up at its end).
+        slots = len(getattr(ctx.scheduler, "slots", None) or ())
+        self._slot_stage_permits = _PriorityPermits(
+            max(n, 2, min(2 * slots + 1, MAX_SLOT_STAGES)))
         self._runners: dict[int, asyncio.Task[None]] = {}
         self._waiting_human: set[int] = set()
         self._idle_changed = asyncio.Event()
@@ -244,16 +324,24 @@ class Pipeline:
         self._ideation = asyncio.create_task(self._run_ideation(), name="ideation")
 
     async def _run_ideation(self) -> None:
-        # Bounded: each pass asks for what is missing; a pass that adds nothing ends it.
-        for _ in range(3):
-            remaining = self._ideation_remaining()
-            if remaining <= 0:
+        # A stream, not a barrier: one idea per call, each under its own LLM permit, so
+        # the first idea is checked and its experiments start while the next ones are
+        # drafted, and ideation never holds an LLM slot for the whole batch. Each idea
+        # is stored (and its runner spawned) the moment it is final; the persisted
+        # attempt counter keeps the order (and the scripted keys) of a one-call batch.
+        # Bounded: the ideate job bounds its attempts per idea, and a run of
+        # MAX_EMPTY_IDEATION_CALLS calls that add nothing ends the batch.
+        if self._ideation_remaining() <= 0:
+            return
+        self.bus.publish(ev.StageStarted(idea_id=None, stage="ideate"))
+        empty = 0
+        for _ in range(MAX_IDEATION_CALLS):
+            if self._ideation_remaining() <= 0:
                 break
             before = self._generated_count()
-            self.bus.publish(ev.StageStarted(idea_id=None, stage="ideate"))
             try:
-                async with self._llm_sem:
-                    await self.ideate(self.ctx, self.options.template, remaining)
+                async with self._llm_permits.hold(IDEATION):
+                    await self.ideate(self.ctx, self.options.template, 1)
             except asyncio.CancelledError:
                 raise
             except BudgetExceeded as exc:
@@ -261,20 +349,21 @@ class Pipeline:
                 self.budget_stopped = self.headless
                 self.bus.publish(ev.StagePaused(idea_id=None, stage="ideate",
                                                 reason=f"budget: {exc}"))
-                break
+                return
             except Exception as exc:  # reported; the batch goes on
                 log.debug("ideation failed", exc_info=True)
                 self.ideation_error = user_message(exc)
                 self.bus.publish(ev.StageFailed(idea_id=None, stage="ideate",
                                                 reason=self.ideation_error))
-                break
+                return
             finally:
                 self.spawn_eligible()
-            self.bus.publish(ev.StageFinished(
-                idea_id=None, stage="ideate",
-                summary=f"{self._generated_count()} generated idea(s)"))
-            if self._generated_count() == before:
-                break
+            empty = empty + 1 if self._generated_count() == before else 0
+            if empty >= MAX_EMPTY_IDEATION_CALLS:
+                break  # the model keeps repeating itself (or the job makes nothing)
+        self.bus.publish(ev.StageFinished(
+            idea_id=None, stage="ideate",
+            summary=f"{self._generated_count()} generated idea(s)"))
 
     async def _watch_new_ideas(self, sub: ev.Subscription) -> None:
         try:
@@ -432,8 +521,9 @@ class Pipeline:
     async def _call_stage(self, idea_id: int, stage: StageSpec, fn: StageFn) -> IdeaOutcome | None:
         name = stage.name
         c = self.control(idea_id)
-        sem = self._llm_sem if stage.kind is StageKind.LLM else self._slot_stage_sem
-        async with sem:
+        permit = (self._llm_permits.hold(_llm_priority(stage)) if stage.kind is StageKind.LLM
+                  else self._slot_stage_permits.hold(-STAGES.index(stage)))
+        async with permit:
             c.current_stage = name
             c.skip_current = False
             self._set(idea_id, name, StageState.RUNNING)

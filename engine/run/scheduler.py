@@ -4,8 +4,15 @@ GPUs are ``scheduler.gpus`` when set, otherwise every GPU NVML reports without f
 processes, most free memory first. A run holds one slot for its duration and gets its
 GPU through CUDA_VISIBLE_DEVICES (the GPU's UUID when NVML knows it, so CUDA's own device
 ordering cannot pick a different card). Waiters queue by priority (lower value first),
+then by the slot time their idea has had so far (least first: a fair share per idea),
 then arrival order, so while one idea's LLM thinks, another idea's experiment takes the
-GPU, and nobody starves behind later arrivals of the same priority.
+GPU. An idea waits behind later arrivals only while they have had less GPU time than it,
+so in a batch (a bounded set of ideas) nobody waits forever.
+
+The fair share keeps the GPUs busy to the end of a batch: an idea alternates LLM edits
+with runs, so it alone cannot keep a GPU busy; serving first the ideas that have had the
+least GPU time lets ideas that started late catch up, and the batch's last runs are then
+spread over several ideas instead of queued behind one idea's edits.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ class Slot:
 @dataclass(order=True)
 class _Waiter:
     priority: int
+    service_s: float
+    """Slot time the waiter's idea has had so far (fair share: least first)."""
     seq: int
     idea_id: int | None = field(compare=False)
     future: asyncio.Future[Slot] = field(compare=False)
@@ -63,6 +72,8 @@ class Scheduler:
         self._seq = itertools.count()
         self._waits: list[float] = []
         self._granted = 0
+        self._service: dict[int | None, float] = {}
+        """Slot seconds per idea (None: lab-level runs such as the baseline)."""
 
     def _choose_slots(self) -> list[Slot]:
         sch = self.settings.scheduler
@@ -107,7 +118,7 @@ class Scheduler:
     async def _acquire(self, idea_id: int | None, priority: int) -> Slot:
         if self._free and not self._queue:
             return self._grant(self._free.pop(0), idea_id, 0.0)
-        waiter = _Waiter(priority, next(self._seq), idea_id,
+        waiter = _Waiter(priority, self._service.get(idea_id, 0.0), next(self._seq), idea_id,
                          asyncio.get_running_loop().create_future())
         heapq.heappush(self._queue, waiter)
         try:
@@ -131,7 +142,9 @@ class Scheduler:
 
     def _release(self, s: Slot) -> None:
         if s.since is not None:
-            s.busy_s += time.monotonic() - s.since
+            held = time.monotonic() - s.since
+            s.busy_s += held
+            self._service[s.idea_id] = self._service.get(s.idea_id, 0.0) + held
         s.idea_id, s.since = None, None
         while self._queue:
             w = heapq.heappop(self._queue)
