@@ -9,6 +9,7 @@ the bad value; the effective configuration remembers where every value came from
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -205,6 +206,34 @@ class SchedulerSettings(_Section):
     parallel: int = Field(1, ge=1, le=64)
     """Concurrent experiments when running on CPU slots."""
     max_llm_tasks: int = Field(8, ge=1, le=256)
+    backend: Literal["local", "ray"] = "local"
+    """Where experiment, baseline and plot processes run: this machine, or the nodes of a
+    Ray cluster (``pip install "aisci[ray]"``; the engine and the lab stay here)."""
+    ray_address: str = "auto"
+    """``auto`` (the cluster this machine belongs to), ``ray://host:port`` (Ray client)
+    or a GCS address ``host:port``."""
+    ray_shared_fs: bool = False
+    """The lab folder is on a filesystem every node mounts at the same path: runs work
+    in place instead of receiving a copy of the idea folder."""
+    ray_max_ship_mb: int = Field(1024, ge=1, le=65536)
+    """Bound on an idea folder sent to a node (and on the outputs that come back)."""
+    ray_connect_timeout_s: float = Field(30.0, ge=1.0, le=600.0)
+    """Bound on connecting to the cluster and on placing one run on its node."""
+    run_gpus: int = Field(1, ge=1, le=16)
+    """GPUs each run holds on a Ray node (a node offers GPUs // run_gpus slots)."""
+    run_cpus: float = Field(1.0, ge=0.0, le=1024.0)
+    """CPUs each run reserves on a Ray node."""
+    run_memory_mb: int | None = Field(None, ge=64, le=16_777_216)
+    """Memory each run reserves on a Ray node, also its tree's memory limit there;
+    None: the node's own ``sandbox.max_rss_mb`` rule."""
+
+    @field_validator("ray_address")
+    @classmethod
+    def _check_ray_address(cls, value: str) -> str:
+        v = value.strip()
+        if v == "auto" or re.fullmatch(r"(ray://)?\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}", v):
+            return v
+        raise ValueError(f"expected auto, ray://host:port or host:port, got {value!r}")
 
 
 class TUISettings(_Section):

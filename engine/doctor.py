@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine.config import Settings
-from aisci.engine.run import sandbox
+from aisci.engine.errors import AisciError
+from aisci.engine.run import ray_cluster, sandbox
 
 
 @dataclass
@@ -146,10 +147,30 @@ def check_lab(lab: Path) -> Check:
     return Check("lab", "ok", f"{lab} is writable")
 
 
+def check_backend(settings: Settings) -> Check:
+    """Where runs execute: this machine, or a Ray cluster (connected to, bounded), and
+    whether idea folders are sent to the nodes or a shared filesystem is used."""
+    sch = settings.scheduler
+    if sch.backend == "local":
+        return Check("backend", "ok", "local: experiments run on this machine")
+    try:
+        ray = ray_cluster.connect(settings)
+        found = ray_cluster.nodes(ray)
+    except AisciError as exc:
+        return Check("backend", "fail", exc.message)
+    gpus = sum(n.gpus for n in found)
+    how = ("shared filesystem: runs work in place (the lab must be at the same path on "
+           "every node)" if sch.ray_shared_fs else
+           f"idea folders are sent to the node (up to {sch.ray_max_ship_mb} MB), outputs "
+           "come back")
+    return Check("backend", "ok" if found else "fail",
+                 f"ray at {sch.ray_address}: {len(found)} node(s), {gpus} GPU(s); {how}")
+
+
 def run_checks(settings: Settings, lab: Path) -> list[Check]:
     checks = [check_python(), *check_torch(), check_git(), *check_tex(),
-              check_isolation(settings), *check_keys(settings), check_graphics(settings),
-              check_lab(lab)]
+              check_isolation(settings), check_backend(settings), *check_keys(settings),
+              check_graphics(settings), check_lab(lab)]
     return checks
 
 

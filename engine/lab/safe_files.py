@@ -435,16 +435,17 @@ def _read_upto(fd: int, n: int) -> bytes:
 
 
 def read_bytes(root: Path | str, rel: str | PurePath, limit: int, *,
-               truncate: bool = False) -> bytes:
+               truncate: bool = False, links_ok: bool = False) -> bytes:
     """The bytes of ``root/rel``: a regular single-link file reached without symlinks, at
-    most ``limit`` bytes (a larger file is refused, or cut when ``truncate``)."""
-    return _read(root, rel, limit, truncate)[0]
+    most ``limit`` bytes (a larger file is refused, or cut when ``truncate``).
+    ``links_ok``: the file may have other hard links (one the engine itself linked)."""
+    return _read(root, rel, limit, truncate, links_ok)[0]
 
 
 def _read(root: Path | str, rel: str | PurePath, limit: int,
-          truncate: bool) -> tuple[bytes, bool]:
+          truncate: bool, links_ok: bool = False) -> tuple[bytes, bool]:
     """(bytes, whether they were cut at ``limit``)."""
-    with _reading(root, rel) as (fd, st, shown):
+    with _reading(root, rel, links_ok) as (fd, st, shown):
         if st.st_size > limit and not truncate:
             raise _too_big(shown, st.st_size, limit)
         data = _read_upto(fd, limit + 1)

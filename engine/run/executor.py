@@ -48,6 +48,9 @@ from aisci.engine.run.process_stats import ProcessTree
 Status = Literal["ok", "failed", "timeout", "killed", "interrupted"]
 #: The reason of a run a human killed (other kills name the limit that was hit).
 HUMAN_KILL = "killed by a human"
+NODE_LOST = "node lost"
+"""The start of the reason of a run whose machine went away (a cluster node): its code
+was not at fault, so the next attempt runs the same code again."""
 _TICK_S = 0.1
 _SWEEP_S = 0.25  # process-tree sweep (a /proc scan); the pids cgroup is the hard cap
 _STATS_EVERY_S = 1.0
@@ -347,7 +350,8 @@ class Executor:
                 stop = ("timeout", f"timed out after {live.limit_s:g} s")
             if stop is None and live.paused_since is None and now >= next_sweep:
                 next_sweep = now + _SWEEP_S
-                live.cpu, live.rss, live.nprocs = live.tree.usage()
+                # a pass over /proc: on a thread, not on the loop the TUI draws on
+                live.cpu, live.rss, live.nprocs = await asyncio.to_thread(live.tree.usage)
                 if live.memory is not None:
                     live.rss = max(live.rss, live.memory.usage())
                 live.peak_rss = max(live.peak_rss, live.rss)
@@ -368,9 +372,15 @@ class Executor:
                 live.stalled = False
             if now >= next_stats:
                 next_stats = now + _STATS_EVERY_S
-                live.gpu_mem = gpu_mod.tree_gpu_memory(self._gpu_probe, live.tree.pids()) \
-                    if self._gpu_probe is not None else None
+                live.gpu_mem = None if self._gpu_probe is None else \
+                    await asyncio.to_thread(self._gpu_memory, live)
                 self._publish(self._info(live, now))
+
+    def _gpu_memory(self, live: _LiveRun) -> int | None:
+        """GPU memory of the run's tree (a /proc pass and an NVML query: on a thread)."""
+        if self._gpu_probe is None:
+            return None
+        return gpu_mod.tree_gpu_memory(self._gpu_probe, live.tree.pids())
 
     async def _terminate(self, live: _LiveRun, grace: float | None = None) -> None:
         """SIGTERM the tree, wait the grace period, then SIGKILL whatever is left."""

@@ -41,6 +41,7 @@ from aisci.engine.lab.workspace import (
 )
 from aisci.engine.llm.base import Message
 from aisci.engine.run.environment import write_run_env
+from aisci.engine.run.executor import NODE_LOST
 from aisci.engine.stages import runtime as rt
 from aisci.engine.stages.baseline import prepare_workspace
 from aisci.engine.stages.context import StageContext
@@ -215,44 +216,50 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
         base_ref = f"run_{i - 1}" if i > 1 else "plan"
         rt.restart_point(ws, base_ref, f"run_{i}")
         last_reason = ""
+        rerun = False
         for a in range(1, cfg.max_attempts + 1):
-            rt.progress(ctx, idea_id, "experiment", f"run {i}/{cfg.max_runs} attempt {a}: editing")
-            prompt = ctx.prompts.render(
-                "experiment_run", run=i, max_runs=cfg.max_runs, plan_item=plan_item,
-                plan="\n".join(f"Run {k}: {t}" for k, t in sorted(plan.items())) or "(none)",
-                results_so_far=_results_so_far(ws, plan, template), feedback=feedback)
-            tools = EditTools.for_stage(ws.path, "experiment")
-            loop = await run_tool_loop(llm, system=system,
-                                       messages=[Message(role="user", text=prompt)],
-                                       tools=tools, step=f"{idea.name}/run-{i}/attempt-{a}",
-                                       max_turns=cfg.max_tool_turns)
-            if COMPLETION_WORD not in loop.text and not _code_changes(ws, tools, base_ref):
-                # Nothing to run but the code of the last finished run: feed the tool
-                # errors back once; a second empty round is a failed attempt.
+            if rerun:  # the machine of the last attempt went away: the same code again
+                rerun = False
                 rt.progress(ctx, idea_id, "experiment",
-                            f"run {i} attempt {a}: no code change; asking again")
-                loop = await run_tool_loop(
-                    llm, system=system, messages=[*loop.messages, Message(
-                        role="user", text=_no_change_prompt(loop, i, plan_item))],
-                    tools=tools, step=f"{idea.name}/run-{i}/attempt-{a}/no-change",
-                    max_turns=min(cfg.max_tool_turns, NO_CHANGE_TURNS))
-            if COMPLETION_WORD not in loop.text and not _code_changes(ws, tools, base_ref) \
-                    and not _rerun_planned(plan_item):
-                last_reason = f"the model made no change to the code: {_last_tool_error(loop)}"
-                rt.progress(ctx, idea_id, "experiment", f"run {i} attempt {a} failed: {last_reason}")
-                feedback = ctx.prompts.render("experiment_run_feedback", attempt=a, run=i,
-                                              reason=last_reason, details=(
-                                                  "No file was changed, so nothing was run. "
-                                                  "Copy old_text exactly from view_file."),
-                                              max_attempts=cfg.max_attempts)
-                continue
-            if COMPLETION_WORD in loop.text and not (loop.changed - {"notes.txt"}):
-                if not ws.finished_runs():  # nothing to show: a retry starts again
-                    return _ended([], f"the model ended the runs before run {i}")
-                ws.commit(f"experiments complete after {i - 1} run(s) ({COMPLETION_WORD})")
-                ws.tag(DONE_TAG)
-                rt.progress(ctx, idea_id, "experiment", f"the model ended the runs after run {i - 1}")
-                return _ended(ws.finished_runs(), f"the model ended the runs after run {i - 1}")
+                            f"run {i} attempt {a}: running the same code again ({last_reason})")
+            else:
+                rt.progress(ctx, idea_id, "experiment", f"run {i}/{cfg.max_runs} attempt {a}: editing")
+                prompt = ctx.prompts.render(
+                    "experiment_run", run=i, max_runs=cfg.max_runs, plan_item=plan_item,
+                    plan="\n".join(f"Run {k}: {t}" for k, t in sorted(plan.items())) or "(none)",
+                    results_so_far=_results_so_far(ws, plan, template), feedback=feedback)
+                tools = EditTools.for_stage(ws.path, "experiment")
+                loop = await run_tool_loop(llm, system=system,
+                                           messages=[Message(role="user", text=prompt)],
+                                           tools=tools, step=f"{idea.name}/run-{i}/attempt-{a}",
+                                           max_turns=cfg.max_tool_turns)
+                if COMPLETION_WORD not in loop.text and not _code_changes(ws, tools, base_ref):
+                    # Nothing to run but the code of the last finished run: feed the tool
+                    # errors back once; a second empty round is a failed attempt.
+                    rt.progress(ctx, idea_id, "experiment",
+                                f"run {i} attempt {a}: no code change; asking again")
+                    loop = await run_tool_loop(
+                        llm, system=system, messages=[*loop.messages, Message(
+                            role="user", text=_no_change_prompt(loop, i, plan_item))],
+                        tools=tools, step=f"{idea.name}/run-{i}/attempt-{a}/no-change",
+                        max_turns=min(cfg.max_tool_turns, NO_CHANGE_TURNS))
+                if COMPLETION_WORD not in loop.text and not _code_changes(ws, tools, base_ref) \
+                        and not _rerun_planned(plan_item):
+                    last_reason = f"the model made no change to the code: {_last_tool_error(loop)}"
+                    rt.progress(ctx, idea_id, "experiment", f"run {i} attempt {a} failed: {last_reason}")
+                    feedback = ctx.prompts.render("experiment_run_feedback", attempt=a, run=i,
+                                                  reason=last_reason, details=(
+                                                      "No file was changed, so nothing was run. "
+                                                      "Copy old_text exactly from view_file."),
+                                                  max_attempts=cfg.max_attempts)
+                    continue
+                if COMPLETION_WORD in loop.text and not (loop.changed - {"notes.txt"}):
+                    if not ws.finished_runs():  # nothing to show: a retry starts again
+                        return _ended([], f"the model ended the runs before run {i}")
+                    ws.commit(f"experiments complete after {i - 1} run(s) ({COMPLETION_WORD})")
+                    ws.tag(DONE_TAG)
+                    rt.progress(ctx, idea_id, "experiment", f"the model ended the runs after run {i - 1}")
+                    return _ended(ws.finished_runs(), f"the model ended the runs after run {i - 1}")
             # a failed attempt's partial output (kept in history), a planted symlink itself
             safe_files.remove_tree(ws.path, f"run_{i}")
             sha = ws.commit(f"run_{i}: {plan_item}")
@@ -273,6 +280,7 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
                         template.lower_is_better, template.higher_is_better))
                 break
             last_reason = outcome.reason
+            rerun = outcome.reason.startswith(NODE_LOST)  # not the code's fault
             sha = ws.commit(f"run_{i} attempt {a} (failed: {rt.one_line(outcome.reason, 200)})",
                             amend=True)
             rt.update_row(ctx, row_id, reason=outcome.reason, commit_sha=sha, plan=plan_item,

@@ -18,10 +18,13 @@ DEFERRED = {
     "(about 1 s), only when a model spec names it",
     ("run/environment.py", "pynvml"): "optional, not a dependency",
     ("run/gpu.py", "pynvml"): "optional, not a dependency",
+    ("run/ray_cluster.py", "ray"): "optional heavy dependency (extra \"ray\", about 1 s), "
+    "only with scheduler.backend = \"ray\"",
+    ("run/ray_cluster.py", "ray.util.scheduling_strategies"): "optional, part of ray",
     ("stages/review.py", "pymupdf"): "heavy; only reviews read PDFs",
 }
 #: Modules that may be missing at run time, so a guarded import is right for them.
-OPTIONAL = {"pynvml", "torch"}
+OPTIONAL = {"pynvml", "torch", "ray"}
 
 
 def _imported(node: ast.Import | ast.ImportFrom) -> list[str]:
