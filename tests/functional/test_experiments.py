@@ -169,9 +169,14 @@ GROKKING_IDEA = {"Name": "stronger_weight_decay", "Title": "Stronger weight deca
 
 
 @pytest.mark.slow
-async def test_grokking_scripted_two_smoke_runs_and_plot(tmp_path):
+async def test_grokking_scripted_two_smoke_runs_and_plot(tmp_path, monkeypatch):
     """Acceptance: a scripted conversation edits grokking's experiment.py through tool
     calls, the engine produces the baseline and runs 2 smoke runs and the plot."""
+    # A smaller work size than the smoke setting (2 updates, 1 validation batch per
+    # dataset; the template's own smoke size runs in tests/unit/test_templates.py): the
+    # engine reads it from its environment and passes it to the baseline and every run.
+    monkeypatch.setenv("AISCI_WORK_STEPS", "2")
+    monkeypatch.setenv("AISCI_WORK_EVAL", "1")
     lab = tmp_path / "lab"
     lab.mkdir()
     provider = FlakyProvider(GROKKING_CASSETTE)
@@ -191,8 +196,10 @@ async def test_grokking_scripted_two_smoke_runs_and_plot(tmp_path):
     for i in (0, 1, 2):
         info = json.loads((ws.path / f"run_{i}" / "final_info.json").read_text())
         assert "final_val_acc" in info["x_plus_y"]["means"]
+        assert info["x_plus_y"]["means"]["step_val_acc_99"] == 2  # ran at the chosen size
         assert (ws.path / f"run_{i}" / "run_env.json").is_file()
-    assert (lab / "baselines" / "grokking-smoke" / "run_0" / "final_info.json").is_file()
+    baseline = lab / "baselines" / "grokking-smoke-steps2-eval1" / "run_0"
+    assert (baseline / "final_info.json").is_file()
     plot = await run_plots(ctx, idea_id)
     assert plot.ok and "val_acc_x_plus_y.png" in plot.figures
     tracked = set(ws.repo.git.ls_files().split())

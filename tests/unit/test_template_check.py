@@ -282,14 +282,14 @@ def test_metrics_named_in_template_toml_must_be_reported(tmp_path):
 def test_cli_baseline_at_a_chosen_work_size(tmp_path, capsys):
     lab = tmp_path / "lab"
     lab.mkdir()
-    code = main(["baseline", "--template", "grokking", "--smoke", "--steps", "12",
-                 "--lab", str(lab)])
+    code = main(["baseline", "--template", "grokking", "--smoke", "--steps", "2",
+                 "--eval", "1", "--lab", str(lab)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "work size of grokking: steps=12" in out
-    run0 = lab / "baselines" / "grokking-smoke-steps12" / "run_0"
+    assert "work size of grokking: eval=1, steps=2" in out
+    run0 = lab / "baselines" / "grokking-smoke-steps2-eval1" / "run_0"
     results = json.loads((run0 / "all_results.json").read_text())
-    assert {r["train"][-1]["step"] for r in results.values()} == {12}
+    assert {r["train"][-1]["step"] for r in results.values()} == {2}
     assert not (lab / "baselines" / "grokking-smoke").exists()
     with pytest.raises(SystemExit):
         main(["baseline", "--template", "grokking", "--steps", "0", "--lab", str(lab)])

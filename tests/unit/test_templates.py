@@ -255,6 +255,7 @@ def test_grokking_training_is_deterministic(monkeypatch):
     import torch
     gk = _module("grokking")
     monkeypatch.setattr(gk, "NUM_UPDATES", 12)
+    monkeypatch.setattr(gk, "EVAL_BATCHES", 1)  # validation draws: 1 batch, not 8
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the smoke setting does; the machine is shared
     try:
