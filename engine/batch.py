@@ -57,12 +57,11 @@ async def run_batch(lab: Path, settings: Settings, options: PipelineOptions, *,
     have for the template (a total, so re-running the same command never adds more)."""
     engine = Engine(lab, settings, headless=True, provider_factory=provider_factory,
                     options=options, stages=stages)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, engine.request_stop, f"signal {sig.name}")
             installed.append(sig)
     view = None
     view_task: asyncio.Task[Any] | None = None
@@ -78,7 +77,8 @@ async def run_batch(lab: Path, settings: Settings, options: PipelineOptions, *,
         if view is not None:
             view_task = asyncio.create_task(view.run(), name="progress")
         idle = asyncio.create_task(engine.wait_idle(), name="wait-idle")
-        stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+        # a signal, or `aisci stop` from another shell (through the control socket)
+        stopper = asyncio.create_task(engine.stop_requested.wait(), name="stop-request")
         done, _ = await asyncio.wait({idle, stopper}, return_when=asyncio.FIRST_COMPLETED)
         interrupted = stopper in done and not idle.done()
         for t in (idle, stopper):

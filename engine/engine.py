@@ -6,7 +6,10 @@ from a previous crash (orphaned processes, interrupted attempts), builds the ser
 unfinished idea. Commands (approve, veto, kill, extend, ...) may be called at any time
 from the event loop's thread; they change persisted state and take effect at the
 pipeline's next safe point. Everything the engine does is published on ``engine.bus``;
-persistent events are also appended to the store's event log.
+persistent events are also appended to the store's event log and to ``engine.log``.
+A started engine serves its commands and events on the lab's control socket
+(:mod:`aisci.engine.control`): viewers in other terminals and the CLI of any shell drive
+it there, and ``aisci stop`` asks it to stop (:attr:`stop_requested`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,6 +25,9 @@ from typing import Any
 
 from aisci.engine import events as ev
 from aisci.engine.config import Settings
+from aisci.engine.control import protocol as wire
+from aisci.engine.control.engine_log import EngineLog
+from aisci.engine.control.server import ControlServer
 from aisci.engine.errors import AisciError, UsageError
 from aisci.engine.events import EventBus, ProcessStats
 from aisci.engine.lab.store import LabInUse, LabReadOnly, LabStore
@@ -31,6 +38,7 @@ from aisci.engine.llm.scripted import ScriptedProvider
 from aisci.engine.pipeline import IdeaOutcome, Pipeline, PipelineOptions
 from aisci.engine.resume import RecoveryReport, recover_lab
 from aisci.engine.run.executor import Executor
+from aisci.engine.run.ray_executor import RayExecutor
 from aisci.engine.run.scheduler import Scheduler
 from aisci.engine.snapshot import LabSnapshot, build_snapshot
 from aisci.engine.stages import approval
@@ -48,6 +56,9 @@ class EngineError(AisciError):
 
 class Engine:
     """The in-process engine for one lab."""
+
+    blocking_commands = False
+    """Commands return at once (they run on the caller's event loop)."""
 
     def __init__(self, lab: Path, settings: Settings, *, headless: bool = True,
                  provider_factory: ProviderFactory | None = None,
@@ -82,6 +93,11 @@ class Engine:
         self._started = False
         self._pending_ideas = 0
         self._ensure_total = 0
+        self.control: ControlServer | None = None
+        self.engine_log: EngineLog | None = None
+        self.stop_requested = asyncio.Event()
+        """Set when a client asks the engine to stop (``aisci stop``); the owner of the
+        engine (the batch loop, the TUI, a detached process) then stops it."""
 
     @classmethod
     def open(cls, lab: Path, settings: Settings, **kwargs: Any) -> Engine:
@@ -98,6 +114,11 @@ class Engine:
         """Why this engine only views the lab (commands are refused), or None."""
         return self._read_only
 
+    @property
+    def attached_to(self) -> int | None:
+        """None: this is the engine itself, not a viewer of one in another process."""
+        return None
+
     def _writable(self) -> None:
         """Refuse a command on a read-only engine: one line, exit code 2."""
         if self._read_only:
@@ -113,13 +134,21 @@ class Engine:
             return  # a viewer: no recovery, no services, no stage runs
         if not self._sink_installed:
             self.bus.add_sink(self._persist_event)
+            self.engine_log = EngineLog(self.lab)
+            self.bus.add_sink(self.engine_log)
+            logging.getLogger("aisci").addHandler(self.engine_log.handler)
             self._sink_installed = True
         self.recovery = await asyncio.to_thread(
             recover_lab, self.store, self.settings.sandbox.grace_period_s)
         if self.recovery.anything:
             self.bus.publish(ev.Notice(level="info",
                                        message=f"resumed lab: {self.recovery.summary()}"))
-        self.executor = self._executor or self._make_executor()
+        if self._executor is not None:
+            self.executor = self._executor
+        elif self.settings.scheduler.backend == "ray":  # connecting may take seconds
+            self.executor = await asyncio.to_thread(self._make_executor)
+        else:
+            self.executor = self._make_executor()
         self.ctx = StageContext(
             lab=self.lab, settings=self.settings, store=self.store, bus=self.bus, llm=self.llm,
             prompts=self.prompts, executor=self.executor,
@@ -132,11 +161,15 @@ class Engine:
         if self._pending_ideas:
             self.pipeline.request_ideas(self._pending_ideas)
             self._pending_ideas = 0
+        await self._serve_control()
         await self.pipeline.start()
 
     async def stop(self) -> None:
         """Stop at once: running stages are left resumable, processes are terminated
         (their attempts marked interrupted), the lab is released."""
+        if self.control is not None:
+            await self.control.close()
+            self.control = None
         if self.pipeline is not None:
             await self.pipeline.stop()
         ex = self._current_executor()
@@ -150,6 +183,9 @@ class Engine:
         with contextlib.suppress(Exception):
             await self.llm.aclose()
         self.store.close()
+        if self.engine_log is not None:
+            logging.getLogger("aisci").removeHandler(self.engine_log.handler)
+            self.engine_log.close()
         self._started = False
 
     async def wait_idle(self) -> None:
@@ -164,11 +200,55 @@ class Engine:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    async def _serve_control(self) -> None:
+        """Serve the control socket; where it cannot be (a file planted at its place, a
+        file system without Unix sockets) the engine runs on and says once why no viewer
+        or other shell can reach it."""
+        server = ControlServer(self.lab, self.bus, calls=self._control_calls(),
+                               processes=self.processes, request_stop=self.request_stop,
+                               info=self._control_info)
+        try:
+            await server.start()
+        except (wire.ControlError, OSError) as exc:
+            why = exc.message if isinstance(exc, wire.ControlError) else \
+                f"{wire.socket_path(self.lab)}: {exc.strerror or exc}"
+            self.bus.publish(ev.Notice(level="warning", message=(
+                f"no control socket ({why}): other terminals cannot attach to this engine "
+                "or drive it")))
+            return
+        self.control = server
+
+    def request_stop(self, source: str) -> None:
+        """Ask the engine's owner to stop it cleanly (sets :attr:`stop_requested`)."""
+        self.bus.publish(ev.EngineStopRequested(source=source))
+        self.stop_requested.set()
+
+    def _control_calls(self) -> dict[str, Callable[..., object]]:
+        calls: dict[str, Callable[..., object]] = {
+            "generate_ideas": self.generate_ideas, "approve": self.approve,
+            "veto": self.veto, "edit_idea": self.edit_idea, "pause_idea": self.pause_idea,
+            "resume_idea": self.resume_idea, "retry_stage": self.retry_stage,
+            "skip_stage": self.skip_stage, "literature_decision": self.literature_decision,
+            "kill_run": self.kill_run, "extend_run": self.extend_run,
+            "pause_run": self.pause_run, "resume_run": self.resume_run,
+            "raise_budget": self.raise_budget}
+        assert set(calls) == set(wire.METHODS), "the control methods and the engine differ"
+        return calls
+
+    def _control_info(self) -> dict[str, Any]:
+        return {"engine_pid": os.getpid(), "lab": str(self.lab), "headless": self.headless,
+                "settings": self.settings.model_dump(mode="json"),
+                "template": self.options.template}
+
     # -- services -------------------------------------------------------------------------
     def _make_executor(self) -> Executor:
+        if self.settings.scheduler.backend == "ray":  # the nodes of a Ray cluster
+            return RayExecutor(self.settings, self.bus, self.store)
         return Executor(self.settings, self.bus, self.store)
 
     def _make_scheduler(self) -> Scheduler:
+        if isinstance(self.executor, RayExecutor):  # its slots are the cluster's
+            return self.executor.scheduler
         return Scheduler(self.settings)
 
     def _make_literature(self) -> Literature:

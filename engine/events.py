@@ -158,6 +158,8 @@ class ProcessStats(Event):
     stalled: bool = False
     attempt: int = 1
     processes: int = 1
+    node: str = ""
+    """The cluster node the process runs on ("" on this machine)."""
     persistent = False
 
 
@@ -258,6 +260,38 @@ class Notice(Event):
     """info | warning | error"""
     message: str
     idea_id: int | None = None
+
+
+# -- the engine itself ----------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class EngineStopRequested(Event):
+    """Someone asked the running engine to stop cleanly (``aisci stop``, a viewer)."""
+
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ViewerChanged(Event):
+    """A viewer attached to, left or was dropped by the running engine."""
+
+    action: str
+    """attached | left | dropped"""
+    pid: int
+    viewers: int
+    reason: str = ""
+    persistent = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineGone(Event):
+    """Published by an attached viewer on its own bus: the engine it drove is gone
+    (stopped, crashed, killed) or dropped this viewer."""
+
+    reason: str
+    alive: bool = False
+    """True when the engine still runs (this viewer was dropped and may reconnect)."""
+    persistent = False
 
 
 class Subscription:

@@ -9,6 +9,8 @@ to the panes; its ``Alert`` and ``BudgetHit`` messages bubble up to the app.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,9 @@ from aisci.engine.run.sandbox import isolation_warning
 from aisci.tui import bridge as br
 from aisci.tui.commands import AisciCommands
 from aisci.tui.engine_port import EnginePort
-from aisci.tui.images import ImageSupport
+from aisci.tui.images import ImageSupport, probe_in_app
 from aisci.tui.lab_data import LabReader
-from aisci.tui.screens.dialogs import ConfirmDialog, NumberDialog, ReasonDialog
+from aisci.tui.screens.dialogs import ChoiceDialog, ConfirmDialog, NumberDialog, ReasonDialog
 from aisci.tui.screens.edit_idea import EditIdeaScreen
 from aisci.tui.screens.help import HelpScreen
 from aisci.tui.screens.main import PANES, MainScreen, StatusPart
@@ -45,7 +47,19 @@ HELP_PLACES = {"AisciApp": "Everywhere", "IdeaTable": "Ideas", "RunsPane": "Runs
                "MediaPane": "Plots & paper", "ProcessTable": "Processes"}
 
 
-class AisciApp(App[None]):
+EXIT_STOPPED = "stopped"
+"""The app's exit results: the engine stopped with the UI; """
+EXIT_DETACHED = "detached"
+"""the UI closed and the in-process engine carries on without it;"""
+EXIT_LEFT = "left"
+"""an attached (or read-only) viewer left; the engine, if any, runs in another process;"""
+EXIT_REATTACH = "reattach"
+"""the viewer was dropped by a live engine and attaches again;"""
+EXIT_RESTART = "restart"
+"""the attached engine died and the user asked to start it here."""
+
+
+class AisciApp(App[str]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "aisci"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
@@ -56,6 +70,7 @@ class AisciApp(App[None]):
           for i, (key, title) in enumerate(PANES)],
         Binding("question_mark,f1", "help", "Help", id="help"),
         Binding("q", "quit_app", "Quit", id="quit"),
+        Binding("d", "detach", "Detach", id="detach"),
         Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True, id="quit-ctrl-c"),
     ]
 
@@ -94,10 +109,13 @@ class AisciApp(App[None]):
         parts: list[StatusPart] = [
             (f"aisci · lab {self.lab.name}", f"lab {self.lab.name}"),
             (f"model {self.model_label}", self.model_label),
-            (f"images {self.images.protocol}", ""),
+            (f"images {self.images.protocol}" + ("…" if self.images.pending else ""), ""),
         ]
         if self.demo_note:
             parts.insert(0, (self.demo_note, "DEMO (scripted)"))
+        if self.engine.attached_to is not None:
+            parts.insert(0, (f"attached to engine {self.engine.attached_to}",
+                             f"engine {self.engine.attached_to}"))
         if self.read_only:
             parts.insert(0, ("READ-ONLY viewer: commands disabled", "READ-ONLY"))
         warning = isolation_warning(self.settings.sandbox)
@@ -122,6 +140,29 @@ class AisciApp(App[None]):
             self.notify(self.start_notice, title="Scripted model", timeout=20)
         if self.start_engine:
             self.run_worker(self._start_engine(), name="engine-start", exit_on_error=False)
+        if not self.is_headless:  # tests run many apps in one process: nothing frozen
+            self.call_after_refresh(self._freeze_startup_heap)
+        if self.images.pending:  # after the first frame: the probe may wait on the terminal
+            self.call_after_refresh(self._probe_images)
+
+    @work(thread=True, exclusive=True, group="image-probe", exit_on_error=False)
+    def _probe_images(self) -> None:
+        support = probe_in_app(self._driver, self.images.requested)
+        self.call_from_thread(self._images_known, support)
+
+    def _images_known(self, support: ImageSupport) -> None:
+        self.images = support
+        self.main.set_images(support, self._status_text())
+
+    @staticmethod
+    def _freeze_startup_heap() -> None:
+        """Everything built up to the first frame (modules, settings, the engine, the
+        screen's widgets) lives as long as the app. Moved out of the collector's reach,
+        it is no longer walked by every full collection: those paused the UI for 100 ms
+        and more at each one, a cost that grew with everything ever loaded. Later garbage
+        (widgets a footer rebuild drops, per-frame caches) is collected as before."""
+        gc.collect()
+        gc.freeze()
 
     async def _start_engine(self) -> None:
         await self.engine.start()
@@ -315,7 +356,10 @@ class AisciApp(App[None]):
 
     async def _command(self, command: Callable[..., object], args: tuple[Any, ...], done: str,
                        refused: str) -> object:
-        result = command(*args)
+        if self.engine.blocking_commands:  # an engine in another process: wait off the loop
+            result = await asyncio.to_thread(command, *args)
+        else:
+            result = command(*args)
         if refused and result is False:
             self.notify(refused, severity="warning")
         elif done:
@@ -370,25 +414,85 @@ class AisciApp(App[None]):
         return procs
 
     def action_quit_app(self) -> None:
+        """Quit. An attached viewer just leaves (the engine runs on). With experiments
+        running here: stop everything, leave it running in the background, or cancel."""
+        if self.engine.attached_to is not None or self.read_only:
+            self.shutdown(EXIT_LEFT)
+            return
         n = self.running_processes()
-        if n == 0:
-            self.shutdown()
+        if n == 0 and not self.engine_busy():
+            self.shutdown(EXIT_STOPPED)
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer == "stop":
+                self.shutdown(EXIT_STOPPED)
+            elif answer == "leave":
+                self.shutdown(EXIT_DETACHED)
+
+        work = f"{n} experiment process(es) running" if n else "The batch is still working"
+        self.push_screen(ChoiceDialog(
+            f"{work}. Stop everything (runs are stopped and resume from their last finished "
+            "step next time), or leave the engine running in the background (reattach with "
+            f"`aisci-tui --lab {self.lab}`)?",
+            [("stop", "Stop everything", "s"), ("leave", "Leave it running", "l"),
+             ("cancel", "Cancel", "escape")]), chosen)
+
+    def action_detach(self) -> None:
+        """Close the UI and leave the engine running (an attached viewer just leaves)."""
+        if self.read_only:
+            self.shutdown(EXIT_LEFT)
+        else:
+            self.shutdown(EXIT_LEFT if self.engine.attached_to is not None else EXIT_DETACHED)
+
+    def action_stop_engine(self) -> None:
+        """Ask the engine to stop (from an attached viewer too): its runs stop cleanly."""
+        if not self.writable("stopping the engine"):
             return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.shutdown()
+                self.command(self.engine.request_stop, "a viewer", done="engine stopping")
 
         self.push_screen(ConfirmDialog(
-            f"{n} experiment process(es) running. Quit anyway? They are stopped and "
-            "resumed from the last finished step next time.", yes="Quit"), confirmed)
+            "Stop the engine? Running experiments are stopped and resume from their last "
+            "finished step next time.", yes="Stop"), confirmed)
+
+    def engine_busy(self) -> bool:
+        """Whether stages are still at work (besides waiting for a human)."""
+        if not self._engine_started:
+            return False
+        return any(state == "running" for _, _, state, _ in self.main.reader.stages_now())
+
+    @on(br.EngineLifecycle)
+    def _engine_lifecycle(self, msg: br.EngineLifecycle) -> None:
+        e = msg.event
+        if isinstance(e, ev.EngineStopRequested):
+            if self.engine.attached_to is None:  # our own engine: stop it and quit
+                self.notify(f"stop requested by {e.source}", timeout=3)
+                self.shutdown(EXIT_STOPPED)
+            return
+        if e.alive:  # this viewer was dropped (it fell behind): attach again
+            self.shutdown(EXIT_REATTACH)
+            return
+
+        def chosen(yes: bool | None) -> None:
+            self.shutdown(EXIT_RESTART if yes else EXIT_LEFT)
+
+        self.push_screen(ConfirmDialog(
+            f"{e.reason}. Start the engine again in this terminal? It resumes the batch "
+            "as after a crash.", yes="Start it", no="Quit"), chosen)
 
     @work(exclusive=True, group="shutdown")
-    async def shutdown(self) -> None:
+    async def shutdown(self, how: str = "stopped") -> None:
+        """End the UI. ``stopped``: the engine stops too; ``detached``: it carries on in
+        this process without the UI; ``left``/``reattach``/``restart``: an attached viewer
+        goes (the engine is another process)."""
         await self.bridge.stop()
-        if self._engine_started or self.start_engine:
+        leaving = self.engine.attached_to is not None or bool(self.read_only)
+        if (how == EXIT_STOPPED or leaving) and (self._engine_started or self.start_engine):
             try:
                 await self.engine.stop()
-            except RuntimeError as exc:
+            except (RuntimeError, AisciError) as exc:
                 self.log.error(f"engine stop: {exc}")
-        self.exit()
+        self.exit(how)

@@ -130,6 +130,13 @@ class Alert(Message):
 
 
 @dataclass
+class EngineLifecycle(Message):
+    """The engine was asked to stop, or (attached) the engine connection is gone."""
+
+    event: ev.EngineStopRequested | ev.EngineGone
+
+
+@dataclass
 class BridgeStats:
     flushes: int = 0
     events: int = 0
@@ -247,6 +254,7 @@ class EngineBridge:
         cost: ev.CostUpdated | None = None
         budget: ev.BudgetReached | None = None
         alerts: list[Alert] = []
+        lifecycle: list[Message] = []
         for e in batch:
             self.stats.kinds[e.kind] = self.stats.kinds.get(e.kind, 0) + 1
             if isinstance(e, ev.RunOutput):
@@ -291,6 +299,11 @@ class EngineBridge:
                 cost = e
             elif isinstance(e, ev.BudgetReached):
                 budget = e
+            elif isinstance(e, ev.EngineStopRequested | ev.EngineGone):
+                lifecycle.append(EngineLifecycle(e))
+            elif isinstance(e, ev.ViewerChanged) and e.action != "dropped":
+                alerts.append(Alert(f"a viewer (pid {e.pid}) {e.action}; viewers now: "
+                                    f"{e.viewers}", timeout=4))
             elif isinstance(e, ev.Notice):
                 alerts.append(Alert(e.message, severity=_NOTICE_SEVERITY.get(e.level,
                                                                              "information")))
@@ -319,4 +332,5 @@ class EngineBridge:
         if budget is not None:
             out.append(BudgetHit(budget))
         out += alerts
+        out += lifecycle
         return out

@@ -84,6 +84,10 @@ class AisciCommands(Provider):
             *([] if app.read_only else
               [("Raise the lab budget", partial(app.ask_budget, "lab", None), "dollars")]),
             ("Help: keys and panes", app.action_help, ""),
+            *([] if app.read_only else [
+                ("Detach: close the UI, leave the engine running", app.action_detach,
+                 "reattach with aisci-tui --lab"),
+                ("Stop the engine", app.action_stop_engine, "its runs stop, resumable")]),
             ("Quit", app.action_quit_app, "asks when experiments run"),
         ]
         return out

@@ -1,8 +1,10 @@
 """Everything the TUI uses of the engine: the one interface between the two.
 
 The App, its screens, widgets and the command palette call the engine only through
-:class:`EnginePort`. ``aisci.engine.engine.Engine`` satisfies it, and so does the tests'
-``StoreEngine`` (tests/support/tui_lab.py); tests/tui/test_port.py checks both. A new
+:class:`EnginePort`. ``aisci.engine.engine.Engine`` (in this process) satisfies it, so does
+``aisci.engine.control.attached.AttachedEngine`` (an engine in another process, driven
+through the lab's control socket) and the tests' ``StoreEngine``
+(tests/support/tui_lab.py); tests/tui/test_port.py checks all three. A new
 command is declared here first, then implemented by both.
 """
 
@@ -24,9 +26,18 @@ class EnginePort(Protocol):
     """Read only through :class:`aisci.tui.lab_data.LabReader`."""
     settings: Settings
 
+    blocking_commands: bool
+    """True when a command waits for another process (the attached engine): the App
+    then calls commands off its event loop."""
+
     @property
     def read_only(self) -> str | None:
         """Why the lab is only viewed (every command is refused), or None."""
+        ...
+
+    @property
+    def attached_to(self) -> int | None:
+        """The pid of the engine process this viewer drives, or None (in-process)."""
         ...
 
     # -- life cycle ---------------------------------------------------------------------
@@ -34,6 +45,10 @@ class EnginePort(Protocol):
     async def stop(self) -> None: ...
     def processes(self) -> list[ProcessStats]:
         """The running experiment / plot / compile processes."""
+        ...
+
+    def request_stop(self, source: str) -> None:
+        """Ask the engine to stop cleanly (an attached engine too: ``aisci stop``)."""
         ...
 
     # -- ideas --------------------------------------------------------------------------

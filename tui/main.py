@@ -1,23 +1,37 @@
-"""``aisci-tui``: parse arguments, pick the image protocol, open the lab, run the app."""
+"""``aisci-tui``: parse arguments, pick the image protocol, open the lab, run the app.
+
+On a lab whose engine runs in another process (a detached TUI, ``aisci run``) the app
+attaches to it; otherwise the engine runs in this process, and outlives the UI when the
+user detaches or the terminal goes away (:mod:`aisci.tui.detach`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aisci.engine import demo
 from aisci.engine.config import LAB_CONFIG_NAME, load_config, parse_override
+from aisci.engine.control.attached import AttachedEngine
+from aisci.engine.control.client import engine_serving
 from aisci.engine.doctor import api_key_var
 from aisci.engine.engine import Engine
-from aisci.engine.errors import EXIT_USAGE, AisciError, exit_code, user_message
-from aisci.tui.app import AisciApp
+from aisci.engine.errors import EXIT_FAILED, EXIT_USAGE, AisciError, exit_code, user_message
+from aisci.engine.lab.store import LabStore
+from aisci.tui import detach
+from aisci.tui.app import EXIT_REATTACH, EXIT_RESTART, AisciApp
+from aisci.tui.engine_port import EnginePort
 from aisci.tui.images import PROTOCOLS, choose_protocol
 from aisci.tui.lab_data import read_only_reason
 
 DEMO_BANNER = "DEMO · model is SCRIPTED (recorded answers, no API calls)"
+ATTACH_WAIT_S = 3.0
+MAX_RELAUNCHES = 20
+"""Attach again / restart the engine at most this often in one invocation."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,11 +65,36 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def open_engine(args: argparse.Namespace) -> tuple[Engine, str | None]:
-    """The engine for the requested lab (or the demo lab) and the demo banner."""
+def lab_path(args: argparse.Namespace) -> Path:
+    """The lab the arguments name (the demo's default folder with --demo)."""
+    lab = args.lab or (Path.cwd() / "aisci-demo-lab" if args.demo else Path.cwd())
+    return Path(lab).expanduser().resolve()
+
+
+def running_engine(lab: Path) -> bool:
+    """Whether another process runs ``lab``'s engine and serves its control socket. An
+    engine still starting (lock taken, socket not yet served) gets a few seconds."""
+    if LabStore.lock_holder(lab) is None:
+        return False
+    deadline = time.monotonic() + ATTACH_WAIT_S
+    while True:
+        if engine_serving(lab):
+            return True
+        if time.monotonic() >= deadline or LabStore.lock_holder(lab) is None:
+            return False
+        time.sleep(0.2)
+
+
+def open_engine(args: argparse.Namespace) -> tuple[EnginePort, str | None]:
+    """The engine for the requested lab (or the demo lab) and the demo banner: the
+    engine another process runs there (attached), or a new one in this process."""
     overrides = _overrides(args)
-    lab = (args.lab or (Path.cwd() / "aisci-demo-lab" if args.demo else Path.cwd()))
-    lab = lab.expanduser().resolve()
+    lab = lab_path(args)
+    if running_engine(lab):
+        attached = AttachedEngine(lab)
+        # the engine's settings, but this viewer's own look (theme, keys, graphics)
+        attached.settings.tui = load_config(lab, overrides).settings.tui
+        return attached, None
     why = read_only_reason(lab) if (lab / "aisci.db").exists() else None
     if why is not None:  # a colleague's lab, a results share: a viewer, demo or not
         settings = load_config(lab, overrides).settings
@@ -72,9 +111,9 @@ def open_engine(args: argparse.Namespace) -> tuple[Engine, str | None]:
                         options=demo.demo_options(cfg.settings, headless=False))
         engine.ensure_ideas(cfg.settings.ideation.num_ideas)
         return engine, demo.SCRIPTED_NOTICE
-    lab = (args.lab or Path.cwd()).resolve()
     settings = load_config(lab, overrides).settings
-    # a lab another process runs (or one that turns out unwritable) opens as a viewer
+    # a lab another process holds without serving it (or one that turns out unwritable)
+    # opens as a viewer
     return Engine.open(lab, settings, headless=False), None
 
 
@@ -100,22 +139,52 @@ def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        engine, note = open_engine(args)
-    except AisciError as exc:  # config, lab in use, no usable lab, demo folder taken
-        print(f"aisci-tui: {user_message(exc)}", file=sys.stderr)
-        return exit_code(exc)
-    except ValueError as exc:  # a setting the engine rejects
-        print(f"aisci-tui: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    # textual-image probes the terminal when imported: this must happen before App.run()
-    images = choose_protocol(engine.settings.tui.image_protocol)
+def make_app(engine: EnginePort, note: str | None) -> AisciApp:
+    # the terminal's graphics are probed after the first frame (AisciApp.on_mount)
+    images = choose_protocol(engine.settings.tui.image_protocol, defer=True)
     app = AisciApp(engine, images=images, demo_note=DEMO_BANNER if note else None,
                    start_notice=note)
-    app.run(mouse=True)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for _ in range(MAX_RELAUNCHES):
+        try:
+            if not running_engine(lab_path(args)) and _may_detach():
+                code = detach.supervise()  # this process waits; the child runs on
+                if code is not None:
+                    return code
+            engine, note = open_engine(args)
+        except AisciError as exc:  # config, lab in use, no usable lab, demo folder taken
+            print(f"aisci-tui: {user_message(exc)}", file=sys.stderr)
+            return exit_code(exc)
+        except ValueError as exc:  # a setting the engine rejects
+            print(f"aisci-tui: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        result: str | None
+        detach.watch_terminal()  # after the fork: threads do not survive it
+        try:
+            if isinstance(engine, Engine) and engine.read_only is None:
+                result = detach.run_in_process(engine, partial(make_app, note=note))
+            else:
+                app = make_app(engine, note)
+                result = app.run(mouse=True)
+                if app.return_code not in (None, 0):
+                    return EXIT_FAILED
+        except AisciError as exc:  # the engine did not start (its socket, its lab)
+            print(f"aisci-tui: {user_message(exc)}", file=sys.stderr)
+            return exit_code(exc)
+        if result not in (EXIT_REATTACH, EXIT_RESTART):
+            return 0
+        args.demo = False  # the lab is known now: attach to it, or start its engine here
+        args.lab = engine.lab
     return 0
+
+
+def _may_detach() -> bool:
+    """A terminal session: the UI may detach and leave the engine in the background."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from aisci import __version__
 from aisci.engine.cli import (
     check_cmd,
     config_cmd,
+    control_cmd,
     doctor_cmd,
     ideas_cmd,
     review_cmd,
@@ -30,7 +31,8 @@ from aisci.engine.errors import (
 )
 
 # The command modules, in help order.
-COMMAND_MODULES = (check_cmd, config_cmd, doctor_cmd, ideas_cmd, review_cmd, run_cmd, template_cmd)
+COMMAND_MODULES = (check_cmd, config_cmd, doctor_cmd, ideas_cmd, review_cmd, run_cmd,
+                   control_cmd, template_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

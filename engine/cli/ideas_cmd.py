@@ -24,6 +24,7 @@ from aisci.engine.cli.common import (
     show_help,
 )
 from aisci.engine.config import parse_override
+from aisci.engine.control.client import ControlClient, engine_serving
 from aisci.engine.errors import EXIT_BUDGET, EXIT_FAILED, AisciError, UsageError
 from aisci.engine.events import EventBus, LLMRetry, Notice
 from aisci.engine.lab.idea_schema import validate_idea
@@ -285,6 +286,12 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
+    if engine_serving(lab_dir(args)):  # the running engine decides (and starts its runs)
+        row = _find_read_only(args)
+        with ControlClient(lab_dir(args)) as engine:
+            engine.call("approve", row.id)
+        print(f"#{row.id} {row.name}: approved")
+        return 0
     store = open_store(args)
     try:
         row = _find(store, args.idea)
@@ -296,12 +303,26 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _veto(args: argparse.Namespace) -> int:
+    if engine_serving(lab_dir(args)):
+        row = _find_read_only(args)
+        with ControlClient(lab_dir(args)) as engine:
+            engine.call("veto", row.id, args.why)
+        print(f"#{row.id} {row.name}: vetoed ({args.why})")
+        return 0
     store = open_store(args)
     try:
         row = _find(store, args.idea)
         approval.veto(store, None, row.id, args.why, source="human")
         print(f"#{row.id} {row.name}: vetoed ({args.why})")
         return 0
+    finally:
+        store.close()
+
+
+def _find_read_only(args: argparse.Namespace) -> IdeaRow:
+    store = _read_store(args)
+    try:
+        return _find(store, args.idea)
     finally:
         store.close()
 

@@ -19,6 +19,7 @@ from aisci.engine.batch import run_batch, summary_lines
 from aisci.engine.cli.common import add_lab_argument, lab_dir
 from aisci.engine.cli.run_progress import ProgressDisplay
 from aisci.engine.config import EffectiveConfig, Settings, load_config, parse_override
+from aisci.engine.control.client import ControlClient
 from aisci.engine.demo import (
     SCRIPTED_NOTICE,
     demo_options,
@@ -170,8 +171,9 @@ def _execute(lab: Path, cfg: EffectiveConfig, options: Any, num_ideas: int,
              overrides: dict[str, Any] | None = None, provider_factory: Any = None) -> int:
     holder = LabStore.lock_holder(lab) if lab.exists() else None
     if holder is not None:
-        raise AisciError(f"lab {lab} is in use by pid {holder}; use `aisci status` to watch "
-                         "it, or stop that process", exit_code=EXIT_LAB_IN_USE)
+        raise AisciError(f"lab {lab} is in use by pid {holder}: an engine runs it; watch and "
+                         f"drive it with `aisci-tui --lab {lab}` or `aisci status`, stop it "
+                         "with `aisci stop`", exit_code=EXIT_LAB_IN_USE)
     if overrides:
         _save_overrides(lab, overrides)
     started = time.monotonic()
@@ -238,9 +240,33 @@ def status_lines(lab: Path) -> list[str]:
                + f" (pid {r.pid})" for r in snap.running_runs]
     lines.append(f"engine: {'running, pid ' + str(holder) if holder else 'not running'}"
                  + (f"; running: {', '.join(running)}" if running else ""))
+    if holder:
+        lines += _live_lines(lab)
     warning = isolation_warning(cfg.settings.sandbox if cfg else Settings().sandbox)
     if warning:
         lines.append(f"warning: {warning}")
+    return lines
+
+
+def _live_lines(lab: Path) -> list[str]:
+    """What the running engine says of its processes now (time used of the limit, CPU,
+    memory), when it serves its control socket."""
+    try:
+        with ControlClient(lab, timeout=5.0) as engine:
+            procs = engine.call_op("processes")
+            viewers = engine.info.get("viewers", 0) if isinstance(engine.info, dict) else 0
+    except AisciError:
+        return []
+    lines = [f"engine: serves {lab / 'aisci.sock'}; viewers attached: {max(0, viewers)}"]
+    for p in procs if isinstance(procs, list) else []:
+        if not isinstance(p, dict):
+            continue
+        where = f"idea {p.get('idea_id')}" if p.get("idea_id") is not None else "lab"
+        lines.append(f"  {where} {p.get('run')}: {_fmt_duration(float(p.get('elapsed_s', 0)))}"
+                     f" of {_fmt_duration(float(p.get('limit_s', 0)))}, cpu "
+                     f"{float(p.get('cpu_percent', 0)):.0f}%, rss "
+                     f"{int(p.get('rss_bytes', 0)) / 2**20:.0f} MB"
+                     + (", paused" if p.get("paused") else ""))
     return lines
 
 

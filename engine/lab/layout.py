@@ -4,7 +4,10 @@ comes from here.
 - ``aisci.db`` (the store) and ``aisci.lock`` (held by the one engine writing the lab);
 - ``ideas/<id>-<name>/``: the working tree of one idea;
 - ``repos/<id>-<name>.git``: its git directory, outside anything an experiment can write;
-- ``baselines/<template>[-smoke]/run_0``: a template's baseline, copied into new ideas.
+- ``baselines/<template>[-smoke]/run_0``: a template's baseline, copied into new ideas;
+- ``aisci.sock``: the running engine's control socket (owner only; viewers and the CLI
+  of any shell reach the engine through it);
+- ``engine.log``: what a running engine says while no terminal shows it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ LOCK_NAME = "aisci.lock"
 IDEAS_DIR = "ideas"
 REPOS_DIR = "repos"
 BASELINES_DIR = "baselines"
+CONTROL_SOCKET = "aisci.sock"
+ENGINE_LOG = "engine.log"
 
 
 def idea_dir(lab: Path, idea_id: int, name: str) -> Path:

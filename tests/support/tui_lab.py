@@ -158,7 +158,12 @@ class StoreEngine:
         self.bus = EventBus()
         self.settings = settings or Settings()
         self.read_only = read_only
+        self.blocking_commands = False
+        self.attached_to: int | None = None
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def request_stop(self, source: str) -> None:
+        self.calls.append(("request_stop", (source,)))
 
     async def start(self) -> None:
         self.calls.append(("start", ()))

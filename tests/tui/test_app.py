@@ -18,7 +18,7 @@ from aisci.tui import bridge as br
 from aisci.tui.app import AisciApp
 from aisci.tui.commands import AisciCommands
 from aisci.tui.images import choose_protocol
-from aisci.tui.screens.dialogs import ConfirmDialog, NumberDialog, ReasonDialog
+from aisci.tui.screens.dialogs import ChoiceDialog, ConfirmDialog, NumberDialog, ReasonDialog
 from aisci.tui.screens.edit_idea import EditIdeaScreen
 from aisci.tui.screens.help import HelpScreen
 from aisci.tui.widgets.activity.llm_stream import LLMStream
@@ -227,12 +227,25 @@ async def test_quit_asks_when_experiments_run(tmp_path: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()  # initial focus lands on the idea table
         await pilot.press("q")
-        assert isinstance(app.screen, ConfirmDialog)
-        await pilot.press("n")
-        assert not isinstance(app.screen, ConfirmDialog)
-        await pilot.press("q", "y")
+        assert isinstance(app.screen, ChoiceDialog)
+        assert "leave the engine running" in app.screen.question
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ChoiceDialog)
+        await pilot.press("q", "s")
         await pilot.pause(0.3)
     assert ("stop", ()) in engine.calls
+    assert app.return_value == "stopped"
+
+
+@pytest.mark.parametrize("keys", [("q", "l"), ("d",)], ids=["quit-leave", "detach-key"])
+async def test_leaving_it_running_keeps_the_engine(tmp_path: Path, keys: tuple[str, ...]) -> None:
+    app, engine, _ = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press(*keys)
+        await pilot.pause(0.3)
+    assert ("stop", ()) not in engine.calls  # the launcher keeps it running headless
+    assert app.return_value == "detached"
 
 
 async def test_narrow_terminal_shows_one_pane_group_at_a_time(tmp_path: Path) -> None:

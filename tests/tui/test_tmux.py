@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.engines import stop_lab_engine
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
@@ -51,7 +52,10 @@ class Tmux:
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
     t = Tmux(f"aisci-test-{os.getpid()}")
-    env = {"AISCI_USER_CONFIG": str(tmp_path / "no-user-config.toml"), "TERM": "xterm-256color"}
+    env = {"AISCI_USER_CONFIG": str(tmp_path / "no-user-config.toml"), "TERM": "xterm-256color",
+           # grokking at 2 updates and 1 validation batch per dataset: the baseline, and so
+           # the first experiment output, come sooner (the shipped demo: test_demo.py)
+           "AISCI_WORK_STEPS": "2", "AISCI_WORK_EVAL": "1"}
     exports = " ".join(f"{k}={v}" for k, v in env.items())
     # COLUMNS/LINES from the calling environment would override the pane size
     cmd = (f"cd {tmp_path} && env -u COLUMNS -u LINES {exports} {TUI} --demo "
@@ -61,6 +65,7 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
         yield t
     finally:
         subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
+        stop_lab_engine(tmp_path / "demo")  # a closed terminal leaves the engine running
 
 
 def idea_rows(screen: str) -> list[str]:
@@ -87,5 +92,5 @@ def test_demo_in_a_real_terminal(tmux: Tmux) -> None:
                   "experiment output in the log pane")
     tmux.keys("q")
     time.sleep(0.5)
-    if "Quit anyway" in tmux.screen():
-        tmux.keys("y")
+    if "Stop everything" in tmux.screen():  # experiments run: stop them with the UI
+        tmux.keys("s")

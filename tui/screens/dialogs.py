@@ -67,6 +67,40 @@ class ConfirmDialog(_Dialog):
         self.dismiss(False)
 
 
+class ChoiceDialog(_Dialog):
+    """A question with several answers; dismisses with the chosen answer's id (None on
+    escape). ``choices``: (id, label, key) in button order; the key answers it too."""
+
+    DEFAULT_CSS = "ChoiceDialog { align: center middle; }"
+
+    def __init__(self, question: str, choices: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.question = question
+        self.choices = choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, markup=False)
+            with Horizontal(classes="buttons"):
+                for cid, label, key in self.choices:
+                    shown = "esc" if key == "escape" else key
+                    yield Button(f"{label} ({shown})", id=f"choice-{cid}")
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self.query(Button).last().focus)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss((event.button.id or "").removeprefix("choice-") or None)
+
+    def on_key(self, event: Any) -> None:
+        for cid, _label, key in self.choices:
+            if event.key == key:
+                event.stop()
+                self.dismiss(cid)
+                return
+
+
 class ReasonDialog(_Dialog):
     """Asks for a non-empty reason (e.g. why an idea is vetoed)."""
 

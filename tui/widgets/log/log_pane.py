@@ -25,6 +25,7 @@ class LogPane(Vertical):
         super().__init__(**kwargs)
         self.idea_id: int | None = None
         self.run: str | None = None
+        self._header_text = "no run selected"
 
     def compose(self) -> ComposeResult:
         yield Static("no run selected", id="log-header", classes="pane-header", markup=False)
@@ -59,10 +60,15 @@ class LogPane(Vertical):
         else:
             follow = "following" if view.follow else "paused (f: follow)"
             wrap = "wrapped (w: cut)" if view.wrap else "cut (w: wrap, ←/→: scroll)"
-            text = (f"idea {self.idea_id} · {self.run} · {view.line_count:,} lines · {follow}"
+            where = f"idea {self.idea_id}" if self.idea_id is not None else "lab"
+            text = (f"{where} · {self.run} · {view.line_count:,} lines · {follow}"
                     f" · {wrap}"
                     + (f" · search: {view.search_text}" if view.search_text else ""))
-        self.query_one("#log-header", Static).update(text)
+        header = self.query_one("#log-header", Static)
+        if text != self._header_text:
+            self._header_text = text
+            # one line of fixed size: a new text needs no layout pass of the screen
+            header.update(text, layout=False)
 
     @on(LogView.Scanned)
     def _on_scanned(self) -> None:

@@ -60,6 +60,9 @@ class ProcessRow:
     paused: bool = False
     stalled: bool = False
     flags: set[str] = field(default_factory=set)
+    log_path: str = ""
+    node: str = ""
+    """The cluster node it runs on (the Ray backend); empty on this machine."""
 
 
 class ProcessTable(DataTable[Any]):
@@ -67,7 +70,16 @@ class ProcessTable(DataTable[Any]):
         Binding("k", "kill", "Kill", id="kill-run"),
         Binding("plus,x", "extend", "Extend", id="extend-run"),
         Binding("p", "pause", "Pause/resume", id="pause-run"),
+        Binding("l", "show_log", "Show its log", id="run-log"),
     ]
+
+    @dataclass
+    class LogRequested(Message):
+        """Show this process's log in the log pane (``l`` or Enter on its row)."""
+
+        idea_id: int | None
+        run: str
+        log_path: str
 
     @dataclass
     class KillRequested(Message):
@@ -103,7 +115,7 @@ class ProcessTable(DataTable[Any]):
 
     def started(self, e: ev.RunStarted) -> None:
         key = self.key(e.idea_id, e.run)
-        row = ProcessRow(e.idea_id, e.run, e.limit_s, e.isolation, e.ts)
+        row = ProcessRow(e.idea_id, e.run, e.limit_s, e.isolation, e.ts, log_path=e.log_path)
         # A run already under way (TUI attached late) shows its age at once, not 0:00
         # until the first tick or stats sample.
         row.elapsed_s = max(0.0, clock() - e.ts)
@@ -113,11 +125,11 @@ class ProcessTable(DataTable[Any]):
         self.add_row(*self._cells(row), key=key)
 
     def add_existing(self, idea_id: int | None, run: str, limit_s: float, isolation: str,
-                     started: float) -> None:
+                     started: float, log_path: str = "") -> None:
         if self.key(idea_id, run) not in self.rows_by_key:
             self.started(ev.RunStarted(idea_id=idea_id, run=run, attempt=1, pid=0,
-                                       limit_s=limit_s, isolation=isolation, log_path="",
-                                       ts=started))
+                                       limit_s=limit_s, isolation=isolation,
+                                       log_path=log_path, ts=started))
 
     def finished(self, idea_id: int | None, run: str) -> None:
         key = self.key(idea_id, run)
@@ -144,6 +156,7 @@ class ProcessTable(DataTable[Any]):
         row.elapsed_s, row.limit_s = s.elapsed_s, s.limit_s or row.limit_s
         row.cpu, row.rss, row.gpu = s.cpu_percent, s.rss_bytes, s.gpu_mem_bytes
         row.quiet_s, row.paused = s.last_output_age_s, s.paused
+        row.node = s.node
         row.stalled = row.stalled and s.last_output_age_s > 1.0
         self._update(row)
 
@@ -177,7 +190,8 @@ class ProcessTable(DataTable[Any]):
         state_style = {"paused": "yellow", "stalled": "bold yellow reverse",
                        "near limit": "bold red reverse"}.get(state, "green")
         iso_style = "" if r.isolation not in ("none", "") else "red"
-        return (str(r.idea_id if r.idea_id is not None else "—"), r.run,
+        run = f"{r.run} @{r.node}" if r.node else r.run  # where it runs, on a cluster
+        return (str(r.idea_id if r.idea_id is not None else "—"), run,
                 Text(state, style=state_style), elapsed,
                 "—" if r.cpu is None else f"{r.cpu:.0f}", fmt_bytes(r.rss), fmt_bytes(r.gpu),
                 quiet, Text(r.isolation or "?", style=iso_style))
@@ -198,6 +212,14 @@ class ProcessTable(DataTable[Any]):
 
     def action_kill(self) -> None:
         self._with_selected(self.KillRequested)
+
+    def action_show_log(self) -> None:
+        row = self.selected()
+        self._with_selected(self.LogRequested, log_path=row.log_path if row else "")
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_show_log()
 
     def action_extend(self) -> None:
         self._with_selected(self.ExtendRequested)
