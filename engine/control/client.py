@@ -47,6 +47,11 @@ class ControlClient:
         try:
             with wire.socket_address(path) as address:
                 self._sock.connect(address)
+        except PermissionError:
+            self._sock.close()
+            raise wire.ControlError(
+                f"the engine running {self.lab} belongs to another user (permission denied "
+                f"on {path.name}); only its owner may drive it") from None
         except OSError as exc:
             self._sock.close()
             raise wire.EngineNotRunning(

@@ -30,17 +30,7 @@ from aisci.engine.control.server import MAX_BACKLOG_BYTES
 from aisci.engine.engine import Engine
 from aisci.engine.lab.store import LabStore
 from aisci.engine.run.executor import RunSpec
-
-IDEA = {"Title": "Scheduled weight decay", "Experiment": "Ramp weight decay linearly.",
-        "Interestingness": 7, "Feasibility": 8, "Novelty": 6}
-
-
-def settings() -> Settings:
-    s = Settings()
-    s.models.default = "scripted:none"
-    s.sandbox.mode = "none"
-    s.sandbox.grace_period_s = 0.5
-    return s
+from support.engines import IDEA, quick_settings
 
 
 @contextlib.asynccontextmanager
@@ -48,7 +38,7 @@ async def running_engine(lab: Path) -> AsyncIterator[tuple[Engine, int, int]]:
     store = LabStore(lab)
     a = store.add_idea("scheduled_wd", "grokking", IDEA, status="vetoed")
     b = store.add_idea("other_idea", "grokking", {**IDEA, "Title": "Other"}, status="vetoed")
-    engine = Engine(lab, settings(), headless=False, store=store)
+    engine = Engine(lab, quick_settings(), headless=False, store=store)
     await engine.start()
     try:
         yield engine, a, b
@@ -243,7 +233,10 @@ try:
 except OSError as exc:
     print("connect failed:", exc.strerror)
     sys.exit(0)
-s.sendall(json.dumps({"v": 1, "id": 1, "op": "hello"}).encode() + b"\n")
+try:  # the engine may have answered (refused) and closed before this is sent
+    s.sendall(json.dumps({"v": 1, "id": 1, "op": "hello"}).encode() + b"\n")
+except OSError:
+    pass
 s.settimeout(10)
 data = b""
 while not data.endswith(b"\n"):
@@ -280,6 +273,7 @@ async def test_another_user_is_refused() -> None:
             assert "Permission denied" in out  # mode 0600: the kernel says no
             os.chmod(sock, 0o777)  # even when the mode is widened, the engine says no
             out = await asyncio.to_thread(as_nobody)
+            assert "reply:" in out, out
             reply = json.loads(out.split("reply:", 1)[1])
             assert reply["ok"] is False and "refused" in reply["error"]["message"]
             assert "uid 65534" in reply["error"]["message"]
@@ -304,7 +298,7 @@ async def test_a_stale_socket_is_replaced_and_a_planted_file_refused(tmp_path: P
         assert await asyncio.to_thread(engine_serving, lab)
     (lab / "aisci.sock").write_text("not a socket")
     store = LabStore(lab)
-    engine = Engine(lab, settings(), headless=False, store=store)
+    engine = Engine(lab, quick_settings(), headless=False, store=store)
     notices = engine.bus.subscribe(kinds=(ev.Notice,))
     await engine.start()  # the engine runs on without its socket, and says why
     assert engine.control is None and engine.pipeline is not None

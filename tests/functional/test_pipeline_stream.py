@@ -14,27 +14,16 @@ from aisci.engine.demo import prepare_demo_lab
 from aisci.engine.engine import Engine
 from aisci.engine.llm.scripted import ScriptedProvider
 from aisci.engine.pipeline import PipelineOptions
-from aisci.engine.run.gpu import GPUInfo
 from aisci.engine.run.scheduler import Scheduler
 from aisci.engine.stages.context import StageContext
 from aisci.engine.stages.contract import StageOutcome
+from support.labs import NoGPU
 
 # The demo cassette's three ideas, in the order its ideation keys idea-1..3 give them.
 DEMO_IDEAS = ["weight_decay_grokking_speed", "label_smoothing_grokking",
               "weight_norm_grokking"]
 
 
-class NoGPU:
-    """NVML with no device: the scheduler hands out CPU slots."""
-
-    def gpus(self) -> list[GPUInfo]:
-        return []
-
-    def memory_by_pid(self) -> dict[int, int]:
-        return {}
-
-    def driver_version(self) -> str | None:
-        return None
 
 
 def _engine(lab: Path, settings: Settings, stages: dict,

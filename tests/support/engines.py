@@ -1,5 +1,6 @@
-"""Stopping the engine a test started in a real terminal: closing the terminal leaves it
-running in the background (on purpose), so each such test stops it before it ends."""
+"""Real engines for the tests: settings that start fast (no model, no sandbox), and
+stopping the engine a test started in a real terminal (closing the terminal leaves it
+running in the background, on purpose, so each such test stops it before it ends)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,21 @@ import sys
 import time
 from pathlib import Path
 
+from aisci.engine.config import Settings
 from aisci.engine.lab.store import LabStore
 
 CLI = Path(sys.executable).with_name("aisci")
+IDEA = {"Title": "Scheduled weight decay", "Experiment": "Ramp weight decay linearly.",
+        "Interestingness": 7, "Feasibility": 8, "Novelty": 6}
+
+
+def quick_settings() -> Settings:
+    """No model (a stage that needs one fails at once), no sandbox, a short grace."""
+    s = Settings()
+    s.models.default = "scripted:none"
+    s.sandbox.mode = "none"
+    s.sandbox.grace_period_s = 0.5
+    return s
 
 
 def alive(pid: int) -> bool:

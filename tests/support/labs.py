@@ -18,6 +18,7 @@ from aisci.engine.llm.client import LLMClient
 from aisci.engine.llm.prompts import PromptLibrary
 from aisci.engine.llm.scripted import ScriptedProvider
 from aisci.engine.run.executor import Executor
+from aisci.engine.run.gpu import GPUInfo
 from aisci.engine.run.scheduler import Scheduler
 from aisci.engine.stages.context import StageContext
 
@@ -27,6 +28,19 @@ TINY = DATA / "templates" / "tiny"
 IDEA = {"Name": "faster_lr", "Title": "A faster learning rate",
         "Experiment": "Raise the learning rate and train longer; compare the final loss.",
         "Interestingness": 5, "Feasibility": 9, "Novelty": 3}
+
+
+class NoGPU:
+    """NVML with no device: the scheduler hands out CPU slots."""
+
+    def gpus(self) -> list[GPUInfo]:
+        return []
+
+    def memory_by_pid(self) -> dict[int, int]:
+        return {}
+
+    def driver_version(self) -> str | None:
+        return None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aisci.engine.config import Settings, load_config
+from aisci.engine.config import load_config
 from aisci.engine.control.attached import AttachedEngine
 from aisci.engine.control.client import engine_serving
 from aisci.engine.engine import Engine
@@ -29,18 +29,8 @@ from aisci.tui.screens.dialogs import ConfirmDialog, NumberDialog
 from aisci.tui.widgets.ideas.idea_table import IdeaTable
 from aisci.tui.widgets.log.log_pane import LogPane
 from aisci.tui.widgets.processes.process_table import ProcessTable
+from support.engines import IDEA, quick_settings
 from support.slow_lab import make_slow_lab
-
-IDEA = {"Title": "Scheduled weight decay", "Experiment": "Ramp weight decay linearly.",
-        "Interestingness": 7, "Feasibility": 8, "Novelty": 6}
-
-
-def settings() -> Settings:
-    s = Settings()
-    s.models.default = "scripted:none"
-    s.sandbox.mode = "none"
-    s.sandbox.grace_period_s = 0.5
-    return s
 
 
 @pytest.fixture(params=["in-process", "attached"])
@@ -67,7 +57,7 @@ async def test_approve_and_veto_through_the_real_engine(tmp_path: Path, mode: st
     a = store.add_idea("scheduled_wd", "grokking", IDEA, status="checked")
     b = store.add_idea("other_idea", "grokking", {**IDEA, "Title": "Other idea"},
                        status="checked")
-    engine = Engine(lab, settings(), headless=False, store=store)
+    engine = Engine(lab, quick_settings(), headless=False, store=store)
     seen: list[Any] = []
     port = await port_for(engine, mode)
     app = AisciApp(port, images=choose_protocol("none"), start_engine=port is not engine)
@@ -95,7 +85,7 @@ async def test_kill_and_extend_a_real_run(tmp_path: Path, mode: str) -> None:
     lab = tmp_path / "lab"
     store = LabStore(lab)
     idea = store.add_idea("runner", "grokking", IDEA, status="vetoed")
-    engine = Engine(lab, settings(), headless=False, store=store)
+    engine = Engine(lab, quick_settings(), headless=False, store=store)
     await engine.start()
     idea_dir = lab / "ideas" / f"{idea}-runner"
     idea_dir.mkdir(parents=True)

@@ -7,19 +7,8 @@ from __future__ import annotations
 import asyncio
 
 from aisci.engine.config import Settings
-from aisci.engine.run.gpu import GPUInfo
 from aisci.engine.run.scheduler import Scheduler
-
-
-class NoGPU:
-    def gpus(self) -> list[GPUInfo]:
-        return []
-
-    def memory_by_pid(self) -> dict[int, int]:
-        return {}
-
-    def driver_version(self) -> str | None:
-        return None
+from support.labs import NoGPU
 
 
 def one_slot() -> Scheduler:
