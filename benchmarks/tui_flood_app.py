@@ -1,5 +1,6 @@
 """The app under test for the flood / bytes benchmarks: the real aisci-tui app and
-Engine on a scratch lab with one idea; after start-up the engine's executor runs an
+Engine (on its own thread, as aisci-tui runs it) on a scratch lab with one idea; after
+start-up the engine's executor runs an
 experiment that prints ``RATE`` lines/s for ``SECONDS`` seconds. Run by the benchmarks
 inside a pty; not useful on its own."""
 
@@ -15,6 +16,7 @@ from aisci.engine.lab import layout
 from aisci.engine.lab.store import LabStore
 from aisci.engine.run.executor import RunSpec
 from aisci.tui.app import AisciApp
+from aisci.tui.engine_thread import EngineThread
 from aisci.tui.images import choose_protocol
 from PIL import Image, ImageDraw
 
@@ -52,13 +54,14 @@ def build_lab(lab: Path) -> None:
     store.close()
 
 
-async def start_flood(app, engine, rate: int, seconds: float) -> None:
+async def start_flood(engine: Engine, rate: int, seconds: float) -> None:
     await asyncio.sleep(1.5)
     idea = engine.store.list_ideas()[0]
     d = layout.idea_dir(engine.lab, idea.id, idea.name)
     spec = RunSpec(argv=[sys.executable, "-c", FLOOD, str(rate), str(seconds)], cwd=d,
                    log_path=d / "logs" / "run_1.log", limit_s=600, kind="experiment",
                    run="run_1", idea_id=idea.id)
+    assert engine.ctx is not None
     await engine.ctx.executor.run(spec)
 
 
@@ -68,15 +71,15 @@ def main() -> None:
     build_lab(lab)
     images = choose_protocol(protocol)
     settings = load_config(lab, {"sandbox.mode": "none"}).settings
-    engine = Engine(lab, settings, headless=False)
-
-    class FloodApp(AisciApp):
-        async def _start_engine(self) -> None:
-            await super()._start_engine()
-            if rate > 0:  # 0: the TUI idles (no run)
-                self.run_worker(start_flood(self, engine, rate, seconds), name="flood")
-
-    FloodApp(engine, images=images).run()
+    # as aisci-tui runs it: the engine on its own thread and loop, the app on this one
+    runner = EngineThread(Engine(lab, settings, headless=False))
+    runner.launch()
+    if rate > 0:  # 0: the TUI idles (no run)
+        asyncio.run_coroutine_threadsafe(start_flood(runner.engine, rate, seconds),
+                                         runner._loop)
+    AisciApp(runner, images=images).run()
+    runner.request_stop("benchmark over")
+    runner.finished.wait(60)
 
 
 if __name__ == "__main__":

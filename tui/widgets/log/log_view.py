@@ -8,8 +8,9 @@ laid out from the last line upwards so the newest output is always in view.
 
 The view keeps no lines in memory beyond :class:`LineIndex`'s bounded cache. New output
 is picked up by re-scanning the file on a worker thread, at most every
-``SCAN_INTERVAL_S`` and only when poked (by batched run-output events) or on a slow
-poll, so a run printing 100k lines/s costs a handful of scans per second.
+``SCAN_INTERVAL_S`` (``FLOOD_SCAN_INTERVAL_S`` while the log keeps growing) and only
+when poked (by batched run-output events) or on a slow poll, so a run printing 100k
+lines/s costs a few scans and repaints per second.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 SCAN_INTERVAL_S = 0.1
+FLOOD_SCAN_INTERVAL_S = 0.3
+"""While every scan finds new lines (a run flooding its log), the view rescans and
+repaints at most this often: a log moving faster than anyone reads costs the UI little,
+and key presses keep the event loop."""
+FLOOD_AFTER_SCANS = 3
 POLL_INTERVAL_S = 1.0
 
 
@@ -76,6 +82,8 @@ class LogView(ScrollView, can_focus=True):
         self._dirty = False
         self._scanning = False
         self._since_poll = 0.0
+        self._since_scan = 0.0
+        self._changed_streak = 0  # consecutive scans that found new lines
         self._last_match: int | None = None
         self._widest = 0  # widest line rendered so far (no-wrap: the horizontal extent)
         self._generation = 0  # bumped when the file's lines change
@@ -91,6 +99,8 @@ class LogView(ScrollView, can_focus=True):
         if path is not None and self.index is not None and self.index.path == Path(path):
             return
         self.index = LineIndex(path) if path is not None else None
+        self._changed_streak = 0  # a new file is shown at once
+        self._since_scan = FLOOD_SCAN_INTERVAL_S
         self._last_match = None
         self._widest = 0
         self._generation += 1
@@ -111,10 +121,15 @@ class LogView(ScrollView, can_focus=True):
     # -- scanning on a thread -----------------------------------------------------------
     def _tick(self) -> None:
         self._since_poll += SCAN_INTERVAL_S
+        self._since_scan += SCAN_INTERVAL_S
         if self._since_poll >= POLL_INTERVAL_S:
             self._since_poll = 0.0
             self._dirty = True
+        flooding = self._changed_streak >= FLOOD_AFTER_SCANS
+        if flooding and self._since_scan + 1e-6 < FLOOD_SCAN_INTERVAL_S:
+            return
         if self._dirty and not self._scanning and self.index is not None:
+            self._since_scan = 0.0
             self._dirty = False
             self._scanning = True
             self._scan(self.index)
@@ -128,6 +143,7 @@ class LogView(ScrollView, can_focus=True):
 
     def _scanned(self, index: LineIndex, changed: bool) -> None:
         self._scanning = False
+        self._changed_streak = self._changed_streak + 1 if changed else 0
         if index is not self.index or not changed:
             return
         self._generation += 1
