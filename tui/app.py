@@ -92,6 +92,8 @@ class AisciApp(App[str]):
                                self._status_text())
         self.bridge = br.EngineBridge(engine.bus, self.main)
         self._engine_started = False
+        self._stop_source = ""
+        """Who asked the engine to stop (an attached viewer then says so, not "gone")."""
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's own palette entries, less its "Quit" (it would skip the question
@@ -468,6 +470,7 @@ class AisciApp(App[str]):
     def _engine_lifecycle(self, msg: br.EngineLifecycle) -> None:
         e = msg.event
         if isinstance(e, ev.EngineStopRequested):
+            self._stop_source = e.source
             if self.engine.attached_to is None:  # our own engine: stop it and quit
                 self.notify(f"stop requested by {e.source}", timeout=3)
                 self.shutdown(EXIT_STOPPED)
@@ -475,13 +478,15 @@ class AisciApp(App[str]):
         if e.alive:  # this viewer was dropped (it fell behind): attach again
             self.shutdown(EXIT_REATTACH)
             return
+        why = (f"The engine (pid {self.engine.attached_to}) stopped, as {self._stop_source} "
+               "asked" if self._stop_source else e.reason)
 
         def chosen(yes: bool | None) -> None:
             self.shutdown(EXIT_RESTART if yes else EXIT_LEFT)
 
         self.push_screen(ConfirmDialog(
-            f"{e.reason}. Start the engine again in this terminal? It resumes the batch "
-            "as after a crash.", yes="Start it", no="Quit"), chosen)
+            f"{why}. Start the engine again in this terminal? It resumes the batch where "
+            "it stopped.", yes="Start it", no="Quit"), chosen)
 
     @work(exclusive=True, group="shutdown")
     async def shutdown(self, how: str = "stopped") -> None:
