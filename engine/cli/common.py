@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine.config import EffectiveConfig, load_config, parse_override
-from aisci.engine.errors import EXIT_USAGE
-from aisci.engine.lab.store import LabStore
+from aisci.engine.errors import EXIT_USAGE, UsageError
+from aisci.engine.lab.store import IdeaRow, LabStore
 
 
 def add_lab_argument(p: argparse.ArgumentParser) -> None:
@@ -44,3 +44,17 @@ def config_from_args(args: argparse.Namespace,
 def open_store(args: argparse.Namespace, *, read_only: bool = False) -> LabStore:
     """The lab's store; LabInUse / StoreError reach the user through cli.main()."""
     return LabStore(lab_dir(args), read_only=read_only)
+
+
+def find_idea(store: LabStore, key: str) -> IdeaRow:
+    """The idea ``key`` names (id or name); one line naming it when there is none."""
+    row = store.find_idea(key)
+    if row is None:
+        raise UsageError(f"no idea {key!r} in {store.lab_dir} (see `aisci ideas list`)")
+    return row
+
+
+def find_idea_read_only(args: argparse.Namespace) -> IdeaRow:
+    """``args.idea`` looked up in the lab read-only (it works while an engine runs it)."""
+    with open_store(args, read_only=True) as store:
+        return find_idea(store, args.idea)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from aisci.engine.cli.common import add_lab_argument, lab_dir
+from aisci.engine.cli.common import add_lab_argument, find_idea_read_only, lab_dir
 from aisci.engine.control.client import ControlClient
 from aisci.engine.errors import EXIT_FAILED, UsageError
-from aisci.engine.lab.store import LabStore
 
 LAB_RUN = "lab"
 """The IDEA argument of a lab-level run (a template's baseline)."""
@@ -45,12 +44,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 def _idea_id(args: argparse.Namespace) -> int | None:
     if args.idea == LAB_RUN:
         return None
-    lab = lab_dir(args)
-    with LabStore(lab, read_only=True) as store:
-        row = store.find_idea(args.idea)
-    if row is None:
-        raise UsageError(f"no idea {args.idea!r} in {lab} (see `aisci ideas list`)")
-    return row.id
+    return find_idea_read_only(args).id
 
 
 def _where(idea_id: int | None, run: str) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 from aisci.engine.cli.common import (
     add_lab_argument,
     config_from_args,
+    find_idea,
+    find_idea_read_only,
     lab_dir,
     open_store,
     show_help,
@@ -105,13 +107,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _read_store(args: argparse.Namespace) -> LabStore:
     return open_store(args, read_only=True)
-
-
-def _find(store: LabStore, key: str) -> IdeaRow:
-    row = store.find_idea(key)
-    if row is None:
-        raise UsageError(f"no idea {key!r} in {store.lab_dir} (see `aisci ideas list`)")
-    return row
 
 
 def _verdict(row: IdeaRow) -> str:
@@ -206,7 +201,7 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     store = _read_store(args)
     try:
-        row = _find(store, args.idea)
+        row = find_idea(store, args.idea)
         history = store.idea_history(row.id)
         if args.json:
             print(json.dumps({"id": row.id, "name": row.name, "template": row.template,
@@ -253,7 +248,7 @@ def _show(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     store = open_store(args)
     try:
-        row = _find(store, args.idea)
+        row = find_idea(store, args.idea)
         ctx = _context(args, store, {"models.novelty": args.model} if args.model else {})
 
         async def go() -> Any:
@@ -277,7 +272,7 @@ def _edit(args: argparse.Namespace) -> int:
     fields = dict(parse_override(f) for f in args.fields)
     store = open_store(args)
     try:
-        row = _find(store, args.idea)
+        row = find_idea(store, args.idea)
         new = approval.edit(store, None, row.id, fields, source="human")
         print(f"#{new.id} {new.name}: {new.status}")
         return 0
@@ -287,14 +282,14 @@ def _edit(args: argparse.Namespace) -> int:
 
 def _approve(args: argparse.Namespace) -> int:
     if engine_serving(lab_dir(args)):  # the running engine decides (and starts its runs)
-        row = _find_read_only(args)
+        row = find_idea_read_only(args)
         with ControlClient(lab_dir(args)) as engine:
             engine.call("approve", row.id)
         print(f"#{row.id} {row.name}: approved")
         return 0
     store = open_store(args)
     try:
-        row = _find(store, args.idea)
+        row = find_idea(store, args.idea)
         approval.approve(store, None, row.id, source="human")
         print(f"#{row.id} {row.name}: approved")
         return 0
@@ -304,25 +299,17 @@ def _approve(args: argparse.Namespace) -> int:
 
 def _veto(args: argparse.Namespace) -> int:
     if engine_serving(lab_dir(args)):
-        row = _find_read_only(args)
+        row = find_idea_read_only(args)
         with ControlClient(lab_dir(args)) as engine:
             engine.call("veto", row.id, args.why)
         print(f"#{row.id} {row.name}: vetoed ({args.why})")
         return 0
     store = open_store(args)
     try:
-        row = _find(store, args.idea)
+        row = find_idea(store, args.idea)
         approval.veto(store, None, row.id, args.why, source="human")
         print(f"#{row.id} {row.name}: vetoed ({args.why})")
         return 0
-    finally:
-        store.close()
-
-
-def _find_read_only(args: argparse.Namespace) -> IdeaRow:
-    store = _read_store(args)
-    try:
-        return _find(store, args.idea)
     finally:
         store.close()
 
