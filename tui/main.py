@@ -85,12 +85,14 @@ def running_engine(lab: Path) -> bool:
         time.sleep(0.2)
 
 
-def open_engine(args: argparse.Namespace) -> tuple[EnginePort, str | None]:
+def open_engine(args: argparse.Namespace, *, serving: bool | None = None,
+                ) -> tuple[EnginePort, str | None]:
     """The engine for the requested lab (or the demo lab) and the demo banner: the
-    engine another process runs there (attached), or a new one in this process."""
+    engine another process runs there (attached), or a new one in this process.
+    ``serving``: whether :func:`running_engine` already found one (None: look)."""
     overrides = _overrides(args)
     lab = lab_path(args)
-    if running_engine(lab):
+    if running_engine(lab) if serving is None else serving:
         attached = AttachedEngine(lab)
         # the engine's settings, but this viewer's own look (theme, keys, graphics)
         attached.settings.tui = load_config(lab, overrides).settings.tui
@@ -151,11 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for _ in range(MAX_RELAUNCHES):
         try:
-            if not running_engine(lab_path(args)) and _may_detach():
+            serving = running_engine(lab_path(args))
+            if not serving and _may_detach():
                 code = detach.supervise()  # this process waits; the child runs on
                 if code is not None:
                     return code
-            engine, note = open_engine(args)
+            engine, note = open_engine(args, serving=serving)
         except AisciError as exc:  # config, lab in use, no usable lab, demo folder taken
             print(f"aisci-tui: {user_message(exc)}", file=sys.stderr)
             return exit_code(exc)
