@@ -102,10 +102,9 @@ class ControlServer:
                             writer: asyncio.StreamWriter) -> None:
         sock: socket.socket | None = writer.get_extra_info("socket")
         try:
-            uid = wire.peer_uid(sock) if sock is not None else -1
-            pid = wire.peer_pid(sock) if sock is not None else 0
+            pid, uid = wire.peer_credentials(sock) if sock is not None else (0, -1)
         except OSError:
-            uid, pid = -1, 0
+            pid, uid = 0, -1
         client = _Client(self, writer, pid)
         if uid != os.geteuid():
             client.reply(None, error=UsageError(
