@@ -5,7 +5,6 @@ advance, kill the run from there, and see a veto made in a third shell."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 from aisci.engine.lab.store import LabStore
 from support.engines import alive, stop_lab_engine
 from support.slow_lab import baseline_log, make_slow_lab
+from support.terminal import Terminal
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
@@ -27,45 +27,11 @@ TUI = BIN / "aisci-tui"
 CLI = BIN / "aisci"
 
 
-class Terminal:
-    """One tmux server with one 160x48 window running ``command``."""
-
-    def __init__(self, name: str, command: str, cwd: Path) -> None:
-        self.socket = f"aisci-detach-{os.getpid()}-{name}"
-        env = f"env -u COLUMNS -u LINES AISCI_USER_CONFIG={cwd / 'none.toml'} " \
-              "TERM=xterm-256color"
-        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "160", "-y", "48",
-                  f"cd {cwd} && {env} {command}")
-
-    def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
-                              text=True, check=True, timeout=20).stdout
-
-    def keys(self, *keys: str) -> None:
-        for key in keys:
-            self.tmux("send-keys", "-t", "t", key)
-            time.sleep(0.2)
-
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", "t")
-
-    def wait_for(self, check: Callable[[str], bool], timeout: float, what: str) -> str:
-        end = time.monotonic() + timeout
-        text = ""
-        while time.monotonic() < end:
-            try:
-                text = self.screen()
-            except subprocess.CalledProcessError:
-                text = "(no pane)"
-            if check(text):
-                return text
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; screen was:\n{text}")
-
-    def hang_up(self) -> None:
-        """Close the terminal: tmux sends SIGHUP to the processes of its pane."""
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True,
-                       timeout=20)
+def terminal(name: str, lab: Path) -> Terminal:
+    """A 160x48 terminal running ``aisci-tui --lab LAB``."""
+    env = {"AISCI_USER_CONFIG": str(lab.parent / "none.toml"), "TERM": "xterm-256color"}
+    return Terminal(name, f"{TUI} --lab {lab}", lab.parent, size=(160, 48), env=env,
+                    key_gap_s=0.2)
 
 
 def running_baseline(lab: Path) -> int | None:
@@ -96,7 +62,7 @@ def lab(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_the_engine_outlives_its_terminal_and_any_terminal_drives_it(lab: Path) -> None:
-    first = Terminal("first", f"{TUI} --lab {lab}", lab.parent)
+    first = terminal("first", lab)
     try:
         first.wait_for(lambda s: "Ideas" in s and "long_run" in s, 30, "the TUI")
         wait(lambda: running_baseline(lab), 60, "the long experiment to start")
@@ -106,7 +72,7 @@ def test_the_engine_outlives_its_terminal_and_any_terminal_drives_it(lab: Path) 
         log = baseline_log(lab)
         wait(lambda: log.exists() and log.stat().st_size > 0, 20, "its log")
     finally:
-        first.hang_up()  # the terminal goes away: SIGHUP to the app
+        first.close()  # the terminal goes away: SIGHUP to the app
     size = log.stat().st_size
     time.sleep(10)
     assert alive(run_pid), "the experiment died with the terminal"
@@ -117,7 +83,7 @@ def test_the_engine_outlives_its_terminal_and_any_terminal_drives_it(lab: Path) 
                             text=True, timeout=30)
     assert "serves" in status.stdout, status.stdout + status.stderr
 
-    second = Terminal("second", f"{TUI} --lab {lab}", lab.parent)
+    second = terminal("second", lab)
     try:
         started = time.monotonic()
         second.wait_for(lambda s: f"attached to engine {engine_pid}" in s, 20,
@@ -153,7 +119,7 @@ def test_the_engine_outlives_its_terminal_and_any_terminal_drives_it(lab: Path) 
         second.wait_for(lambda s: "attached to engine" not in s, 10, "the viewer to quit")
         assert alive(engine_pid)
     finally:
-        second.hang_up()
+        second.close()
     r = subprocess.run([str(CLI), "stop", "--lab", str(lab)], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0, r.stderr

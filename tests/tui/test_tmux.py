@@ -4,17 +4,16 @@ CPU with the scripted model, so this test takes about a minute."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.engines import stop_lab_engine
+from support.terminal import Terminal
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
@@ -22,49 +21,18 @@ pytestmark = [pytest.mark.slow,
 TUI = Path(sys.executable).with_name("aisci-tui")
 
 
-class Tmux:
-    def __init__(self, socket: str) -> None:
-        self.socket = socket
-
-    def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
-                              text=True, check=True, timeout=20).stdout
-
-    def keys(self, *keys: str) -> None:
-        for key in keys:
-            self.run("send-keys", "-t", "tui", key)
-            time.sleep(0.15)
-
-    def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", "tui")
-
-    def wait_for(self, check: Callable[[str], bool], timeout: float, what: str) -> str:
-        end = time.monotonic() + timeout
-        text = ""
-        while time.monotonic() < end:
-            text = self.screen()
-            if check(text):
-                return text
-            time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {what}; screen was:\n{text}")
-
-
 @pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    t = Tmux(f"aisci-test-{os.getpid()}")
+def tmux(tmp_path: Path) -> Iterator[Terminal]:
     env = {"AISCI_USER_CONFIG": str(tmp_path / "no-user-config.toml"), "TERM": "xterm-256color",
            # grokking at 2 updates and 1 validation batch per dataset: the baseline, and so
            # the first experiment output, come sooner (the shipped demo: test_demo.py)
            "AISCI_WORK_STEPS": "2", "AISCI_WORK_EVAL": "1"}
-    exports = " ".join(f"{k}={v}" for k, v in env.items())
-    # COLUMNS/LINES from the calling environment would override the pane size
-    cmd = (f"cd {tmp_path} && env -u COLUMNS -u LINES {exports} {TUI} --demo "
-           f"--lab {tmp_path / 'demo'}")
-    t.run("-f", "/dev/null", "new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", cmd)
+    t = Terminal("demo", f"{TUI} --demo --lab {tmp_path / 'demo'}", tmp_path, size=(120, 40),
+                 env=env)
     try:
         yield t
     finally:
-        subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
+        t.close()
         stop_lab_engine(tmp_path / "demo")  # a closed terminal leaves the engine running
 
 
@@ -73,7 +41,7 @@ def idea_rows(screen: str) -> list[str]:
             if re.match(r"^\s+\d+\s+[a-z][a-z0-9_]+…?\s", line)]
 
 
-def test_demo_in_a_real_terminal(tmux: Tmux) -> None:
+def test_demo_in_a_real_terminal(tmux: Terminal) -> None:
     screen = tmux.wait_for(lambda s: "Ideas" in s and "Review" in s and "SCRIPTED" in s,
                            30, "the pane titles and the scripted-model banner")
     for title in ("1 Ideas", "2 Runs", "3 Review", "4 Log", "5 Plots", "6 Processes",
