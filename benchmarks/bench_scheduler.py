@@ -18,10 +18,12 @@ run before it is drafted, checked, planned and edited, the runs take at least th
 total time divided by the GPUs, and the idea whose run ends last still plots, writes,
 checks and reviews its paper afterwards. (Over the window the limit is set by ideation:
 ideas are drafted one after another, so at the start of the window fewer ideas are
-ready than there are GPUs to feed.) More ideas per GPU amortise startup and tail:
+ready than there are GPUs to feed.) The default batch is the product's (50 ideas, about
+a minute); fewer ideas per GPU amortise startup and tail less (8 ideas on 2 GPUs cannot
+pass 0.75 over the wall with these latencies, whatever the scheduling):
 
-    python benchmarks/bench_scheduler.py --ideas 8 --gpus 2 --llm-s 0.2 --run-s 0.2
-    python benchmarks/bench_scheduler.py --ideas 24 --repeat 3
+    python benchmarks/bench_scheduler.py
+    python benchmarks/bench_scheduler.py --ideas 8 --repeat 3
 """
 
 from __future__ import annotations
@@ -185,7 +187,8 @@ def _spread(values: list[float]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ideas", type=int, default=8)
+    p.add_argument("--ideas", type=int, default=Settings().ideation.num_ideas,
+                   help="ideas in the batch (default: the product's default batch)")
     p.add_argument("--gpus", type=int, default=2)
     p.add_argument("--llm-s", type=float, default=0.2, help="each LLM stage (ideate, novelty, "
                    "plot, write, integrity, review)")

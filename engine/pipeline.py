@@ -209,14 +209,16 @@ class Pipeline:
         self._llm_permits = _PriorityPermits(n)
         # Experiment/plot stages mostly wait for slots; bound them separately so they
         # cannot starve the writing and reviewing of ideas that are further along. An
-        # idea in its experiment stage holds a slot only between its LLM edits, so it
-        # takes about two such ideas per slot (plus one) to keep every slot busy. Later
+        # idea in its experiment stage holds a slot only between its LLM edits (half the
+        # time when an edit takes as long as a run), and ideas planning or plotting hold
+        # a permit without a slot, so it takes about four such ideas per slot (plus one)
+        # to keep every slot busy (two per slot left 6% of a 50-idea batch idle). Later
         # stages go first: an idea done with its runs plots at once instead of waiting
         # for the runs of ideas that entered after it (its paper would wait for all of
         # them, and a batch's papers would pile up at its end).
         slots = len(getattr(ctx.scheduler, "slots", None) or ())
         self._slot_stage_permits = _PriorityPermits(
-            max(n, 2, min(2 * slots + 1, MAX_SLOT_STAGES)))
+            max(n, 2, min(4 * slots + 1, MAX_SLOT_STAGES)))
         self._runners: dict[int, asyncio.Task[None]] = {}
         self._waiting_human: set[int] = set()
         self._idle_changed = asyncio.Event()

@@ -165,7 +165,7 @@ async def test_ideation_that_adds_nothing_ends_the_batch(tmp_path):
 
 
 async def test_an_idea_done_with_its_runs_plots_before_a_new_idea_starts_its_runs(tmp_path):
-    """Experiment and plot stages share a bound (here 3: one CPU slot, one LLM permit).
+    """Experiment and plot stages share a bound (here 5: one CPU slot, one LLM permit).
     When a place frees up, the idea waiting to plot gets it before the idea waiting to
     start its runs, so papers do not wait for the runs of ideas that came later."""
     settings = Settings()
@@ -180,7 +180,7 @@ async def test_an_idea_done_with_its_runs_plots_before_a_new_idea_starts_its_run
             calls.append((name, who))
             if name == "experiment" and who == "a":
                 await gates["a"].wait()
-            elif name == "experiment" and who in ("b", "c"):
+            elif name == "experiment" and who in ("b", "c", "f", "g"):
                 await gates["bc"].wait()
             return StageOutcome()
         return fn
@@ -193,7 +193,7 @@ async def test_an_idea_done_with_its_runs_plots_before_a_new_idea_starts_its_run
                  literature=None)
     idea = {"Title": "t", "Experiment": "e", "Interestingness": 5, "Feasibility": 5,
             "Novelty": 5}
-    for name in ("a", "b", "c", "d", "e"):
+    for name in ("a", "b", "c", "f", "g", "d", "e"):
         iid = eng.store.add_idea(name, "grokking", {**idea, "Name": name}, status="approved")
         names[iid] = name
         done = ("ideate", "novelty", "approval", "experiment") if name == "e" else ("ideate",)
@@ -204,7 +204,7 @@ async def test_an_idea_done_with_its_runs_plots_before_a_new_idea_starts_its_run
         if eng.pipeline and len(eng.pipeline._slot_stage_permits._queue) == 2:
             break
         await asyncio.sleep(0.01)
-    assert sorted(calls) == [("experiment", "a"), ("experiment", "b"), ("experiment", "c")]
+    assert sorted(calls) == [("experiment", w) for w in ("a", "b", "c", "f", "g")]
     gates["a"].set()
     for _ in range(200):
         if ("experiment", "d") in calls:
@@ -212,9 +212,9 @@ async def test_an_idea_done_with_its_runs_plots_before_a_new_idea_starts_its_run
         await asyncio.sleep(0.01)
     slot_calls = [c for c in calls if c[0] in ("experiment", "plot")]
     # The place a's runs freed goes to e's plot, though d asked for it first.
-    assert slot_calls[3] == ("plot", "e"), slot_calls
+    assert slot_calls[5] == ("plot", "e"), slot_calls
     assert slot_calls.index(("plot", "e")) < slot_calls.index(("experiment", "d")), slot_calls
     gates["bc"].set()
     await asyncio.wait_for(eng.wait_idle(), 10)
-    assert all(o.state == "done" for o in eng.outcomes.values()) and len(eng.outcomes) == 5
+    assert all(o.state == "done" for o in eng.outcomes.values()) and len(eng.outcomes) == 7
     await eng.stop()
