@@ -103,6 +103,13 @@ class LineIndex:
             self._cache.pop(self._lines, None)
         return self.line_count != before
 
+    @staticmethod
+    def warm_up() -> None:
+        """Load numpy ahead of the first scan (call on a thread once the UI is up): its
+        first import takes the interpreter for about 0.1 s, which the first scan of a
+        flooding run would otherwise add to a key press."""
+        import numpy  # noqa: F401  deferred: heavy, kept off the TUI's start-up
+
     def _index_block(self, block: bytes, base: int) -> None:
         """Count the block's lines and keep every ``stride``-th line's offset. The newlines
         are found in C (numpy), so a flooded log costs the UI thread little, and the lock

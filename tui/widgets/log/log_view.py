@@ -92,6 +92,11 @@ class LogView(ScrollView, can_focus=True):
 
     def on_mount(self) -> None:
         self.set_interval(SCAN_INTERVAL_S, self._tick)
+        self.call_after_refresh(self._warm_up)
+
+    @work(thread=True, group="log-warm-up", exit_on_error=False)
+    def _warm_up(self) -> None:
+        LineIndex.warm_up()
 
     # -- which file ----------------------------------------------------------------
     def show_file(self, path: Path | None) -> None:
