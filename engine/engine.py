@@ -48,6 +48,8 @@ from aisci.engine.stages.registry import spec
 log = logging.getLogger(__name__)
 
 _BUDGET_KV = "pipeline.budget_override"
+LAB_CHECK_S = 5.0
+"""How often a running engine checks that its lab folder is still the one it opened."""
 
 
 class EngineError(AisciError):
@@ -98,6 +100,7 @@ class Engine:
         self.stop_requested = asyncio.Event()
         """Set when a client asks the engine to stop (``aisci stop``); the owner of the
         engine (the batch loop, the TUI, a detached process) then stops it."""
+        self._lab_watch: asyncio.Task[None] | None = None
 
     @classmethod
     def open(cls, lab: Path, settings: Settings, **kwargs: Any) -> Engine:
@@ -162,11 +165,15 @@ class Engine:
             self.pipeline.request_ideas(self._pending_ideas)
             self._pending_ideas = 0
         await self._serve_control()
+        self._lab_watch = asyncio.create_task(self._watch_lab(), name="lab-watch")
         await self.pipeline.start()
 
     async def stop(self) -> None:
         """Stop at once: running stages are left resumable, processes are terminated
         (their attempts marked interrupted), the lab is released."""
+        if self._lab_watch is not None:
+            self._lab_watch.cancel()
+            self._lab_watch = None
         if self.control is not None:
             await self.control.close()
             self.control = None
@@ -217,6 +224,32 @@ class Engine:
                 "or drive it")))
             return
         self.control = server
+
+    async def _watch_lab(self) -> None:
+        """A lab deleted or moved away under a running engine (``rm -rf`` of a lab a
+        detached engine still runs) leaves it writing into files nobody can reach, for
+        as long as the batch lasts. The engine notices within LAB_CHECK_S and stops: its
+        runs end and it leaves no process behind."""
+        def identity(path: Path) -> tuple[int, int] | None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+            return st.st_dev, st.st_ino
+
+        first = (identity(self.lab), identity(self.store.path))
+        while True:
+            await asyncio.sleep(LAB_CHECK_S)
+            now = (identity(self.lab), identity(self.store.path))
+            if now != first:
+                which = 0 if now[0] != first[0] else 1
+                what = ("the folder", "aisci.db")[which] + (
+                    " was removed" if now[which] is None else " was replaced")
+                self.bus.publish(ev.Notice(level="error", message=(
+                    f"lab {self.lab}: {what} while the engine ran; stopping the engine "
+                    "(its runs are ended)")))
+                self.request_stop(f"lab {what}")
+                return
 
     def request_stop(self, source: str) -> None:
         """Ask the engine's owner to stop it cleanly (sets :attr:`stop_requested`)."""
