@@ -24,6 +24,7 @@ cluster_utils = pytest.importorskip("ray.cluster_utils")
 from aisci.engine.config import Settings  # noqa: E402
 from aisci.engine.doctor import check_backend  # noqa: E402
 from aisci.engine.engine import Engine  # noqa: E402
+from aisci.engine.errors import EXIT_INTERRUPTED  # noqa: E402
 from aisci.engine.events import EventBus, ProcessStats, RunOutput  # noqa: E402
 from aisci.engine.lab.store import LabStore  # noqa: E402
 from aisci.engine.lab.workspace import IdeaWorkspace  # noqa: E402
@@ -34,7 +35,9 @@ from aisci.engine.run.ray_executor import RayExecutor  # noqa: E402
 from aisci.engine.stages.contract import StageOutcome  # noqa: E402
 from aisci.engine.stages.experiment import run_experiments  # noqa: E402
 from support import DATA  # noqa: E402
+from support.engines import CLI, stop_lab_engine  # noqa: E402
 from support.labs import FlakyProvider, add_idea, make_ctx  # noqa: E402
+from support.slow_lab import make_slow_lab  # noqa: E402
 
 STORE = 78_643_200
 # Fast failure detection, so "node lost" is seen in seconds.
@@ -306,51 +309,45 @@ def test_unreachable_cluster_is_one_clear_line(tmp_path):
 
 
 async def test_engine_killed_then_restarted_leaves_no_orphans(cluster, tmp_path):
+    """``aisci run`` on a lab whose runs go to the cluster is killed with SIGKILL while
+    its long baseline runs on a worker: the run's tree on the worker ends (the node's
+    guard), and a new engine on the lab sweeps the nodes, runs the interrupted baseline
+    again on the cluster, and stops it cleanly when asked."""
     lab = tmp_path / "lab"
-    st = LabStore(lab)
-    iid = _idea(st)
-    st.close()
-    idea = tmp_path / "idea"
-    idea.mkdir()
-    (idea / "tick.py").write_text(TICKER)
-    code = textwrap.dedent(f"""
-        import asyncio, sys
-        from pathlib import Path
-        from aisci.engine.config import Settings
-        from aisci.engine.lab.store import LabStore
-        from aisci.engine.run.executor import RunSpec
-        from aisci.engine.run.ray_executor import RayExecutor
-        s = Settings()
-        s.scheduler.backend = "ray"
-        s.scheduler.ray_address = {cluster.address!r}
-        async def main():
-            ex = RayExecutor(s, None, LabStore(Path({str(lab)!r})))
-            idea = Path({str(idea)!r})
-            spec = RunSpec(argv=[sys.executable, "tick.py"], cwd=idea,
-                           log_path=idea / "logs" / "r.log", limit_s=600, kind="experiment",
-                           run="run_1", idea_id={iid}, writable=[idea], gpu="0")
-            async with ex.scheduler.slot(idea_id={iid}):
-                task = asyncio.create_task(ex.run(spec))
-                while not ex.running() or not ex.running()[0].pid:
-                    await asyncio.sleep(0.1)
-                print("running", flush=True)
-                await task
-        asyncio.run(main())
-    """)
-    engine = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    make_slow_lab(lab)
+    cfg = lab / "aisci.toml"
+    cfg.write_text(cfg.read_text(encoding="utf-8") + textwrap.dedent(f"""
+        [scheduler]
+        backend = "ray"
+        ray_address = "{cluster.address}"
+        ray_connect_timeout_s = 20
+        """), encoding="utf-8")
     key = ray_cluster.lab_key(lab)
+    argv = [str(CLI), "run", "--lab", str(lab), "--num-ideas", "0"]
+
+    def wait_marked(exclude: set[int], timeout: float = 60.0) -> set[int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = set(_marked(key)) - exclude
+            if found:
+                return found
+            time.sleep(0.2)
+        return set()
+
+    engine = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert engine.stdout is not None
-        assert engine.stdout.readline().strip() == "running"
-        assert _marked(key)  # the experiment runs on a worker
+        first = await asyncio.to_thread(wait_marked, set())
+        assert first, "the baseline did not start on the cluster"
         engine.send_signal(signal.SIGKILL)
         engine.wait(10)
-        # the node's guard (or Ray's clean-up of the dead driver's actors) ends the tree
-        left = _wait_none_marked(key, 15.0)
-        # a restarted engine sweeps every node for what a dead engine of this lab left
-        ex = _executor(_settings(cluster), None, LabStore(lab))
-        assert ex.swept >= 0
-        assert not left and not _marked(key)
+        left = await asyncio.to_thread(_wait_none_marked, key, 15.0)
+        assert not left, "the dead engine's run lives on on its node"
+        engine = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        again = await asyncio.to_thread(wait_marked, first)
+        assert again, "the restarted engine did not run the baseline again"
+        await asyncio.to_thread(stop_lab_engine, lab)
+        assert engine.wait(30) == EXIT_INTERRUPTED  # stopped, its state saved
+        assert not await asyncio.to_thread(_wait_none_marked, key, 10.0)
     finally:
         if engine.poll() is None:
             engine.kill()
