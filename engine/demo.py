@@ -80,6 +80,15 @@ max_llm_tasks = 4
 """
 
 
+def is_demo_lab(lab: Path) -> bool:
+    """Whether ``lab`` is a demo lab (its aisci.toml is the one the demo wrote)."""
+    try:
+        with open(lab / LAB_CONFIG_NAME, encoding="utf-8") as fh:
+            return fh.read(len(DEMO_MARKER)) == DEMO_MARKER
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def prepare_demo_lab(path: Path | str, *, overrides: dict[str, Any] | None = None
                      ) -> EffectiveConfig:
     """Create (or reopen) a demo lab at ``path`` and return its configuration.
@@ -90,7 +99,7 @@ def prepare_demo_lab(path: Path | str, *, overrides: dict[str, Any] | None = Non
     lab = Path(path).expanduser().resolve()
     cfg_file = lab / LAB_CONFIG_NAME
     if cfg_file.is_file():
-        if not cfg_file.read_text(encoding="utf-8").startswith(DEMO_MARKER):
+        if not is_demo_lab(lab):
             raise UsageError(f"{lab} already holds a lab that is not a demo lab; choose "
                              "another directory with --lab")
     elif lab.exists() and any(lab.iterdir()):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine import demo
-from aisci.engine.config import LAB_CONFIG_NAME, load_config, parse_override
+from aisci.engine.config import load_config, parse_override
 from aisci.engine.control.attached import AttachedEngine
 from aisci.engine.control.client import engine_serving
 from aisci.engine.doctor import api_key_var
@@ -96,7 +96,8 @@ def open_engine(args: argparse.Namespace, *, serving: bool | None = None,
         attached = AttachedEngine(lab)
         # the engine's settings, but this viewer's own look (theme, keys, graphics)
         attached.settings.tui = load_config(lab, overrides).settings.tui
-        return attached, None
+        # a demo engine's viewers carry the same banner as the demo's own terminal
+        return attached, (demo.SCRIPTED_NOTICE if demo.is_demo_lab(lab) else None)
     why = read_only_reason(lab) if (lab / "aisci.db").exists() else None
     if why is not None:  # a colleague's lab, a results share: a viewer, demo or not
         settings = load_config(lab, overrides).settings
@@ -124,8 +125,7 @@ def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:
     new and the configured model's API key is not set (so a first run on a machine
     without keys shows the whole pipeline instead of failing on the first LLM call)."""
     lab = (args.lab or Path.cwd()).expanduser().resolve()
-    cfg_file = lab / LAB_CONFIG_NAME
-    if cfg_file.is_file() and cfg_file.read_text(encoding="utf-8").startswith(demo.DEMO_MARKER):
+    if demo.is_demo_lab(lab):
         return True
     if (lab / "aisci.db").exists():
         return False

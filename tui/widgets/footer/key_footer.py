@@ -62,33 +62,56 @@ class KeyFooter(Widget):
         text_style = self.get_component_rich_style("key-footer--description")
         app = self.app
         active = self.screen.active_bindings
-        out = Text(no_wrap=True, overflow="crop", end="")
-        hits: list[tuple[int, int, str, bool]] = []
+        palette = active.get(app.COMMAND_PALETTE_BINDING) if app.ENABLE_COMMAND_PALETTE \
+            else None
+        right = Text(no_wrap=True, end="")
+        if palette is not None:
+            right.append("▏", self.get_component_rich_style("key-footer--palette"))
+            right.append(f"{app.get_key_display(palette[1])} ", key_style)
+            right.append(palette[1].description, text_style)
+        # The pane's keys, then the app's (help, quit, detach). When they do not all fit,
+        # the pane's last keys give way, whole, to the app's: these work everywhere.
+        entries: list[tuple[Text, str, bool, bool]] = []
         seen: set[str] = set()
-        for _node, binding, enabled, _tooltip in active.values():
+        for node, binding, enabled, _tooltip in active.values():
             if not binding.show or binding.action in seen:
                 continue
             seen.add(binding.action)  # one entry per action, as Textual's footer
-            start = out.cell_len
             dim = Style() if enabled else Style(dim=True)
-            out.append(f" {app.get_key_display(binding)} ", key_style + dim)
+            entry = Text(no_wrap=True, end="")
+            entry.append(f" {app.get_key_display(binding)} ", key_style + dim)
             if binding.description:
-                out.append(f"{binding.description} ", text_style + dim)
-            hits.append((start, out.cell_len, binding.key, enabled))
-        palette = active.get(app.COMMAND_PALETTE_BINDING) if app.ENABLE_COMMAND_PALETTE \
-            else None
-        if palette is not None:
-            _node, binding, enabled, _tooltip = palette
-            right = Text(no_wrap=True, end="")
-            right.append("▏", self.get_component_rich_style("key-footer--palette"))
-            right.append(f"{app.get_key_display(binding)} ", key_style)
-            right.append(binding.description, text_style)
-            room = self.size.width - right.cell_len - 1  # the palette key always shows,
-            if out.cell_len > room:  # at the right edge, over the last keys if need be
-                out.truncate(max(0, room))
-                hits = [(a, min(b, room), k, e) for a, b, k, e in hits if a < room]
+                entry.append(f"{binding.description} ", text_style + dim)
+            entries.append((entry, binding.key, enabled, node is app))
+        room = self.size.width - (right.cell_len + 1 if right else 0)
+        need = sum(e.cell_len for e, *_ in entries)
+        if need > room:
+            more = Text(" … ", text_style)
+            budget = room - more.cell_len - sum(e.cell_len for e, _, _, g in entries if g)
+            kept = []
+            for item in entries:
+                if item[3] or item[0].cell_len <= budget:
+                    kept.append(item)
+                    budget -= 0 if item[3] else item[0].cell_len
+                else:
+                    budget = -1  # keep the order: no later, shorter key jumps ahead
+            first_app = next((i for i, item in enumerate(kept) if item[3]), len(kept))
+            kept.insert(first_app, (more, "", False, False))
+            entries = kept
+        out = Text(no_wrap=True, overflow="crop", end="")
+        hits: list[tuple[int, int, str, bool]] = []
+        for entry, key, enabled, _global in entries:
+            start = out.cell_len
+            out.append_text(entry)
+            if key:
+                hits.append((start, out.cell_len, key, enabled))
+        if out.cell_len > room:  # not even the app's keys fit: crop at the edge
+            out.truncate(max(0, room))
+            hits = [(a, min(b, room), k, e) for a, b, k, e in hits if a < room]
+        if palette is not None:  # the palette key always shows, at the right edge
             out.append(" " * max(1, self.size.width - out.cell_len - right.cell_len))
-            hits.append((out.cell_len + 1, out.cell_len + right.cell_len, binding.key, enabled))
+            hits.append((out.cell_len + 1, out.cell_len + right.cell_len, palette[1].key,
+                         palette[2]))
             out.append_text(right)
         self._hits = hits
         return out
