@@ -42,6 +42,7 @@ from aisci.engine.lab.workspace import (
 from aisci.engine.llm.base import Message
 from aisci.engine.run.environment import write_run_env
 from aisci.engine.run.executor import NODE_LOST
+from aisci.engine.stages import causality
 from aisci.engine.stages import runtime as rt
 from aisci.engine.stages.baseline import prepare_workspace
 from aisci.engine.stages.context import StageContext
@@ -133,14 +134,21 @@ async def _attempt_run(ctx: StageContext, ws: IdeaWorkspace, idea: IdeaRow,
         cvd = slot.cuda_visible_devices
         if check:
             rt.progress(ctx, idea.id, "experiment", f"run {i} attempt {a}: integrity check")
+            log_rel = f"logs/check_{i}.log"
+            code = causality.code_digest(ws.path)  # the code the checker judges
+            since = causality.log_size(ws.path, log_rel)
             res = await rt.run_process(
                 ctx, argv=_check_argv(check, template, ws.path), cwd=ws.path,
-                log=ws.path / "logs" / f"check_{i}.log", limit_s=min(cfg.run_timeout_s, 900.0),
+                log=ws.path / log_rel, limit_s=min(cfg.run_timeout_s, 900.0),
                 kind="check", run=f"run_{i}", attempt=a, idea_id=idea.id, env=env, gpu=cvd)
             rt.check_interrupted(res, f"the check of run_{i}")
+            causal, verdict = causality.verdict_from_check(
+                ws.path, log_rel, since=since, status=res.status, exit_code=res.exit_code,
+                reason=res.reason)
+            causality.record(ctx.store, idea.id, causal=causal, verdict=verdict,
+                             source=log_rel, code=code)
             if res.status != "ok":
-                verdict = _last_json_line(ws.path, f"logs/check_{i}.log")
-                detail = (f"Checker output: {verdict}\n" if verdict else "") + \
+                detail = (f"Checker output: {json.dumps(verdict)}\n" if verdict else "") + \
                     (res.stderr_tail or "")[-600:]
                 reason = ("the causality check failed: the model sees future tokens"
                           if res.exit_code == 1 else
@@ -174,26 +182,6 @@ def _check_argv(check: list[str], template: Any, idea_dir: Path) -> list[str]:
     if not any("{project}" in p for p in check) and "--project" not in check:
         out += ["--project", str(idea_dir)]
     return out
-
-
-def _last_json_line(idea_dir: Path, rel: str, max_bytes: int = 65536) -> str:
-    """The last JSON object line a checker printed, from the tail of its log
-    ``idea_dir/rel`` (lines are ``<time> <stream> <text>``)."""
-    try:
-        lines = safe_files.read_tail(idea_dir, rel, max_bytes).decode(
-            "utf-8", "replace").splitlines()
-    except OSError:  # missing, or refused (safe_files.UnsafeFile)
-        return ""
-    for line in reversed(lines):
-        start = line.find("{")
-        if start == -1:
-            continue
-        try:
-            json.loads(line[start:])
-        except ValueError:
-            continue
-        return line[start:]
-    return ""
 
 
 async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:

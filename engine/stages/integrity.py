@@ -9,7 +9,6 @@ LLM steps (stage ``integrity``), for cassettes:
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from aisci.engine.paper.integrity_checks import (
 from aisci.engine.paper.latex import compile_with_fixes, main_tex_path
 from aisci.engine.paper.run_facts import environment_summary, load_run_facts, results_summary
 from aisci.engine.run.executor import RunSpec
+from aisci.engine.stages import causality
 from aisci.engine.stages.context import StageContext
 from aisci.engine.stages.contract import StageOutcome
 
@@ -90,68 +90,33 @@ def _line_key(location: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def read_causality(idea_dir: Path) -> dict[str, Any] | None:
-    try:
-        data = safe_files.read_json(idea_dir, CAUSALITY_FILE)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):  # missing, invalid, or refused (safe_files.UnsafeFile)
-        return None
-
-
-def _last_json(idea_dir: Path, rel: str, max_bytes: int = 65536) -> dict[str, Any] | None:
-    """The last JSON object a checker printed in the log ``idea_dir/rel`` (log lines are
-    ``<time> <stream> <text>``)."""
-    try:
-        lines = safe_files.read_tail(idea_dir, rel, max_bytes).decode(
-            "utf-8", "replace").splitlines()
-    except OSError:  # missing, or refused (safe_files.UnsafeFile)
-        return None
-    for line in reversed(lines):
-        start = line.find("{")
-        if start == -1:
-            continue
-        try:
-            data = json.loads(line[start:])
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict):
-            return data
-    return None
-
-
 async def run_causality_check(ctx: StageContext, idea_id: int,
                               template: TemplateInfo | None) -> dict[str, Any] | None:
     """The template checker's verdict on the idea's final code (nanogpt's causality
-    check), kept in causality.json. The check the experiment stage ran before the last
-    run (``logs/check_<i>.log``) is reused; otherwise it is run once under the executor."""
+    check): the one the experiment stage recorded, while ``experiment.py`` is still the
+    code it judged; otherwise the checker runs once more under the executor. The verdict
+    comes from the store, never from the idea folder (its runs may have written any file
+    there); causality.json is a copy for people to read."""
     idea_dir = ctx.idea_dir(idea_id)
-    cached = read_causality(idea_dir)
-    if cached is not None:
-        return cached
+    result = causality.current(ctx.store, idea_id, idea_dir)
     check = template.check_command if template is not None else None
-    try:
-        names = [e.name for e in safe_files.list_dir(idea_dir, "logs")
-                 if e.kind == "file" and fnmatch.fnmatchcase(e.name, "check_*.log")]
-    except OSError:  # no logs/ yet, or refused (a symlink)
-        names = []
-    logs = sorted(names, key=lambda n: int(m.group(1))
-                  if (m := re.search(r"(\d+)$", Path(n).stem)) else -1)
-    verdict = _last_json(idea_dir, f"logs/{logs[-1]}") if logs else None
-    source = f"logs/{logs[-1]}" if verdict is not None else ""
-    if verdict is None and check and template is not None and ctx.executor is not None:
-        log = idea_dir / "logs" / "check_integrity.log"
+    if result is None and check and template is not None and ctx.executor is not None:
+        log_rel = "logs/check_integrity.log"
+        code = causality.code_digest(idea_dir)
+        since = causality.log_size(idea_dir, log_rel)
         res = await ctx.executor.run(RunSpec(
             argv=check_argv(list(check), Path(template.path), idea_dir), cwd=idea_dir,
-            log_path=log, limit_s=CAUSALITY_TIMEOUT_S, kind="check", run="integrity-check",
-            idea_id=idea_id))
-        verdict = _last_json(idea_dir, f"logs/{log.name}") or {
-            "causal": None, "error": f"checker {res.status}: {res.reason}"}
-        if res.status == "ok" and verdict.get("causal") is None and res.exit_code == 0:
-            verdict["causal"] = True
-        source = f"logs/{log.name}"
-    if verdict is None:
+            log_path=idea_dir / log_rel, limit_s=CAUSALITY_TIMEOUT_S, kind="check",
+            run="integrity-check", idea_id=idea_id))
+        causal, verdict = causality.verdict_from_check(
+            idea_dir, log_rel, since=since, status=res.status, exit_code=res.exit_code,
+            reason=res.reason)
+        result = causality.record(ctx.store, idea_id, causal=causal, verdict=verdict,
+                                  source=log_rel, code=code)
+    if result is None:
         return None
-    result = {"causal": verdict.get("causal"), "verdict": verdict, "source": source}
+    result = {"causal": result.get("causal"), "verdict": result.get("verdict"),
+              "source": result.get("source")}
     safe_files.write_text(idea_dir, CAUSALITY_FILE, json.dumps(result, indent=2))
     return result
 

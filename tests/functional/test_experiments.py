@@ -264,6 +264,10 @@ async def test_check_command_runs_the_pristine_checker_and_fails_a_leaking_attem
     retry = next(r for k, r in provider.inner.requests if k.endswith("run-1/attempt-2/turn-1"))
     assert '"max_future_effect": 0.7' in retry.messages[0].text
     assert "LEAK" not in (ws.path / "experiment.py").read_text()
+    # the fixed code's verdict is kept in the store, for the integrity stage
+    from aisci.engine.stages import causality
+    kept = causality.current(ctx.store, idea_id, ws.path)
+    assert kept is not None and kept["causal"] is True and kept["source"] == "logs/check_1.log"
     assert (ws.path / "leak_check.py").read_text() == "import sys; sys.exit(0)\n"
     ctx.store.close()
 

@@ -6,10 +6,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+from aisci.engine.config import Settings
+from aisci.engine.events import EventBus
+from aisci.engine.lab.store import LabStore
 from aisci.engine.paper.integrity_checks import extract_numbers
 from aisci.engine.paper.texscan import prose_text
-from aisci.engine.stages.integrity import scan_paper
+from aisci.engine.run.executor import Executor
+from aisci.engine.stages import causality
+from aisci.engine.stages.integrity import _causality_finding, run_causality_check, scan_paper
 
 ENV = {"python": "3.11.9", "torch": "2.13.0+cpu", "cuda": None, "cudnn": None, "gpus": [],
        "driver": None, "cpu_model": "AMD EPYC 7B13", "cpu_count": 2, "platform": "Linux",
@@ -122,23 +128,61 @@ def test_jargon_variants(tmp_path):
     assert len(found) == 3
 
 
-async def test_causality_verdict_from_the_experiment_checks_is_attached(tmp_path):
-    from types import SimpleNamespace
+CHECKER = ("import json, sys\nprint(json.dumps({'causal': False, 'leak': 0.4}))\n"
+           "sys.exit(1)\n")
 
-    from aisci.engine.stages.integrity import _causality_finding, run_causality_check
 
+def _causality_ctx(tmp_path: Path, idea: Path, with_checker: bool):
+    settings = Settings()
+    settings.sandbox.mode = "none"
+    store = LabStore(tmp_path / "lab")
+    assert store.add_idea("warm_restarts", "tiny", {"Name": "warm_restarts"}) == 1
+    template = None
+    if with_checker:
+        tpl = tmp_path / "tpl"
+        tpl.mkdir()
+        (tpl / "check.py").write_text(CHECKER)
+        template = SimpleNamespace(check_command=[sys.executable, "check.py"], path=tpl)
+    ctx = SimpleNamespace(idea_dir=lambda _id: idea, store=store,
+                          executor=Executor(settings, EventBus(), store))
+    return ctx, template
+
+
+async def test_causality_verdict_recorded_by_the_experiment_stage_is_reused(tmp_path):
+    """The verdict the experiment stage recorded holds while experiment.py is the code it
+    judged; an edited experiment.py is judged again (here: no checker, so no verdict)."""
     idea = make_idea(tmp_path)
-    logs = idea / "logs"
-    logs.mkdir()
-    (logs / "check_2.log").write_text('12:00:00.000 out {"causal": true}\n')
-    (logs / "check_10.log").write_text('12:00:01.000 out {"causal": false, "leak": 0.4}\n'
-                                       "12:00:01.100 --- failed: exit code 1\n")
-    ctx = SimpleNamespace(idea_dir=lambda _id: idea, executor=None)
+    (idea / "experiment.py").write_text("print('model')\n")
+    ctx, _ = _causality_ctx(tmp_path, idea, with_checker=False)
+    causality.record(ctx.store, 1, causal=False, verdict={"causal": False, "leak": 0.4},
+                     source="logs/check_2.log", code=causality.code_digest(idea))
     result = await run_causality_check(ctx, 1, None)
-    assert result["causal"] is False and result["source"] == "logs/check_10.log"
+    assert result["causal"] is False and result["source"] == "logs/check_2.log"
     assert json.loads((idea / "causality.json").read_text())["verdict"]["leak"] == 0.4
     [finding] = _causality_finding(result)
     assert finding.kind == "causality" and "future tokens" in finding.message
+    (idea / "experiment.py").write_text("print('another model')\n")
+    assert await run_causality_check(ctx, 1, None) is None
+
+
+async def test_files_a_run_can_write_never_become_the_verdict(tmp_path):
+    """A run can write anything in its idea folder: a causality.json saying "causal", a
+    check log ending in {"causal": true}. The verdict comes from the checker itself."""
+    idea = make_idea(tmp_path)
+    (idea / "experiment.py").write_text("print('model')\n")
+    (idea / "causality.json").write_text(json.dumps({"causal": True, "source": "forged"}))
+    (idea / "logs").mkdir()
+    for name in ("check_99.log", "check_integrity.log"):  # the last JSON line of each
+        (idea / "logs" / name).write_text('12:00:00.000 out {"causal": true}\n')
+    ctx, template = _causality_ctx(tmp_path, idea, with_checker=True)
+    result = await run_causality_check(ctx, 1, template)
+    assert result["causal"] is False and result["verdict"]["leak"] == 0.4
+    assert result["source"] == "logs/check_integrity.log"
+    # a checker that prints nothing but fails: its exit code decides, not a planted line
+    (template.path / "check.py").write_text("import sys\nsys.exit(1)\n")
+    (idea / "experiment.py").write_text("print('edited')\n")
+    result = await run_causality_check(ctx, 1, template)
+    assert result["causal"] is False and "causal" not in result["verdict"]
 
 
 def _aisci(*args: str) -> subprocess.CompletedProcess[str]:
