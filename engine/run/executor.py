@@ -31,6 +31,7 @@ from aisci.engine.errors import AisciError
 from aisci.engine.events import (
     Event,
     EventBus,
+    Notice,
     ProcessStats,
     RunControl,
     RunFinished,
@@ -39,7 +40,7 @@ from aisci.engine.events import (
 )
 from aisci.engine.lab.secret_names import is_secret_name
 from aisci.engine.lab.store import LabStore
-from aisci.engine.run import confine, sandbox
+from aisci.engine.run import confine, process_stats, sandbox
 from aisci.engine.run import gpu as gpu_mod
 from aisci.engine.run.cgroups import MemoryCgroup, default_memory_limit_mb
 from aisci.engine.run.output_pump import OutputPump, open_log_file
@@ -153,6 +154,8 @@ class Executor:
         self.store = store
         self._gpu_probe = gpu_probe if gpu_probe is not None else gpu_mod.default_probe()
         self._live: dict[tuple[int | None, str], _LiveRun] = {}
+        self._escapees = False
+        """Whether this process is the subreaper of the runs (process_stats)."""
         # Non-dumpable, secrets out of the initial environment block: the children cannot
         # read the engine's /proc environ or memory, whatever layer isolates them.
         confine.harden_engine(is_secret_name)
@@ -230,11 +233,18 @@ class Executor:
             elif level == "landlock":  # prepared here; the child only applies it
                 assert private_dir is not None
                 plan = sandbox.landlock_plan(layout, private_dir)
-            proc = await asyncio.to_thread(
-                subprocess.Popen, argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                preexec_fn=sandbox.confined_preexec(preexec, plan), close_fds=True,
-                pass_fds=() if seccomp_fd is None else (seccomp_fd,))
+            if level != "bwrap" and cgroup is None:
+                self._catch_escapees()  # no pid namespace, no cgroup: see process_stats
+            preexec_fn = sandbox.confined_preexec(preexec, plan)
+            pass_fds = () if seccomp_fd is None else (seccomp_fd,)
+
+            def start() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                    preexec_fn=preexec_fn, close_fds=True, pass_fds=pass_fds)
+
+            proc = await asyncio.to_thread(process_stats.spawn_main, start)
         except OSError as exc:
             pump.close(f"could not start: {exc}")
             if cgroup:
@@ -312,6 +322,19 @@ class Executor:
         self._control(live, "resume", f"paused {live.paused_total:.1f} s in total")
         return True
 
+    def _catch_escapees(self) -> None:
+        """Become the subreaper of the runs' trees (see process_stats): what outlives
+        its run is killed as the run ends, and by a sweep every second after that."""
+        self._escapees = process_stats.become_subreaper(self.settings.sandbox.max_processes)
+
+    async def _sweep_escapees(self) -> None:
+        killed = await asyncio.to_thread(process_stats.sweep_escapees)
+        if killed:
+            self._publish(Notice(level="warning", message=(
+                f"killed {len(killed)} process(es) that outlived their run (they had left "
+                f"its process tree): pid {', '.join(map(str, killed[:5]))}"
+                + (" ..." if len(killed) > 5 else ""))))
+
     async def shutdown(self) -> None:
         """Stop every run (status "interrupted") and wait until they are recorded."""
         for live in list(self._live.values()):
@@ -321,6 +344,8 @@ class Executor:
             if not self._live:
                 break
             await asyncio.sleep(_TICK_S)
+        if self._escapees:
+            await self._sweep_escapees()
 
     # -- watchdog --------------------------------------------------------------------------
     async def _watch(self, live: _LiveRun, cgroup: sandbox.PidsCgroup | None
@@ -413,6 +438,8 @@ class Executor:
             await asyncio.sleep(0.05)
         with contextlib.suppress(subprocess.TimeoutExpired):
             live.proc.wait(timeout=1.0)
+        if self._escapees:  # what left the tree as it ended
+            await self._sweep_escapees()
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _finish(self, live: _LiveRun, status: Status, reason: str,
@@ -429,6 +456,8 @@ class Executor:
         _rm_private(private_dir)
         self._live.pop((spec.idea_id, spec.run), None)
         exit_code = live.proc.returncode
+        if exit_code is not None:  # reaped: its pid is no run's any more
+            process_stats.main_reaped(live.proc)
         self._record_end(live.row_id, status, exit_code, reason, duration, live.controls)
         self._publish(RunFinished(idea_id=spec.idea_id, run=spec.run, attempt=spec.attempt,
                                   status=status, exit_code=exit_code, reason=reason,

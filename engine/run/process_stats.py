@@ -13,14 +13,153 @@ matched by name.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
 import os
 import signal
+import subprocess
 import threading
+import time
 from collections.abc import Callable
 
 import psutil
 
+log = logging.getLogger(__name__)
+
 _MAX_TRACKED = 100_000  # bound on remembered pids (a fork bomb is killed long before)
+_MAX_ESCAPEES = 4096  # bound on one sweep's kills
+_PR_SET_CHILD_SUBREAPER = 36
+_NO_LIMIT = float("inf")
+
+
+# -- processes that left their run ---------------------------------------------------------
+# Without a pid namespace (bubblewrap) or a pids cgroup, a run's main process is its
+# tree's subreaper only while it lives. A grandchild that double-forks, re-execs with an
+# empty environment (no run token) and outlives the main process would be re-parented to
+# init, out of every sweep's reach. So the engine becomes a subreaper itself: such a
+# process becomes the engine's child, and it is recognised by what it cannot undo: the
+# hard RLIMIT_NPROC every run is started with (a process can lower a hard limit, never
+# raise it; the engine's own, inherited by everything else it starts, is higher).
+
+_mains_lock = threading.Lock()
+_mains: dict[int, subprocess.Popen[bytes]] = {}
+"""Main processes of runs not yet reaped: the engine's children that are runs, not
+escapees. Changed under the lock, with the spawn, so a sweep never sees a new run's main
+process before it is known."""
+_subreaper: bool = False
+_run_nprocs: set[int] = set()
+_ESCAPEE_SWEEP_S = 1.0
+
+
+def become_subreaper(run_nproc: int) -> bool:
+    """Make this process the child subreaper of everything it starts (once), for runs
+    started with a hard RLIMIT_NPROC of ``run_nproc``. A subreaper must reap what it
+    adopts: a thread sweeps for escapees every _ESCAPEE_SWEEP_S for the process's life
+    (executors also sweep as each run ends, and say what they killed)."""
+    global _subreaper
+    with _mains_lock:
+        _run_nprocs.add(run_nproc)
+        if _subreaper:
+            return True
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            _subreaper = bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        except (OSError, AttributeError):
+            return False
+        if _subreaper:
+            threading.Thread(target=_sweep_forever, name="aisci-escapee-sweep",
+                             daemon=True).start()
+        return _subreaper
+
+
+def is_subreaper() -> bool:
+    return _subreaper
+
+
+def _sweep_forever() -> None:
+    while True:
+        time.sleep(_ESCAPEE_SWEEP_S)
+        with contextlib.suppress(Exception):  # a /proc hiccup: the next sweep retries
+            killed = sweep_escapees()
+            if killed:
+                log.warning("killed %d process(es) that outlived their run: pid %s",
+                            len(killed), ", ".join(map(str, killed[:5])))
+
+
+def spawn_main(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Start a run's main process (``start()``) and record it as one."""
+    with _mains_lock:
+        proc = start()
+        _mains[proc.pid] = proc
+        return proc
+
+
+def main_reaped(proc: subprocess.Popen[bytes]) -> None:
+    """A run's main process was waited for: a child with its pid is no longer a run
+    (unless the pid already went to a newer run's main process)."""
+    with _mains_lock:
+        if _mains.get(proc.pid) is proc:
+            del _mains[proc.pid]
+
+
+def _hard_nproc(pid: int | str) -> float | None:
+    try:
+        with open(f"/proc/{pid}/limits", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Max processes"):
+                    hard = line[26:].split()[1]
+                    return _NO_LIMIT if hard == "unlimited" else float(hard)
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def _own_children() -> list[int]:
+    out: list[int] = []
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as fh:
+                out.extend(int(p) for p in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def sweep_escapees() -> list[int]:
+    """Kill and reap this process's children that were started as part of a run (hard
+    RLIMIT_NPROC at most a run's, below this process's own) but are no run's main
+    process: what is left of finished runs (zombies included). Returns their pids."""
+    own = _hard_nproc("self")
+    killed: list[int] = []
+    with _mains_lock:
+        run_nproc = max(_run_nprocs, default=0)
+        if own is None or own <= run_nproc:
+            return []  # no mark tells a run's process from anything else started here
+        for pid in _own_children():
+            if len(killed) >= _MAX_ESCAPEES:
+                break
+            if pid in _mains:
+                continue
+            hard = _hard_nproc(pid)
+            if hard is None or hard > run_nproc:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    for pid in killed:  # our children: nobody else waits for them
+        for _ in range(20):
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            time.sleep(0.005)
+    return killed
 
 
 def _children_map() -> dict[int, list[int]]:

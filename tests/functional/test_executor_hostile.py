@@ -127,6 +127,35 @@ async def test_setsid_grandchild_ignoring_sigterm_dies(tmp_path, mode, cgroup):
     assert left == []
 
 
+ESCAPE_TOKENLESS = r'''
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:       # re-exec with an empty environment: no run token left
+        os.execve(sys.executable, [sys.executable, "-c",
+                  "import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                  "open('escaped.pid', 'w').write(str(os.getpid()))\ntime.sleep(600)"], {})
+    os._exit(0)
+while not os.path.exists('escaped.pid'):
+    time.sleep(0.02)
+'''  # the main process ends at once, leaving the grandchild to whoever adopts it
+
+
+@pytest.mark.parametrize(("mode", "cgroup"), [*MODES, pytest.param(
+    "landlock", False, id="landlock-rlimits", marks=pytest.mark.skipif(
+        not HAVE_LANDLOCK, reason="Landlock not usable here"))])
+async def test_a_tokenless_grandchild_outliving_its_main_process_is_killed(
+        tmp_path, mode, cgroup):
+    """Without a pid namespace or a pids cgroup, the grandchild is re-parented to the
+    engine (its subreaper) and recognised by the run's process limit it cannot raise."""
+    res, idea, left = await run_script(tmp_path, settings(mode, cgroup), ESCAPE_TOKENLESS, 10.0)
+    assert res.status == "ok", res
+    gpid = int((idea / "escaped.pid").read_text())
+    if mode in ("none", "landlock"):  # in a pid namespace the pid is not a host pid
+        assert not psutil.pid_exists(gpid) or psutil.Process(gpid).status() == "zombie"
+    assert left == []
+
+
 FORK_BOMB = '''
 import os, time
 for _ in range(8):          # at most 256 processes even if nothing stopped it
