@@ -31,6 +31,7 @@ import codecs
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -38,6 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path, PurePath
 from typing import Any, BinaryIO, TextIO
 
@@ -59,6 +61,9 @@ MAX_DIR_ENTRIES = 10_000
 MAX_WALK_ENTRIES = 50_000
 """Entries visited by one recursive walk."""
 MAX_WALK_DEPTH = 32
+MAX_JSON_DEPTH = 100
+"""Nesting of arrays and objects accepted in a JSON file: a deeper one is refused (it
+would exhaust the recursion of the parser, or of any code walking or re-encoding it)."""
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -465,8 +470,38 @@ def read_text(root: Path | str, rel: str | PurePath, limit: int = MAX_TEXT_BYTES
 
 
 def read_json(root: Path | str, rel: str | PurePath, limit: int = MAX_JSON_BYTES) -> Any:
-    """Parsed JSON of ``root/rel``; json.JSONDecodeError / UnicodeDecodeError as usual."""
-    return json.loads(read_text(root, rel, limit))
+    """Parsed JSON of ``root/rel``; json.JSONDecodeError / UnicodeDecodeError as usual;
+    UnsafeFile when arrays and objects nest more than :data:`MAX_JSON_DEPTH` levels."""
+    text = read_text(root, rel, limit)
+    shown = "/".join(split_rel(rel)) or "."
+    try:
+        data = json.loads(text)
+    except RecursionError:  # deeper than the parser's own recursion reaches
+        raise _too_deep(shown) from None
+    # Fewer brackets than the bound cannot nest deeper (the common, small files). The
+    # depth is measured on the text once it parsed (so every string in it is closed).
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and \
+            _json_depth(text) > MAX_JSON_DEPTH:
+        raise _too_deep(shown)
+    return data
+
+
+def _too_deep(shown: str) -> UnsafeFile:
+    return UnsafeFile(shown, f"is JSON nested more than {MAX_JSON_DEPTH} levels deep")
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays/objects in valid JSON ``text`` (brackets inside
+    strings do not count), without recursion: strings and everything but brackets are cut
+    out by regular expressions (linear: in valid JSON each string match ends at its own
+    closing quote), then the running depth is summed."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
 
 
 def read_tail(root: Path | str, rel: str | PurePath,

@@ -59,8 +59,13 @@ __pycache__/
 *.safetensors
 *.bin
 """
-#: Bound on the entries scanned for nested repositories before a commit.
+#: Bound on the entries scanned for nested repositories before a commit (a nested
+#: repository past it is still kept out: see :meth:`IdeaWorkspace._unstage_gitlinks`).
 _MAX_SCAN_ENTRIES = 200_000
+#: Paths given to one ``git update-index`` command (bounds its argument list).
+_PATHS_PER_COMMAND = 500
+#: git's file mode of a gitlink (an embedded repository recorded as a submodule).
+_GITLINK_MODE = b"160000"
 #: Configuration every engine git command runs with, above the repository's own
 #: configuration (which only the engine writes); system and global files are not read.
 PINNED_GIT_CONFIG = (
@@ -394,15 +399,21 @@ class IdeaWorkspace:
         directory, where no experiment writes; the tree's ``.gitignore`` is the run's)."""
         if not patterns:
             return
+        # Bytes as git reads them: a name that is not UTF-8 (surrogate-escaped by os) is
+        # written as the bytes it has on disk. A line break would start a rule of its own
+        # (patterns come from _escape_pattern, which never leaves one).
+        lines = [os.fsencode(p) for p in patterns]
+        if any(b"\n" in line or b"\r" in line for line in lines):
+            raise WorkspaceError(f"{self.git_dir}: refusing an exclude pattern with a "
+                                 "line break")
         exclude = self.git_dir / "info" / "exclude"
         exclude.parent.mkdir(exist_ok=True)
-        known = set(exclude.read_text(encoding="utf-8").splitlines()) \
-            if exclude.is_file() else set()
-        with exclude.open("a", encoding="utf-8") as fh:
-            for line in patterns:
+        known = set(exclude.read_bytes().split(b"\n")) if exclude.is_file() else set()
+        with exclude.open("ab") as fh:
+            for line in lines:
                 if line not in known:
                     known.add(line)
-                    fh.write(line + "\n")
+                    fh.write(line + b"\n")
 
     def _exclude_large_files(self) -> list[str]:
         """Exclude files above the size cap from history (by exact path); a tracked file
@@ -421,6 +432,33 @@ class IdeaWorkspace:
         self._exclude(["/" + _escape_pattern(rel) for rel in big])
         return big
 
+    def _unstage_gitlinks(self) -> list[str]:
+        """Take every gitlink (an embedded repository, mode 160000) out of the index and
+        exclude its folder: whatever the bounded scan of :meth:`_exclude_nested_repos`
+        missed, a commit never records a repository the run made. The index listing is
+        streamed, so only the gitlinks are kept in memory."""
+        found: list[str] = []
+        proc = self.git.ls_files("--stage", "-z", as_process=True)
+        stdout = proc.proc.stdout
+        rest = b""
+        try:
+            while chunk := stdout.read(1 << 16):
+                *records, rest = (rest + chunk).split(b"\0")
+                for rec in records:  # "<mode> <sha> <stage>\t<path>"
+                    if rec.startswith(_GITLINK_MODE + b" "):
+                        found.append(os.fsdecode(rec.partition(b"\t")[2]))
+        except BaseException:  # git may be blocked writing the rest: end it
+            proc.proc.kill()
+            proc.proc.wait()
+            raise
+        proc.wait()  # a failing git raises GitCommandError, as every engine git call
+        for start in range(0, len(found), _PATHS_PER_COMMAND):
+            # update-index takes literal paths (no pathspec magic), from the tree's top
+            self.git.update_index("--force-remove", "--",
+                                  *found[start:start + _PATHS_PER_COMMAND])
+        self._exclude([f"/{_escape_pattern(rel)}/" for rel in found])
+        return found
+
     def dirty(self) -> bool:
         out = self.git.status("--porcelain", "-z", "--untracked-files=all",
                               "--ignore-submodules=all")
@@ -431,6 +469,7 @@ class IdeaWorkspace:
         self._exclude_nested_repos()
         self._exclude_large_files()
         self.git.add("-A", "--", ":/")
+        self._unstage_gitlinks()
         args = ["-q", "-m", message, "--no-verify"]
         if amend:
             args.append("--amend")
@@ -516,12 +555,24 @@ class IdeaWorkspace:
         return [(c.hexsha, str(c.summary)) for c in self.repo.iter_commits(max_count=limit)]
 
 
+#: Characters git reads specially in an ignore pattern: escaped with a backslash.
+_PATTERN_SPECIAL = frozenset("\\[]*?!# ")
+
+
 def _escape_pattern(rel: str) -> str:
-    """A path as a literal gitignore pattern."""
-    out = rel
-    for ch in ("\\", "[", "]", "*", "?", "!", "#", " "):
-        out = out.replace(ch, "\\" + ch)
-    return out
+    """A path (a name the experiment chose) as one gitignore line matching it: the
+    characters git reads specially (wildcards, a leading ``!`` or ``#``, trailing spaces,
+    backslashes) are escaped; a control character, which cannot be written in a line
+    (a line feed would start a rule of its own), becomes ``?`` (one character)."""
+    out = []
+    for ch in rel:
+        if ord(ch) < 0x20 or ch == "\x7f":
+            out.append("?")
+        elif ch in _PATTERN_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def initial_notes(idea: IdeaRow, baseline: dict[str, Any] | None,

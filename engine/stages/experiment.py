@@ -40,7 +40,7 @@ from aisci.engine.lab.workspace import (
     read_final_info,
 )
 from aisci.engine.llm.base import Message
-from aisci.engine.run.environment import write_run_env
+from aisci.engine.run.environment import RUN_ENV_NAME, write_run_env
 from aisci.engine.run.executor import NODE_LOST
 from aisci.engine.stages import causality
 from aisci.engine.stages import runtime as rt
@@ -252,9 +252,18 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
             safe_files.remove_tree(ws.path, f"run_{i}")
             sha = ws.commit(f"run_{i}: {plan_item}")
             outcome, row_id, cvd = await _attempt_run(ctx, ws, idea, template, i, a, plan_item)
+            if outcome.ok and outcome.final_info is not None:
+                try:  # the file is the engine's: what the run left at its place goes
+                    safe_files.remove_tree(ws.path, f"run_{i}/{RUN_ENV_NAME}")
+                    write_run_env(ws.path / f"run_{i}", cvd, outcome.final_info)
+                except OSError as exc:  # incl. safe_files.UnsafeFile: a failed attempt
+                    outcome = _Attempt(
+                        False, f"exit code 0 but run_{i}/{RUN_ENV_NAME} could not be "
+                        f"written ({exc})", f"The engine records the run's environment in "
+                        f"<out_dir>/{RUN_ENV_NAME}; experiment.py must leave that path free.",
+                        duration_s=outcome.duration_s)
             if outcome.ok:
                 assert outcome.final_info is not None
-                write_run_env(ws.path / f"run_{i}", cvd, outcome.final_info)
                 sha = ws.commit(f"run_{i}: {plan_item}", amend=True)
                 ws.tag(f"run_{i}")
                 metrics = {k: v["means"] for k, v in outcome.final_info.items()}
