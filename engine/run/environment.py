@@ -169,12 +169,14 @@ def collect_run_env(cuda_visible_devices: str | None = None,
 def write_run_env(run_dir: Path, cuda_visible_devices: str | None = None,
                   final_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Record the run's environment as ``run_dir/run_env.json``. The run folder was
-    written by the experiment: the file is replaced (temporary file + rename), never
-    written through a symlink or hard link, and a symlinked run folder is refused
+    written by the experiment: whatever it left at the file's place (a folder, a FIFO,
+    a link) goes, the file is replaced (temporary file + rename), never written through
+    a symlink or hard link, and a symlinked run folder is refused
     (safe_files.UnsafeFile)."""
     env = collect_run_env(cuda_visible_devices, final_info)
     run_dir = Path(run_dir)
     safe_files.make_dirs(run_dir.parent, run_dir.name)
+    safe_files.remove_tree(run_dir.parent, f"{run_dir.name}/{RUN_ENV_NAME}")
     safe_files.write_text(run_dir.parent, f"{run_dir.name}/{RUN_ENV_NAME}",
                           json.dumps(env, indent=2) + "\n")
     return env

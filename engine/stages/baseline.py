@@ -64,7 +64,10 @@ async def ensure_baseline(ctx: StageContext, template: TemplateInfo, smoke: bool
             info = read_final_info(run0)
         except ValueError as exc:
             raise ExperimentError(f"baseline of template {template.name}: {exc}") from None
-        write_run_env(run0, cvd, info)
+        try:
+            write_run_env(run0, cvd, info)
+        except OSError as exc:  # incl. safe_files.UnsafeFile: a symlinked run folder
+            raise ExperimentError(f"baseline of template {template.name}: {exc}") from None
         return run0
 
 

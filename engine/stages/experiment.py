@@ -254,7 +254,6 @@ async def run_experiments(ctx: StageContext, idea_id: int) -> ExperimentOutcome:
             outcome, row_id, cvd = await _attempt_run(ctx, ws, idea, template, i, a, plan_item)
             if outcome.ok and outcome.final_info is not None:
                 try:  # the file is the engine's: what the run left at its place goes
-                    safe_files.remove_tree(ws.path, f"run_{i}/{RUN_ENV_NAME}")
                     write_run_env(ws.path / f"run_{i}", cvd, outcome.final_info)
                 except OSError as exc:  # incl. safe_files.UnsafeFile: a failed attempt
                     outcome = _Attempt(
