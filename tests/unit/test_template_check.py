@@ -19,11 +19,6 @@ from aisci.engine.lab.templates import find_template
 from aisci.engine.resources import templates_dir
 
 HAS_TEX = shutil.which("pdflatex") is not None
-WRITE_FINAL = """    with open(os.path.join(args.out_dir, "final_info.json"), "w") as f:
-        json.dump(final_info, f, indent=2)
-"""
-
-
 def copy_of(tmp_path: Path, name: str) -> Path:
     dst = tmp_path / name
     shutil.copytree(templates_dir() / name, dst,
@@ -94,38 +89,38 @@ def test_final_info_schema_problems_name_the_exact_key(tmp_path):
 
 # -- dynamic problems (real smoke runs of broken copies) ---------------------------------------
 
-@pytest.mark.slow
+# The checks of a smoke run's results do not depend on the template: they run on the toy
+# reference-style template below (seconds); every shipped template's own smoke run is
+# tested in test_templates.
+
 def test_missing_final_info_is_reported(tmp_path):
-    tpl = copy_of(tmp_path, "nanogpt")
-    edit(tpl / "experiment.py", WRITE_FINAL, "    pass  # forgot to write final_info.json\n")
+    tpl = write_reference_template(tmp_path / "toy")
+    edit(tpl / "experiment.py", REFERENCE_WRITE_FINAL, "pass  # forgot final_info.json\n")
     out = messages(check_template(tpl, compile_latex=False))
     assert out == ["final_info: the smoke run exited 0 but wrote no run_0/final_info.json "
                    "(fix: experiment.py must write os.path.join(args.out_dir, "
                    "'final_info.json'))"]
 
 
-@pytest.mark.slow
 def test_wrong_final_info_schema_is_reported(tmp_path):
-    tpl = copy_of(tmp_path, "nanogpt")
-    edit(tpl / "experiment.py", WRITE_FINAL, textwrap.indent(textwrap.dedent("""\
+    tpl = write_reference_template(tmp_path / "toy")
+    edit(tpl / "experiment.py", REFERENCE_WRITE_FINAL, textwrap.dedent("""\
         with open(os.path.join(args.out_dir, "final_info.json"), "w") as f:
-            json.dump({ds: {"mean": v["means"]} for ds, v in final_info.items()}, f)
-        """), "    "))
+            json.dump({"toy": {"mean": losses[-1]}}, f)
+        """))
     out = messages(check_template(tpl, compile_latex=False))
-    assert len(out) == 1 and out[0].startswith(
-        'final_info: final_info.json["shakespeare_char"] has no "means"')
+    assert len(out) == 1 and out[0].startswith('final_info: final_info.json["toy"] has no "means"')
 
 
-@pytest.mark.slow
 def test_plot_crash_and_smoke_crash_are_reported(tmp_path):
-    tpl = copy_of(tmp_path, "nanogpt")
-    edit(tpl / "plot.py", "    all_runs = {run: load(run) for run in runs}\n",
-         "    all_runs = {run: load(run) for run in runs}\n    1 / 0\n")
+    tpl = write_reference_template(tmp_path / "toy")
+    edit(tpl / "plot.py", 'plt.legend()\n', 'plt.legend()\n1 / 0\n')
     out = messages(check_template(tpl, compile_latex=False))
     assert len(out) == 1 and out[0].startswith("plot: plot.py crashed (exit code 1): ")
     assert "ZeroDivisionError" in out[0] and "fix: run `python plot.py`" in out[0]
 
-    edit(tpl / "experiment.py", "def main():\n", "def main():\n    raise RuntimeError('boom')\n")
+    edit(tpl / "experiment.py", "args = parser.parse_args()\n",
+         "args = parser.parse_args()\nraise RuntimeError('boom')\n")
     out = messages(check_template(tpl, compile_latex=False))
     assert len(out) == 1 and out[0].startswith("smoke: the smoke run exited with code 1: ")
     assert "RuntimeError: boom" in out[0]
@@ -145,6 +140,10 @@ def test_a_hanging_smoke_run_is_killed_at_the_limit(tmp_path):
 
 # -- a template written for the reference system -------------------------------------------------
 
+REFERENCE_WRITE_FINAL = """\
+with open(os.path.join(args.out_dir, "final_info.json"), "w") as f:
+    json.dump({"toy": {"means": losses[-1]}}, f)
+"""
 REFERENCE_EXPERIMENT = """\
 import argparse, json, os
 parser = argparse.ArgumentParser()
@@ -152,8 +151,7 @@ parser.add_argument("--out_dir", type=str, default="run_0")
 args = parser.parse_args()
 os.makedirs(args.out_dir, exist_ok=True)
 losses = [1.0 / (1 + i) for i in range(20)]
-with open(os.path.join(args.out_dir, "final_info.json"), "w") as f:
-    json.dump({"toy": {"means": losses[-1]}}, f)
+""" + REFERENCE_WRITE_FINAL + """\
 with open(os.path.join(args.out_dir, "losses.json"), "w") as f:
     json.dump(losses, f)
 """
@@ -243,28 +241,6 @@ def test_cli_template_check_prints_one_line_per_problem(tmp_path, capsys):
     assert "template ok: ok" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_cli_baseline_runs_run_0_into_the_lab(tmp_path, capsys):
-    lab = tmp_path / "lab"
-    lab.mkdir()
-    out_dir = tmp_path / "copy"
-    code = main(["baseline", "--template", "diffusion_2d", "--smoke", "--lab", str(lab),
-                 "--out", str(out_dir)])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    run0 = lab / "baselines" / "diffusion_2d-smoke" / "run_0"
-    info = json.loads((run0 / "final_info.json").read_text())
-    assert set(info) == {"circle", "dino", "line", "moons"}
-    env = json.loads((run0 / "run_env.json").read_text())
-    assert env["torch"] and env["python"]
-    assert (lab / "baselines" / "diffusion_2d-smoke" / "logs" / "run_0.log").is_file()
-    assert (out_dir / "run_0" / "final_info.json").is_file()
-    assert "kl_divergence=" in out
-    # a second call reuses the stored baseline
-    assert main(["baseline", "--template", "diffusion_2d", "--smoke", "--lab", str(lab)]) == 0
-    assert "already exists" in capsys.readouterr().out
-
-
 def test_metrics_named_in_template_toml_must_be_reported(tmp_path):
     info = find_template("diffusion_2d")
     run = tmp_path / "run_0"
@@ -279,18 +255,33 @@ def test_metrics_named_in_template_toml_must_be_reported(tmp_path):
                                    "smoke run's final_info.json reports only")
 
 
-def test_cli_baseline_at_a_chosen_work_size(tmp_path, capsys):
+def test_cli_baseline_runs_run_0_into_the_lab_at_a_chosen_work_size(tmp_path, capsys):
+    """``aisci template baseline``: run_0 of a template (here grokking at a tiny work
+    size; every template's smoke run is tested in test_templates) is stored in the lab
+    under a name that says the work size, copied out with --out, reused next time."""
     lab = tmp_path / "lab"
     lab.mkdir()
+    out_dir = tmp_path / "copy"
     code = main(["baseline", "--template", "grokking", "--smoke", "--steps", "2",
-                 "--eval", "1", "--lab", str(lab)])
+                 "--eval", "1", "--lab", str(lab), "--out", str(out_dir)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "work size of grokking: eval=1, steps=2" in out
-    run0 = lab / "baselines" / "grokking-smoke-steps2-eval1" / "run_0"
+    stored = lab / "baselines" / "grokking-smoke-steps2-eval1"
+    run0 = stored / "run_0"
     results = json.loads((run0 / "all_results.json").read_text())
     assert {r["train"][-1]["step"] for r in results.values()} == {2}
+    info = json.loads((run0 / "final_info.json").read_text())
+    assert set(info) == set(find_template("grokking").datasets)
+    env = json.loads((run0 / "run_env.json").read_text())
+    assert env["torch"] and env["python"]
+    assert (stored / "logs" / "run_0.log").is_file()
+    assert (out_dir / "run_0" / "final_info.json").is_file()
     assert not (lab / "baselines" / "grokking-smoke").exists()
+    # a second call reuses the stored baseline
+    assert main(["baseline", "--template", "grokking", "--smoke", "--steps", "2",
+                 "--eval", "1", "--lab", str(lab)]) == 0
+    assert "already exists" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["baseline", "--template", "grokking", "--steps", "0", "--lab", str(lab)])
     assert "expected a positive integer, got '0'" in capsys.readouterr().err
