@@ -115,11 +115,15 @@ def _loads_tolerant(candidate: str) -> Any:
     raise first
 
 
-def extract_json(text: str) -> Any:
-    """The JSON object in a reply: the last fenced block that parses, else the whole
-    span from the first ``{`` to the last ``}``, else the last balanced object."""
+_MAX_CANDIDATES = 24
+
+
+def _parsed_candidates(text: str) -> list[Any]:
+    """Every JSON value the reply may mean, most likely first: the fenced blocks (last
+    first), the span from the first ``{`` to the last ``}``, the balanced objects (last
+    first). MalformedOutput when none of them parses."""
     text = text[:MAX_REPLY_CHARS]
-    candidates = list(reversed(_FENCE.findall(text)))
+    candidates = list(reversed(_FENCE.findall(text)))[:_MAX_CANDIDATES]
     start, end = text.find("{"), text.rfind("}")
     if start != -1 and end > start:
         candidates.append(text[start:end + 1])
@@ -133,13 +137,24 @@ def extract_json(text: str) -> Any:
                                   "final '}': was it cut off? answer with a shorter object)")
         raise MalformedOutput("no JSON object found in the reply")
     last_err = ""
+    out: list[Any] = []
     for c in candidates:
         try:
-            return _loads_tolerant(c)
+            out.append(_loads_tolerant(c))
         except json.JSONDecodeError as exc:
             if not last_err:
                 last_err = f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-    raise MalformedOutput(last_err)
+        except RecursionError:
+            last_err = last_err or "invalid JSON (nested too deeply)"
+    if not out:
+        raise MalformedOutput(last_err)
+    return out
+
+
+def extract_json(text: str) -> Any:
+    """The JSON object in a reply: the last fenced block that parses, else the whole
+    span from the first ``{`` to the last ``}``, else the last balanced object."""
+    return _parsed_candidates(text)[0]
 
 
 def _norm(key: str) -> str:
@@ -193,20 +208,25 @@ def parse_json_reply(text: str, schema: type[T], *, stop_reason: str | None = No
     if not text.strip():
         raise MalformedOutput("the reply is empty: answer with the JSON object")
     try:
-        data = extract_json(text)
+        values = _parsed_candidates(text)
     except MalformedOutput as exc:
         if stop_reason in ("max_tokens", "length"):
             raise MalformedOutput(f"the reply was cut off at the output limit ({exc}); "
                                   "answer again, shorter, with the complete JSON object") \
                 from None
         raise
-    try:
-        return schema.model_validate(normalise(data, schema))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-            + (f" (got {e['input']!r:.60})" if e.get("type") != "missing" and
-               not isinstance(e.get("input"), dict) else "")
-            for e in exc.errors()[:6])
-        raise MalformedOutput(f"JSON does not match the {schema.__name__} schema: {problems}") \
-            from None
+    # The most likely value that fits the schema: a valid answer followed by prose that
+    # quotes another object ("... or as {"format": "yaml"}") is still the answer.
+    first: ValidationError | None = None
+    for data in values:
+        try:
+            return schema.model_validate(normalise(data, schema))
+        except ValidationError as exc:
+            first = first or exc
+    assert first is not None  # at least one value parsed
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+        + (f" (got {e['input']!r:.60})" if e.get("type") != "missing" and
+           not isinstance(e.get("input"), dict) else "")
+        for e in first.errors()[:6])
+    raise MalformedOutput(f"JSON does not match the {schema.__name__} schema: {problems}")

@@ -17,7 +17,7 @@ from aisci.engine.llm.base import (
     RateLimited,
     ScriptMissing,
 )
-from aisci.engine.llm.client import LLMClient, extract_json
+from aisci.engine.llm.client import LLMClient, extract_json, parse_json_reply
 from aisci.engine.llm.providers import make_provider
 from aisci.engine.llm.scripted import ScriptedProvider
 from pydantic import BaseModel
@@ -76,6 +76,20 @@ def test_extract_json_prefers_the_last_fenced_block():
     assert extract_json('THOUGHT: ok\n{"a": {"b": 3}}') == {"a": {"b": 3}}
     with pytest.raises(MalformedOutput, match="no JSON"):
         extract_json("nothing here")
+
+
+def test_the_reply_is_the_object_that_fits_the_schema():
+    """A valid answer followed by prose quoting another object is still the answer; when
+    no object fits, the error names what the most likely one lacks."""
+    class Score(BaseModel):
+        title: str
+        score: int
+
+    text = ('{"title": "Sparse attention probes", "score": 7}\n'
+            'If you prefer, I can also return it as {"format": "yaml"}.')
+    assert parse_json_reply(text, Score) == Score(title="Sparse attention probes", score=7)
+    with pytest.raises(MalformedOutput, match="title: Field required"):
+        parse_json_reply('{"format": "yaml"} or {"other": 1}', Score)
 
 
 # -- scripted provider ------------------------------------------------------------------
