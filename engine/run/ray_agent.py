@@ -181,7 +181,8 @@ class RunAgent:
             env = {k: moved(v) for k, v in spec.env.items()}
             env[ray_cluster.RUN_MARKER] = marker
             gpu = spec.gpu
-            if gpu:  # the GPUs Ray gave this actor on this node
+            if gpu and not gpu.startswith("GPU-"):  # not pinned by UUID (the node's
+                # NVML chose them): the GPUs Ray gave this actor on this node
                 ids = ray_cluster.ray_module().get_gpu_ids()
                 gpu = ",".join(str(i) for i in ids) if ids else gpu
             local = dataclasses.replace(

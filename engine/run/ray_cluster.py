@@ -10,6 +10,7 @@ interpreter at the same path), as Ray itself expects of a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import Any
 from aisci.engine.config import Settings
 from aisci.engine.errors import AisciError, UsageError
 from aisci.engine.lab import safe_files
+from aisci.engine.run import gpu as gpu_mod
 
 NAMESPACE = "aisci"
 #: Marker put into every remote run's environment: ``<lab key>:<run id>``. A sweep on a
@@ -136,6 +138,38 @@ def nodes(ray: Any) -> list[NodeInfo]:
                             float(res.get("CPU", 0.0)),
                             head=any(k.startswith("node:__internal_head__") for k in res)))
     return sorted(out, key=lambda n: (not n.head, n.name))
+
+
+GPU_REPORT_TIMEOUT_S = 10.0
+
+
+def _node_gpus() -> list[gpu_mod.GPUInfo] | None:
+    """The GPUs NVML sees on this node (None: no NVML here); runs on the node."""
+    probe = gpu_mod.default_probe()
+    return None if probe is None else probe.gpus()
+
+
+def node_gpus(ray: Any, node_ids: list[str], timeout: float = GPU_REPORT_TIMEOUT_S
+              ) -> dict[str, list[gpu_mod.GPUInfo] | None]:
+    """Each node's GPUs as its own NVML reports them (free memory, other processes),
+    from a zero-CPU task pinned to the node; None for a node without NVML or that does
+    not answer within ``timeout`` (its GPUs are then counted from Ray's resources)."""
+    out: dict[str, list[gpu_mod.GPUInfo] | None] = dict.fromkeys(node_ids)
+    if not node_ids:
+        return out
+    task = ray.remote(num_cpus=0, max_retries=0)(_node_gpus)
+    refs = {task.options(scheduling_strategy=node_affinity(nid)).remote(): nid
+            for nid in node_ids}
+    done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+    for ref in done:
+        try:
+            out[refs[ref]] = ray.get(ref, timeout=1.0)
+        except Exception:  # a node that failed the probe: counted from its resources
+            continue
+    for ref in set(refs) - set(done):
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=True)
+    return out
 
 
 def alive_node_ids(ray: Any) -> set[str]:

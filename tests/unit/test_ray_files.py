@@ -109,3 +109,53 @@ def test_hard_links_are_sent_from_the_head_but_not_taken_back(tmp_path):
     assert "linked.bin" in {p for p, _, _ in sent.files}
     back = ray_cluster.pack(root, limit_bytes=10_000)
     assert "linked.bin" in back.skipped and "run_1/data.bin" in back.skipped
+
+
+class _FakeRay:
+    """What RayScheduler reads of a cluster: its node table."""
+
+    def __init__(self, table: list[tuple[str, int]]) -> None:
+        self.table = table
+
+    def nodes(self) -> list[dict[str, object]]:
+        return [{"Alive": True, "NodeID": nid * 8, "NodeManagerHostname": f"host{nid}",
+                 "Resources": {"GPU": gpus, "CPU": 8.0}} for nid, gpus in self.table]
+
+
+def test_cluster_slots_follow_each_nodes_own_gpu_report(monkeypatch):
+    """Per node, from its NVML: GPUs other processes use are left out, the freest cards
+    are granted first, pinned by UUID; a node without NVML counts Ray's GPUs."""
+    from aisci.engine.run.gpu import GPUInfo, GPUProcess
+    from aisci.engine.run.ray_scheduler import RayScheduler
+
+    def card(node: str, i: int, free_gb: int, busy: bool = False) -> GPUInfo:
+        return GPUInfo(i, "A100", f"GPU-{node}{i}", 80 << 30, free_gb << 30,
+                       (GPUProcess(4242, 9 << 30),) if busy else ())
+
+    reports = {"a" * 8: [card("a", 0, 10), card("a", 1, 70, busy=True)],
+               "b" * 8: [card("b", 0, 30), card("b", 1, 60)],
+               "c" * 8: None}
+    asked: list[list[str]] = []
+
+    def node_gpus(ray, node_ids, timeout=10.0):
+        asked.append(sorted(node_ids))
+        return {nid: reports[nid] for nid in node_ids}
+
+    monkeypatch.setattr(ray_cluster, "node_gpus", node_gpus)
+    s = Settings()
+    s.scheduler.backend = "ray"
+    fake = _FakeRay([("a", 2), ("b", 2), ("c", 1)])
+    sched = RayScheduler(s, fake)
+    assert [(x.name, x.cuda_visible_devices) for x in sched.slots] == [
+        ("hostb-bbbbbb/gpu1", "GPU-b1"), ("hostb-bbbbbb/gpu0", "GPU-b0"),
+        ("hosta-aaaaaa/gpu0", "GPU-a0"), ("hostc-cccccc/gpu0", "0")]
+    assert "4 GPU slot(s); 1 GPU(s) skipped (used by other processes)" in sched.note
+    # a node that joins later is asked alone, and its slots are offered
+    reports["d" * 8] = [card("d", 0, 80)]
+    fake.table.append(("d", 1))
+    sched.refresh()
+    assert asked[-1] == ["d" * 8] and sched.slots[-1].cuda_visible_devices == "GPU-d0"
+    # two cards per run: only a node with two idle cards gives a slot
+    s.scheduler.run_gpus = 2
+    assert [x.cuda_visible_devices for x in RayScheduler(s, _FakeRay(
+        [("a", 2), ("b", 2)])).slots] == ["GPU-b1,GPU-b0"]
