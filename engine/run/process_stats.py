@@ -58,9 +58,13 @@ def become_subreaper(run_nproc: int) -> bool:
     (executors also sweep as each run ends, and say what they killed)."""
     global _subreaper
     with _mains_lock:
-        _run_nprocs.add(run_nproc)
         if _subreaper:
+            _run_nprocs.add(run_nproc)
             return True
+        own = _hard_nproc("self")
+        if own is None or own <= run_nproc:
+            return False  # nothing would tell the runs' escapees from other children
+        _run_nprocs.add(run_nproc)
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             _subreaper = bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
