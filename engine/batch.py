@@ -17,14 +17,19 @@ from typing import Any
 
 from aisci.engine.config import Settings
 from aisci.engine.engine import Engine
-from aisci.engine.errors import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from aisci.engine.errors import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from aisci.engine.llm.client import ProviderFactory
 from aisci.engine.pipeline import IdeaOutcome, PipelineOptions
 from aisci.engine.snapshot import LabSnapshot
+from aisci.engine.stages import ideate
 
 Display = Callable[[Engine], Any]
 """Called once the engine started; returns an object with async ``run()`` (until
 cancelled) and ``close()``, or None."""
+
+
+class NothingToRun(UsageError):
+    """Idea generation is skipped, and neither the lab nor the template has an idea."""
 
 
 @dataclass
@@ -74,6 +79,8 @@ async def run_batch(lab: Path, settings: Settings, options: PipelineOptions, *,
             # from an interrupted run) is shown too.
             view = display(engine)
         await engine.start()
+        if options.skip_idea_generation:
+            add_seed_ideas(engine, options.template)
         if view is not None:
             view_task = asyncio.create_task(view.run(), name="progress")
         idle = asyncio.create_task(engine.wait_idle(), name="wait-idle")
@@ -103,6 +110,23 @@ async def run_batch(lab: Path, settings: Settings, options: PipelineOptions, *,
     return BatchResult(exit_code=code, outcomes=outcomes, snapshot=snapshot,
                        budget_stopped=budget, interrupted=interrupted,
                        ideation_error=ideation_error)
+
+
+def add_seed_ideas(engine: Engine, template: str) -> list[int]:
+    """A batch that skips idea generation runs the lab's ideas; a lab without any gets
+    the template's seed ideas (added as the generating path adds them) and runs those.
+    Raises NothingToRun when the template has none either."""
+    if engine.ctx is None or engine.pipeline is None or engine.store.list_ideas():
+        return []  # a viewer adds nothing; a lab with ideas runs those
+    src = ideate.load_template_sources(template, engine.lab)
+    added = ideate.ensure_seed_ideas(engine.ctx, src)
+    if not added:
+        raise NothingToRun(
+            f"nothing to run in {engine.lab}: --skip-idea-generation on a lab with no "
+            f"ideas, and template {src.name!r} has no (valid) seed ideas; generate ideas "
+            "(drop --skip-idea-generation) or add some with `aisci ideas import`")
+    engine.pipeline.spawn_eligible()  # now, so that the batch does not look idle
+    return added
 
 
 def summary_lines(result: BatchResult) -> list[str]:

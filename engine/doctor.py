@@ -1,7 +1,9 @@
 """Preflight checks: what this machine offers the configured pipeline.
 
 Each check yields one line (ok / warn / fail). ``fail`` means something the configured
-pipeline needs is missing; the CLI exits non-zero then. API keys are reported as present
+pipeline needs is missing (git, a needed API key, ...); the CLI exits non-zero then.
+``warn`` is something the pipeline runs without, at a cost the line names: without TeX
+the papers stay LaTeX source and are reviewed as text. API keys are reported as present
 or absent, never printed.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aisci.engine.config import Settings
+from aisci.engine.engine import GIT_INSTALL
 from aisci.engine.errors import AisciError
 from aisci.engine.run import ray_cluster, sandbox
 
@@ -67,16 +70,27 @@ def check_torch() -> list[Check]:
     return checks
 
 
+#: What the paper stage does without each TeX tool (the pipeline runs without any).
+TEX_LOSS = {
+    "pdflatex": "no PDF: each paper keeps its LaTeX source and is reviewed as text",
+    "bibtex": "citations in the PDF stay unresolved",
+    "latexmk": "pdflatex and bibtex are run directly",
+    "chktex": "the LaTeX is not style-checked",
+}
+
+
 def check_tex() -> list[Check]:
+    """One line per TeX tool: a warning when it is missing (never a failure: the
+    pipeline runs without TeX), saying what is lost and how to install it."""
     out = []
-    for tool in ("pdflatex", "bibtex", "latexmk", "chktex"):
+    for tool, loss in TEX_LOSS.items():
         path = shutil.which(tool)
         if path:
             out.append(Check(tool, "ok", _version([tool, "--version"]) or path))
         else:
-            out.append(Check(tool, "fail" if tool in ("pdflatex", "bibtex") else "warn",
-                             "not found: the write stage needs TeX Live "
-                             "(apt-get install texlive-latex-extra latexmk chktex)"))
+            pkgs = SYSTEM_PACKAGES.get(tool, SYSTEM_PACKAGES["pdflatex"])
+            out.append(Check(tool, "warn", f"not found: {loss}; to install it: apt-get "
+                                           f"install {' '.join(pkgs)} (or `aisci setup`)"))
     return out
 
 
@@ -96,7 +110,8 @@ def check_isolation(settings: Settings) -> Check:
 def check_git() -> Check:
     path = shutil.which("git")
     if not path:
-        return Check("git", "fail", "not found: every idea is a git repository")
+        return Check("git", "fail", f"not found: every idea is a git repository; install it "
+                                    f"({GIT_INSTALL})")
     return Check("git", "ok", _version(["git", "--version"]) or path)
 
 
@@ -178,6 +193,7 @@ def run_checks(settings: Settings, lab: Path) -> list[Check]:
 
 #: Debian/Ubuntu packages for each tool the pipeline uses.
 SYSTEM_PACKAGES: dict[str, tuple[str, ...]] = {
+    "git": ("git",),
     "pdflatex": ("texlive-latex-base", "texlive-latex-recommended", "texlive-latex-extra",
                  "texlive-fonts-recommended", "texlive-bibtex-extra"),
     "latexmk": ("latexmk",),
@@ -244,8 +260,8 @@ def run_setup(plan: SetupPlan, log_path: Path, echo: Any = print) -> bool:
         echo("system packages: everything the pipeline uses is installed")
         return True
     if plan.prefix is None:
-        echo(f"system packages: cannot install ({plan.why_not}); to get PDFs and the "
-             f"strongest sandbox run: {plan.manual_command()}")
+        echo(f"system packages: cannot install ({plan.why_not}); run: "
+             f"{plan.manual_command()}")
         return False
     echo(f"system packages: installing {' '.join(plan.packages)} (can take minutes; "
          f"log: {log_path})")

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -54,6 +55,18 @@ LAB_CHECK_S = 5.0
 
 class EngineError(AisciError):
     """A command that cannot be carried out (unknown idea, no executor, ...)."""
+
+
+GIT_INSTALL = "apt-get install git, or `aisci setup`"
+"""How to get git (named by the engine's start check and by ``aisci doctor``)."""
+
+
+class GitNotFound(UsageError):
+    """No git executable on PATH: every idea is a git repository, so no engine starts."""
+
+    def __init__(self) -> None:
+        super().__init__(f"git not found on PATH: every idea is a git repository, so the "
+                         f"engine cannot start; install it ({GIT_INSTALL})")
 
 
 class Engine:
@@ -131,6 +144,8 @@ class Engine:
     async def start(self) -> None:
         if self._started:
             return
+        if self._read_only is None and shutil.which("git") is None:
+            raise GitNotFound()  # one line now, not a failed stage later
         self._started = True
         self.bus.bind_loop()
         if self._read_only:

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_lab_argument(p)
     p.set_defaults(func=_doctor)
     s = sub.add_parser("setup", help="install the system packages the pipeline uses "
-                                     "(TeX Live, latexmk, chktex, bubblewrap) where possible",
+                                     "(git, TeX Live, latexmk, chktex, bubblewrap) where possible",
                        description="Install missing system packages with apt-get as root or "
                                    "with passwordless sudo; otherwise print the command to "
                                    "run. Exits 0 either way: without TeX the paper stays "

@@ -34,6 +34,9 @@ from aisci.engine.run.sandbox import isolation_warning
 from aisci.engine.snapshot import build_snapshot
 
 _OVERRIDES_KV = "pipeline.cli_overrides"
+DEMO_LAB_DIR = "aisci-demo-lab"
+"""The demo's lab folder, in the current directory, when --lab is not given: the same as
+``aisci-tui --demo``'s (tui/main.py:lab_path), so both front ends continue one demo."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                          description="Generate ideas, check novelty, run experiments, plot, "
                                      "write and review papers, headless.")
     add_lab_argument(run)
+    run.set_defaults(lab=None)  # None: not given (--demo then uses its own folder)
     run.add_argument("--template", help="research template (default: general.template)")
     run.add_argument("--model", help="model for every stage, as provider:model "
                                      "(default: models.default)")
@@ -61,7 +65,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="lab budget in dollars; the batch stops cleanly when reached")
     run.add_argument("--demo", action="store_true",
                      help="create (or continue) an offline demo lab: scripted model, offline "
-                          "literature, grokking in smoke mode (default lab ./aisci-demo)")
+                          "literature, grokking in smoke mode (default lab "
+                          f"./{DEMO_LAB_DIR})")
     run.set_defaults(func=_run)
 
     resume = sub.add_parser("resume", help="continue the lab's last batch where it stopped")
@@ -115,11 +120,16 @@ def _require_writable(lab: Path) -> None:
         raise LabReadOnly(lab, "no write permission or a read-only mount")
 
 
+def demo_lab(args: argparse.Namespace) -> Path:
+    """The lab of ``aisci run --demo``: --lab when given (``.`` too), else DEMO_LAB_DIR."""
+    return Path(DEMO_LAB_DIR if args.lab is None else args.lab).expanduser().resolve()
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.num_ideas is not None and args.num_ideas < 0:
         raise UsageError(f"--num-ideas {args.num_ideas}: expected 0 or more")
     if args.demo:
-        lab = Path(args.lab if args.lab != "." else "aisci-demo").expanduser().resolve()
+        lab = demo_lab(args)
         _require_writable(lab)
         overrides = _flag_overrides(args)
         if "general.template" in overrides:
