@@ -348,14 +348,32 @@ def validate_layer(data: dict[str, Any], source: str) -> None:
         raise ConfigError(source, key, problem) from None
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A configuration file larger than this is refused (settings fit in a few KB)."""
+
+
 def read_toml(path: Path) -> dict[str, Any]:
+    """A user-edited TOML file (aisci.toml, the user config): bounded, UTF-8 (a BOM is
+    allowed), one ConfigError naming the file for anything it cannot use."""
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), "", f"larger than {MAX_CONFIG_BYTES // 1024} KB; "
+                          "expected a TOML settings file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(str(path), "", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                          f"line {line}, offset {exc.start}); save the file as UTF-8"
+                          ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), "", f"invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any], source: str, origins: dict[str, str],

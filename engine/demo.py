@@ -9,13 +9,16 @@ model's words are recorded. ``prepare_demo_lab`` is shared by ``aisci run --demo
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aisci.engine.config import LAB_CONFIG_NAME, EffectiveConfig, Settings, load_config
 from aisci.engine.engine import Engine
-from aisci.engine.errors import UsageError
+from aisci.engine.errors import NO_SPACE_ERRNOS, DiskFull, UsageError
+from aisci.engine.lab.store import LabReadOnly, StoreError, make_lab_dir
 from aisci.engine.llm.providers import make_provider
 from aisci.engine.llm.scripted import ScriptedProvider
 from aisci.engine.pipeline import PipelineOptions
@@ -102,13 +105,30 @@ def prepare_demo_lab(path: Path | str, *, overrides: dict[str, Any] | None = Non
         if not is_demo_lab(lab):
             raise UsageError(f"{lab} already holds a lab that is not a demo lab; choose "
                              "another directory with --lab")
-    elif lab.exists() and any(lab.iterdir()):
+    elif lab.is_dir() and _has_entries(lab):
         raise UsageError(f"{lab} is not empty; the demo needs a new or empty directory "
                          "(--lab DIR)")
     else:
-        lab.mkdir(parents=True, exist_ok=True)
-        cfg_file.write_text(DEMO_TOML, encoding="utf-8")
+        make_lab_dir(lab)  # one line naming the lab when it cannot be created
+        try:
+            cfg_file.write_text(DEMO_TOML, encoding="utf-8")
+        except OSError as exc:
+            if exc.errno in NO_SPACE_ERRNOS:
+                raise DiskFull(cfg_file) from None
+            if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+                raise LabReadOnly(lab, exc.strerror or str(exc)) from None
+            raise StoreError(f"{cfg_file}: cannot be written ({exc.strerror or exc})"
+                             ) from None
     return load_config(lab, overrides)
+
+
+def _has_entries(lab: Path) -> bool:
+    try:
+        with os.scandir(lab) as it:
+            return next(it, None) is not None
+    except OSError as exc:
+        raise StoreError(f"{lab}: cannot be listed ({exc.strerror or exc}); the demo needs "
+                         "a new or empty directory (--lab DIR)") from None
 
 
 DEMO_CHUNK_DELAY_S = 0.02

@@ -14,13 +14,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from aisci import __version__
 from aisci.engine import demo
 from aisci.engine.config import load_config, parse_override
 from aisci.engine.control.attached import AttachedEngine
 from aisci.engine.control.client import engine_serving
 from aisci.engine.doctor import api_key_var
 from aisci.engine.engine import Engine
-from aisci.engine.errors import EXIT_FAILED, EXIT_USAGE, AisciError, exit_code, user_message
+from aisci.engine.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    AisciError,
+    environment_error,
+    exit_code,
+    save_traceback,
+    user_message,
+)
 from aisci.engine.lab.store import LabStore
 from aisci.tui import detach
 from aisci.tui.app import EXIT_REATTACH, EXIT_RESTART, AisciApp
@@ -150,7 +160,37 @@ def make_app(engine: EnginePort, note: str | None) -> AisciApp:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``aisci-tui``. No traceback reaches the user: an error aisci raises on purpose
+    and one the machine causes (a full disk, a damaged lab database) are one line; a bug
+    is one line naming the file that holds its traceback."""
     args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        print("aisci-tui: interrupted; state is saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except AisciError as exc:
+        print(f"aisci-tui: {user_message(exc)}", file=sys.stderr)
+        return exit_code(exc)
+    except Exception as exc:  # one line here, the traceback in a file
+        known = environment_error(exc, lab=_lab_or_none(args), then="start aisci-tui again")
+        if known is not None:
+            print(f"aisci-tui: {user_message(known)}", file=sys.stderr)
+            return exit_code(known)
+        command = " ".join(sys.argv[1:] if argv is None else argv)
+        where = save_traceback(exc, f"aisci {__version__}: aisci-tui {command}")
+        print(f"aisci-tui: internal error: {user_message(exc)} ({where})", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _lab_or_none(args: argparse.Namespace) -> Path | None:
+    try:
+        return lab_path(args)
+    except (OSError, RuntimeError):
+        return None
+
+
+def _main(args: argparse.Namespace) -> int:
     for _ in range(MAX_RELAUNCHES):
         try:
             serving = running_engine(lab_path(args))

@@ -19,12 +19,14 @@ from aisci.engine.cli import (
     run_cmd,
     template_cmd,
 )
+from aisci.engine.cli.common import lab_dir
 from aisci.engine.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     AisciError,
+    environment_error,
     exit_code,
     save_traceback,
     user_message,
@@ -57,10 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AisciError as exc:
-        print(f"aisci: {user_message(exc)}", file=sys.stderr)
-        if exc.hint:
-            print(f"  see: {exc.hint}", file=sys.stderr)
-        return exit_code(exc)
+        return _report(exc)
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return EXIT_OK
@@ -68,10 +67,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("aisci: interrupted; state is saved, `aisci resume` continues", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: one line here, the traceback in a file
+        # ... unless the machine caused it: a full disk, a damaged lab database
+        known = environment_error(exc, lab=lab_dir(args) if hasattr(args, "lab") else None)
+        if known is not None:
+            return _report(known)
         command = " ".join(sys.argv[1:] if argv is None else argv)
         where = save_traceback(exc, f"aisci {__version__}: aisci {command}")
         print(f"aisci: internal error: {user_message(exc)} ({where})", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _report(exc: AisciError) -> int:
+    print(f"aisci: {user_message(exc)}", file=sys.stderr)
+    if exc.hint:
+        print(f"  see: {exc.hint}", file=sys.stderr)
+    return exit_code(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,9 +41,12 @@ def config_from_args(args: argparse.Namespace,
     return load_config(lab_dir(args), overrides)
 
 
-def open_store(args: argparse.Namespace, *, read_only: bool = False) -> LabStore:
-    """The lab's store; LabInUse / StoreError reach the user through cli.main()."""
-    return LabStore(lab_dir(args), read_only=read_only)
+def open_store(args: argparse.Namespace, *, read_only: bool = False,
+               create: bool = True) -> LabStore:
+    """The lab's store; LabInUse / StoreError reach the user through cli.main().
+    ``create=False`` for a command that acts on an existing lab's ideas or runs: on a
+    folder without a lab it says so (NoLab) instead of leaving a new lab there."""
+    return LabStore(lab_dir(args), read_only=read_only, create=create)
 
 
 def find_idea(store: LabStore, key: str) -> IdeaRow:

@@ -246,7 +246,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    store = open_store(args)
+    store = open_store(args, create=False)
     try:
         row = find_idea(store, args.idea)
         ctx = _context(args, store, {"models.novelty": args.model} if args.model else {})
@@ -270,7 +270,7 @@ def _edit(args: argparse.Namespace) -> int:
     if not args.fields:
         raise UsageError("nothing to change: give --field KEY=VALUE")
     fields = dict(parse_override(f) for f in args.fields)
-    store = open_store(args)
+    store = open_store(args, create=False)
     try:
         row = find_idea(store, args.idea)
         new = approval.edit(store, None, row.id, fields, source="human")
@@ -287,7 +287,7 @@ def _approve(args: argparse.Namespace) -> int:
             engine.call("approve", row.id)
         print(f"#{row.id} {row.name}: approved")
         return 0
-    store = open_store(args)
+    store = open_store(args, create=False)
     try:
         row = find_idea(store, args.idea)
         approval.approve(store, None, row.id, source="human")
@@ -304,7 +304,7 @@ def _veto(args: argparse.Namespace) -> int:
             engine.call("veto", row.id, args.why)
         print(f"#{row.id} {row.name}: vetoed ({args.why})")
         return 0
-    store = open_store(args)
+    store = open_store(args, create=False)
     try:
         row = find_idea(store, args.idea)
         approval.veto(store, None, row.id, args.why, source="human")

@@ -27,7 +27,7 @@ from aisci.engine.demo import (
     prepare_demo_lab,
 )
 from aisci.engine.errors import EXIT_LAB_IN_USE, AisciError, UsageError
-from aisci.engine.lab.store import LabReadOnly, LabStore, StoreError
+from aisci.engine.lab.store import LabReadOnly, LabStore, NoLab
 from aisci.engine.lab.templates import TemplateError, find_template
 from aisci.engine.pipeline import PipelineOptions
 from aisci.engine.run.sandbox import isolation_warning
@@ -161,7 +161,7 @@ def _resume(args: argparse.Namespace) -> int:
         with LabStore(lab, read_only=True) as ro:
             saved = ro.kv_get("pipeline.options")
             saved_overrides = ro.kv_get(_OVERRIDES_KV, {}) or {}
-    except StoreError:
+    except NoLab:
         raise UsageError(f"{lab}: no lab here (no aisci.db); start one with `aisci run`"
                          ) from None
     if not saved:

@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aisci.engine.errors import EXIT_LAB_IN_USE, AisciError, UsageError
+from aisci.engine.errors import (
+    DATABASE_ATTR,
+    EXIT_LAB_IN_USE,
+    NO_SPACE_ERRNOS,
+    AisciError,
+    DamagedDatabase,
+    DiskFull,
+    UsageError,
+    disk_nearly_full,
+)
 from aisci.engine.lab.layout import DB_NAME, LOCK_NAME
 
 
@@ -41,6 +50,16 @@ class LabInUse(AisciError):
 
 class StoreError(UsageError):
     """The lab database cannot be used as asked (missing, read-only, newer schema)."""
+
+
+class NoLab(StoreError):
+    """The folder holds no lab (no aisci.db): a command that works on an existing lab's
+    ideas or runs refuses instead of creating one there."""
+
+    def __init__(self, lab: Path) -> None:
+        self.lab = Path(lab)
+        super().__init__(f"no lab at {lab} (no {DB_NAME}); check --lab, or start a lab "
+                         "there with `aisci run` or `aisci-tui`")
 
 
 class LabReadOnly(StoreError):
@@ -70,6 +89,49 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return str(exc)
+
+
+def make_lab_dir(lab: Path) -> None:
+    """Create the lab folder (and its parents) if needed; one line naming the lab and the
+    OS reason when it cannot be (a read-only parent, a regular file in the way, a full
+    disk)."""
+    try:
+        Path(lab).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in NO_SPACE_ERRNOS:
+            raise DiskFull(lab, quota=exc.errno == errno.EDQUOT) from None
+        if isinstance(exc, FileExistsError) or Path(lab).exists():
+            why = "it exists and is not a directory"
+        else:
+            why = _why(exc)
+            blocker = next((p for p in Path(lab).parents if p.exists()), None)
+            if blocker is not None and not blocker.is_dir():
+                why = f"{blocker} is a file, not a directory"
+        raise StoreError(f"cannot create the lab folder {lab}: {why}; choose another "
+                         "folder with --lab") from None
+
+
+_BUSY_TEXTS = ("locked", "busy")
+
+
+def _database_error(db: Path, exc: BaseException) -> AisciError | None:
+    """The user's one line for a failure to open, read or set up the lab database ``db``
+    (None: not the database's fault, e.g. locked by another process)."""
+    if isinstance(exc, OSError):
+        if exc.errno in NO_SPACE_ERRNOS:
+            return DiskFull(exc.filename or db, quota=exc.errno == errno.EDQUOT)
+        return StoreError(f"{exc.filename or db}: cannot be opened ({_why(exc)})")
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and any(t in text for t in _BUSY_TEXTS):
+        return None
+    if "database or disk is full" in text or (
+            "disk i/o error" in text and db.is_file() and disk_nearly_full(db)):
+        return DiskFull(db)
+    if db.is_dir():
+        return DamagedDatabase(db, "it is a directory")
+    return DamagedDatabase(db, str(exc))
 
 
 # Each entry migrates the schema from version i to i+1. Never edit a released entry:
@@ -218,7 +280,10 @@ def _loads(text: str | None) -> Any:
 class LabStore:
     """Access to ``aisci.db``. Use :meth:`open` (takes the lab lock) or ``read_only=True``."""
 
-    def __init__(self, lab_dir: Path, *, read_only: bool = False, lock: bool = True) -> None:
+    def __init__(self, lab_dir: Path, *, read_only: bool = False, lock: bool = True,
+                 create: bool = True) -> None:
+        """``create=False``: the lab must exist already (:class:`NoLab` otherwise); a
+        read-only store never creates anything."""
         self.lab_dir = Path(lab_dir)
         self.path = self.lab_dir / DB_NAME
         self.read_only = read_only
@@ -227,22 +292,29 @@ class LabStore:
         self._lock_fh: Any = None
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        if (read_only or not create) and not self.path.exists():
+            raise NoLab(self.lab_dir)
         if read_only:
-            if not self.path.exists():
-                raise StoreError(f"{self.path}: no lab database here (expected aisci.db)")
+            self._conn()  # a damaged database is reported here, in one line
         else:
+            make_lab_dir(self.lab_dir)
             try:
-                self.lab_dir.mkdir(parents=True, exist_ok=True)
                 if lock:
                     self._acquire_lock()
                 self._migrate()
-            except (OSError, sqlite3.OperationalError) as exc:
+            except (OSError, sqlite3.DatabaseError) as exc:
                 self.close()
                 if _is_read_only_error(exc) and self.lab_dir.is_dir() \
                         and not self.writable(self.lab_dir):
                     raise LabReadOnly(self.lab_dir, _why(exc)) from None
                 if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
                     raise LabReadOnly(self.lab_dir, _why(exc)) from None
+                mapped = _database_error(self.path, exc)
+                if mapped is None:
+                    raise
+                raise mapped from None
+            except BaseException:  # a newer schema, another program's database
+                self.close()
                 raise
 
     @classmethod
@@ -312,11 +384,17 @@ class LabStore:
             if self.read_only:
                 conn = self._connect_read_only()
             else:
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
+                with self._naming_errors():
+                    conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                           check_same_thread=False)
+                    try:
+                        self._refuse_foreign(conn)  # before WAL changes the file
+                        conn.execute("PRAGMA journal_mode=WAL")
+                        conn.execute("PRAGMA synchronous=NORMAL")
+                        conn.execute("PRAGMA foreign_keys=ON")
+                    except BaseException:
+                        conn.close()
+                        raise
             conn.execute("PRAGMA busy_timeout=30000")
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
@@ -326,22 +404,71 @@ class LabStore:
 
     def _connect_read_only(self) -> sqlite3.Connection:
         """A read-only connection. A WAL database in a folder this process cannot write
-        (its -shm cannot be made) is opened immutable: nothing can change it from here."""
+        (its -shm cannot be made) is opened immutable: nothing can change it from here.
+        A file that is not a lab database (damaged, empty, another program's, a newer
+        schema) is refused in one line."""
         uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        try:
+            return self._open_checked(uri)
+        except sqlite3.OperationalError:
+            pass  # e.g. a WAL database whose -shm this process cannot create
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
+        try:
+            return self._open_checked(uri + "&immutable=1")
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
+
+    def _open_checked(self, uri: str) -> sqlite3.Connection:
         conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
         try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return conn
-        except sqlite3.OperationalError:
+            self._check_lab_schema(conn)
+        except BaseException:
             conn.close()
-        conn = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30,
-                               check_same_thread=False)
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StoreError(f"{self.path}: cannot be read ({exc})") from None
+            raise
         return conn
+
+    def _unusable(self, exc: BaseException) -> AisciError:
+        mapped = _database_error(self.path, exc)
+        return mapped if mapped is not None else StoreError(
+            f"{self.path}: cannot be read ({exc})")
+
+    def _check_lab_schema(self, conn: sqlite3.Connection) -> None:
+        """Refuse (for reading) a database that does not hold a lab this aisci reads."""
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise self._newer_schema(version)
+        if version == 0:
+            tables = [r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' LIMIT 4").fetchall()]
+            what = ("empty: no lab tables" if not tables else
+                    "a SQLite database of another program: tables " + ", ".join(tables))
+            raise DamagedDatabase(self.path, what)
+
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """Never add lab tables to (or switch to WAL) another program's database."""
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) != 0:
+            return
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' LIMIT 4").fetchall()]
+        if tables and "ideas" not in tables:
+            raise DamagedDatabase(self.path, "a SQLite database of another program: "
+                                  "tables " + ", ".join(tables))
+
+    def _newer_schema(self, version: int) -> StoreError:
+        return StoreError(f"{self.path}: schema version {version} is newer than this aisci "
+                          f"({SCHEMA_VERSION}); upgrade aisci")
+
+    @contextlib.contextmanager
+    def _naming_errors(self) -> Iterator[None]:
+        """A SQLite error raised inside carries this store's database path, so whoever
+        reports it (errors.environment_error) can name the file."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(exc, DATABASE_ATTR, self.path)
+            raise
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -349,18 +476,20 @@ class LabStore:
         if self.read_only:
             raise LabReadOnly(self.lab_dir, "opened read-only")
         conn = self._conn()
-        with self._write_lock:
+        with self._write_lock, self._naming_errors():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # the first error is the news
+                    conn.execute("ROLLBACK")
                 raise
             else:
                 conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        return self._conn().execute(sql, params).fetchall()
+        with self._naming_errors():
+            return self._conn().execute(sql, params).fetchall()
 
     def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> int:
         """Run one write statement; returns lastrowid."""
@@ -392,9 +521,7 @@ class LabStore:
         with self._write_lock:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: schema version {version} is newer than this aisci "
-                    f"({SCHEMA_VERSION}); upgrade aisci")
+                raise self._newer_schema(version)
             for i in range(version, SCHEMA_VERSION):
                 conn.execute("BEGIN IMMEDIATE")
                 try:

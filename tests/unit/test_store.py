@@ -161,5 +161,5 @@ def test_same_process_second_store_is_refused_and_read_only_cannot_write(tmp_pat
 
 
 def test_read_only_needs_an_existing_lab(tmp_path):
-    with pytest.raises(StoreError, match="no lab database"):
+    with pytest.raises(StoreError, match="no lab at .* \\(no aisci.db\\)"):
         LabStore(tmp_path / "nowhere", read_only=True)
