@@ -32,9 +32,16 @@ from aisci.engine.llm.base import (
     Usage,
 )
 from aisci.engine.llm.errors import (
+    CallbackFailed,
+    guard_callback,
     is_quota_code,
     is_quota_message,
+    one_line_reason,
+    request_failed,
+    reraise_callback_error,
     retry_after_seconds,
+    status_reason,
+    stream_broke,
     transport_error,
 )
 
@@ -69,6 +76,8 @@ class AnthropicProvider:
         kwargs = build_params(self.model, request, effort=self.settings.effort)
         timeout = request.timeout_s or self.settings.request_timeout_s
         started = False
+        emit = guard_callback(on_text)
+        where = f"anthropic:{self.model}"
         try:
             async with client.messages.stream(**kwargs, timeout=timeout) as stream:
                 # Entering the context sent the request and got a 200: from here on a
@@ -76,29 +85,41 @@ class AnthropicProvider:
                 started = True
                 stopped = False
                 async for event in stream:
-                    if event.type == "text" and on_text is not None:
-                        on_text(event.text)
+                    if event.type == "text" and emit is not None:
+                        emit(event.text)
                     elif event.type == "message_stop":
                         stopped = True
                 if not stopped:
                     # The connection closed before message_stop: the reply is truncated.
-                    raise StreamInterrupted(f"anthropic:{self.model}: stream ended before "
+                    raise StreamInterrupted(f"{where}: stream ended before "
                                             "message_stop (connection closed early)")
                 final = await stream.get_final_message()
+                return to_response(self.model, final)
+        except LLMError:
+            raise
+        except CallbackFailed as exc:
+            raise reraise_callback_error(exc) from None
         except anthropic.APIStatusError as exc:
             raise map_status_error(self.model, exc, started) from None
         except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
             # The SDK wraps transport errors of the request, but not those raised while a
             # stream is read (httpx2.ReadError / RemoteProtocolError / ReadTimeout escape
             # raw): both are mapped here, by when they happened.
-            raise transport_error(f"anthropic:{self.model}", str(client.base_url), exc,
-                                  started, timeout) from None
+            raise transport_error(where, str(client.base_url), exc, started,
+                                  timeout) from None
         except anthropic.APIError as exc:
             # Anything else the SDK raises mid-stream (e.g. an undecodable event).
             if started:
-                raise StreamInterrupted(f"anthropic:{self.model}: stream broke: {exc}") from None
-            raise BadRequest(f"anthropic:{self.model}: {exc}") from None
-        return to_response(self.model, final)
+                raise StreamInterrupted(f"{where}: stream broke: {one_line_reason(exc)}") from None
+            raise BadRequest(f"{where}: {one_line_reason(exc)}") from None
+        except Exception as exc:
+            # The provider boundary: whatever else reading an accepted stream raised (an
+            # SSE data line that is not JSON, a body that does not decompress, events the
+            # SDK cannot assemble: a delta before its block, no message_start, a
+            # message_delta without usage) is a broken stream, like a dropped one.
+            if started:
+                raise stream_broke(where, exc) from None
+            raise request_failed(where, exc) from None
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -182,9 +203,9 @@ def to_response(model: str, msg: Any) -> LLMResponse:
         else:  # server-tool blocks and future types: pass back what was received
             raw.append(block.model_dump(mode="json", exclude_none=True))
     u = msg.usage
-    usage = Usage(input_tokens=u.input_tokens or 0, output_tokens=u.output_tokens or 0,
-                  cache_read_tokens=getattr(u, "cache_read_input_tokens", None) or 0,
-                  cache_write_tokens=getattr(u, "cache_creation_input_tokens", None) or 0)
+    usage = Usage.reported(getattr(u, "input_tokens", None), getattr(u, "output_tokens", None),
+                           getattr(u, "cache_read_input_tokens", None) or 0,
+                           getattr(u, "cache_creation_input_tokens", None) or 0)
     # The verbatim blocks matter only when the model thought; otherwise the turn is
     # rebuilt from text and tool calls exactly as before.
     keep = any(b["type"] not in ("text", "tool_use") for b in raw)
@@ -201,7 +222,8 @@ def map_status_error(model: str, exc: Any, started: bool) -> LLMError:
     status = int(getattr(exc, "status_code", 0) or 0)
     etype = str(getattr(exc, "type", None) or "")
     code = str(getattr(exc, "error_code", None) or "")
-    message = str(getattr(exc, "api_message", None) or getattr(exc, "message", exc))
+    message = status_reason(exc, str(getattr(exc, "api_message", None)
+                                     or getattr(exc, "message", None) or exc))
     where = f"anthropic:{model}"
     kind = f"{etype} ({code})" if code else etype
     if is_quota_code(etype, code):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -49,18 +50,60 @@ class Message:
     (thinking blocks are tied to the model that wrote them)."""
 
 
+MAX_TOKEN_COUNT = 10**12
+"""The largest token count taken from a provider; anything beyond is not a real count."""
+
+
+def token_count(value: object) -> int | None:
+    """A token count a provider reported, as a sane int in ``0..MAX_TOKEN_COUNT``, or None
+    when it is unusable (not a number, NaN, negative, absurdly large)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, float) and math.isfinite(value):
+        n = int(value)
+    elif isinstance(value, str) and value.strip().isdigit() and len(value) < 20:
+        n = int(value.strip())  # what the Anthropic SDK's models would coerce anyway
+    else:
+        return None
+    return n if 0 <= n <= MAX_TOKEN_COUNT else None
+
+
 @dataclass
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    known: bool = True
+    """False when the provider sent no usable usage (no usage chunk, or counts that are not
+    counts): the call's cost is then unknown, never $0."""
+
+    @classmethod
+    def reported(cls, input_tokens: object = 0, output_tokens: object = 0,
+                 cache_read_tokens: object = 0, cache_write_tokens: object = 0) -> Usage:
+        """Usage from counts as a provider sent them: each is checked (:func:`token_count`);
+        an unusable one counts as 0 and makes the whole usage unknown."""
+        counts = [token_count(v) for v in (input_tokens, output_tokens, cache_read_tokens,
+                                           cache_write_tokens)]
+        inp, out, read, write = (c or 0 for c in counts)
+        return cls(inp, out, read, write, known=all(c is not None for c in counts))
+
+    def checked(self) -> Usage:
+        """This usage with every count re-checked (for providers built outside this
+        package, whose numbers nothing has vetted)."""
+        u = Usage.reported(self.input_tokens, self.output_tokens, self.cache_read_tokens,
+                           self.cache_write_tokens)
+        u.known = u.known and self.known
+        return u
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.input_tokens + other.input_tokens,
                      self.output_tokens + other.output_tokens,
                      self.cache_read_tokens + other.cache_read_tokens,
-                     self.cache_write_tokens + other.cache_write_tokens)
+                     self.cache_write_tokens + other.cache_write_tokens,
+                     known=self.known and other.known)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from aisci.engine.llm.base import (
     Provider,
     StreamInterrupted,
     TextCallback,
+    Usage,
 )
 from aisci.engine.llm.json_reply import extract_json, parse_json_reply
 from aisci.engine.llm.pricing import PriceTable
@@ -230,12 +231,22 @@ class LLMClient:
                                           model=spec, what=exc.what, max_tries=max_for_kind))
                 await self._sleep(wait)
                 continue
+            except Exception as raised:
+                # Not ours: a provider that broke its contract (the SDK providers map
+                # everything at their boundary), or the caller's own on_text callback. The
+                # attempt is recorded and the call finished, then the exception goes on
+                # unchanged: it is a bug to see, not a provider failure to retry.
+                # (CancelledError and KeyboardInterrupt are not Exceptions.)
+                error = " ".join(f"{type(raised).__name__}: {raised}".split())[:300]
+                self._record(call_id, stage, idea_id, provider, None,
+                             time.monotonic() - attempt_started, None, error, tries)
+                self._publish(ev.LLMCallFinished(
+                    call_id=call_id, stage=stage, idea_id=idea_id, model=spec,
+                    latency_s=time.monotonic() - started, error=error))
+                raise
             latency = time.monotonic() - started
-            cost = self.prices.cost(provider.provider, provider.model,
-                                    input_tokens=resp.usage.input_tokens,
-                                    output_tokens=resp.usage.output_tokens,
-                                    cache_read_tokens=resp.usage.cache_read_tokens,
-                                    cache_write_tokens=resp.usage.cache_write_tokens)
+            resp.usage = resp.usage.checked()
+            cost = self.cost_of(provider, resp.usage)
             self._record(call_id, stage, idea_id, provider, resp.usage, latency, cost, None, tries)
             self._publish(ev.LLMCallFinished(
                 call_id=call_id, stage=stage, idea_id=idea_id, model=spec,
@@ -251,6 +262,17 @@ class LLMClient:
         self._publish(ev.LLMCallFinished(call_id=call_id, stage=stage, idea_id=idea_id,
                                          model=spec, latency_s=latency, error=msg))
         raise last_error
+
+    def cost_of(self, provider: Provider, usage: Usage) -> float | None:
+        """What a call cost, or None when unknown: a model without a price, or a reply
+        whose usage the provider did not report (unknown usage is not free)."""
+        if not usage.known:
+            return 0.0 if provider.provider in self.prices.free_providers else None
+        return self.prices.cost(provider.provider, provider.model,
+                                input_tokens=usage.input_tokens,
+                                output_tokens=usage.output_tokens,
+                                cache_read_tokens=usage.cache_read_tokens,
+                                cache_write_tokens=usage.cache_write_tokens)
 
     def _backoff(self, tries: int, exc: LLMError) -> float:
         cfg = self.settings.llm

@@ -6,12 +6,20 @@ Imported by the provider modules only (it imports httpx2, which the SDKs bring).
 
 from __future__ import annotations
 
+import html
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx2
-from aisci.engine.llm.base import ConnectionFailed, LLMError, NoAnswer, StreamInterrupted
+from aisci.engine.errors import AisciError
+from aisci.engine.llm.base import (
+    ConnectionFailed,
+    LLMError,
+    NoAnswer,
+    StreamInterrupted,
+    TextCallback,
+)
 from aisci.engine.retry_after import parse_retry_after
 
 # Wording providers use when the account, not the request rate, is the problem. A 429
@@ -104,3 +112,98 @@ def transport_error(where: str, base_url: str, exc: BaseException, started: bool
     if any(isinstance(e, httpx2.RemoteProtocolError | httpx2.ReadError) for e in chain):
         return NoAnswer(f"{where}: {host} closed the connection without an answer ({detail})")
     return ConnectionFailed(f"{where}: cannot reach {host} ({detail})")
+
+
+# -- error bodies in one line ---------------------------------------------------------------
+
+REASON_CHARS = 200
+"""An error body is cut to this many characters in a message (a whole HTML page is not a
+reason)."""
+
+_HTML = re.compile(r"<\s*(!doctype|html|head|body|title|h1|div|p|center)\b", re.IGNORECASE)
+_NOT_TEXT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def one_line_reason(text: object, limit: int = REASON_CHARS) -> str:
+    """``text`` as one bounded line: an HTML page reduced to its text, whitespace
+    collapsed, at most ``limit`` characters (cut with an ellipsis)."""
+    s = str(text if text is not None else "")[: limit * 50]
+    if _HTML.search(s):
+        s = html.unescape(_TAG.sub(" ", _NOT_TEXT.sub(" ", s)))
+    s = _SPACE.sub(" ", s).strip()
+    return s if len(s) <= limit else s[: limit - 1].rstrip() + "\u2026"
+
+
+def _body_reason(body: object) -> str:
+    """The human reason inside a parsed error body, whatever its shape: the vendors'
+    ``{"error": {"message": ...}}``, OpenAI-compatible servers' ``{"error": "..."}``,
+    ``{"message": ...}`` or ``{"detail": ...}``, or a bare string."""
+    if isinstance(body, str):
+        return body
+    if isinstance(body, Mapping):
+        for key in ("message", "error", "detail", "msg"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                return value
+            if isinstance(value, Mapping):
+                inner = _body_reason(value)
+                if inner:
+                    return inner
+    return ""
+
+
+def status_reason(exc: Any, fallback: str = "") -> str:
+    """The reason an SDK status error carries, in one bounded line: from the parsed body
+    when it has one, else from the raw response text (an HTML error page from a proxy),
+    else ``fallback`` (the SDK's own message)."""
+    reason = _body_reason(getattr(exc, "body", None))
+    if not reason:
+        response = getattr(exc, "response", None)
+        try:
+            reason = str(getattr(response, "text", "") or "")
+        except Exception:  # an unread or undecodable body: fall back to the SDK message
+            reason = ""
+    return one_line_reason(reason or fallback or exc)
+
+
+def stream_broke(where: str, exc: BaseException) -> StreamInterrupted:
+    """Anything that went wrong while an accepted (200) stream was read (an undecodable
+    event, a body that does not decompress, events the SDK cannot assemble): a broken
+    stream, restarted from the beginning by the client."""
+    detail = one_line_reason(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    return StreamInterrupted(f"{where}: stream broke ({detail})")
+
+
+def request_failed(where: str, exc: BaseException) -> LLMError:
+    """Anything unexpected the SDK raised before a response arrived: one line naming it,
+    not retried (nothing says that trying again would help)."""
+    detail = one_line_reason(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    return LLMError(f"{where}: request failed ({detail})")
+
+
+class CallbackFailed(AisciError):
+    """The caller's own ``on_text`` callback raised (carried as ``__cause__``): not a
+    provider failure, so the provider re-raises the original instead of mapping it. It
+    never leaves the provider."""
+
+
+def guard_callback(on_text: TextCallback | None) -> Callable[[str], None] | None:
+    """``on_text`` wrapped so that its exceptions are told apart from the stream's."""
+    if on_text is None:
+        return None
+    callback = on_text
+
+    def call(text: str) -> None:
+        try:
+            callback(text)
+        except Exception as exc:
+            raise CallbackFailed("the on_text callback failed") from exc
+
+    return call
+
+
+def reraise_callback_error(exc: CallbackFailed) -> BaseException:
+    """The exception the caller's callback raised, to re-raise unchanged."""
+    return exc.__cause__ if exc.__cause__ is not None else exc

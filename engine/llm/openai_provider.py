@@ -34,9 +34,16 @@ from aisci.engine.llm.base import (
     Usage,
 )
 from aisci.engine.llm.errors import (
+    CallbackFailed,
+    guard_callback,
     is_quota_code,
     is_quota_message,
+    one_line_reason,
+    request_failed,
+    reraise_callback_error,
     retry_after_seconds,
+    status_reason,
+    stream_broke,
     transport_error,
 )
 
@@ -103,31 +110,16 @@ class OpenAIProvider:
         params = self.build_params(request)
         timeout = request.timeout_s or self.settings.request_timeout_s
         started = False
-        texts: list[str] = []
-        calls: dict[int, dict[str, Any]] = {}
-        usage = Usage()
-        finish: str | None = None
+        emit = guard_callback(on_text)
         try:
             stream = await client.chat.completions.create(**params, timeout=timeout)
             started = True
             async with stream:
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        usage = _usage(chunk.usage)
-                    for choice in chunk.choices:
-                        finish = choice.finish_reason or finish
-                        delta = choice.delta
-                        if delta.content:
-                            texts.append(delta.content)
-                            if on_text is not None:
-                                on_text(delta.content)
-                        for tc in delta.tool_calls or []:
-                            slot = calls.setdefault(tc.index, {"id": "", "name": "", "args": ""})
-                            if tc.id:
-                                slot["id"] = tc.id
-                            if tc.function is not None:
-                                slot["name"] += tc.function.name or ""
-                                slot["args"] += tc.function.arguments or ""
+                return await self._read(stream, emit)
+        except LLMError:
+            raise
+        except CallbackFailed as exc:
+            raise reraise_callback_error(exc) from None
         except openai.APIStatusError as exc:
             raise self._map_status(exc) from None
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
@@ -138,12 +130,56 @@ class OpenAIProvider:
             # code says the account is out of money.
             code = str(getattr(exc, "code", None) or "")
             etype = str(getattr(exc, "type", None) or "")
+            message = one_line_reason(exc.message)
             if is_quota_code(code, etype):
                 raise QuotaExceeded(f"{self._where}: spend limit reached ({code or etype}: "
-                                    f"{exc.message}); retrying cannot help") from None
+                                    f"{message}); retrying cannot help") from None
             if started:
-                raise StreamInterrupted(f"{self._where}: stream broke: {exc.message}") from None
-            raise BadRequest(f"{self._where}: {exc}") from None
+                raise StreamInterrupted(f"{self._where}: stream broke: {message}") from None
+            raise BadRequest(f"{self._where}: {one_line_reason(exc)}") from None
+        except Exception as exc:
+            # The provider boundary: whatever else the SDK or the stream's content raised
+            # (an undecodable SSE line, a body that does not decompress, chunks of the
+            # wrong shape). Once the 200 arrived it is a broken stream, like a dropped one.
+            if started:
+                raise stream_broke(self._where, exc) from None
+            raise request_failed(self._where, exc) from None
+
+    async def _read(self, stream: Any, emit: TextCallback | None) -> LLMResponse:
+        """Assemble the reply from the chunks. Chunk fields are read defensively: servers
+        that speak "OpenAI-compatible" send ``choices: null``, chunks without ``delta``
+        and no usage chunk at all."""
+        texts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        usage = Usage(known=False)
+        finish: str | None = None
+        async for chunk in stream:
+            if getattr(chunk, "usage", None) is not None:
+                usage = _usage(chunk.usage)
+            for choice in getattr(chunk, "choices", None) or []:
+                reason = getattr(choice, "finish_reason", None)
+                finish = reason if isinstance(reason, str) and reason else finish
+                delta = getattr(choice, "delta", None)
+                if delta is None:
+                    continue
+                content = getattr(delta, "content", None)
+                if isinstance(content, str) and content:
+                    texts.append(content)
+                    if emit is not None:
+                        emit(content)
+                for tc in getattr(delta, "tool_calls", None) or []:
+                    index = getattr(tc, "index", None)
+                    idx = index if isinstance(index, int) else len(calls)
+                    slot = calls.setdefault(idx, {"id": "", "name": "", "args": ""})
+                    tc_id = getattr(tc, "id", None)
+                    if isinstance(tc_id, str) and tc_id:
+                        slot["id"] = tc_id
+                    function = getattr(tc, "function", None)
+                    if function is not None:
+                        name = getattr(function, "name", None)
+                        args = getattr(function, "arguments", None)
+                        slot["name"] += name if isinstance(name, str) else ""
+                        slot["args"] += args if isinstance(args, str) else ""
         if finish is None:
             # No choice ever finished: the connection closed midway and the reply is cut.
             raise StreamInterrupted(f"{self._where}: stream ended without a finish_reason "
@@ -164,10 +200,9 @@ class OpenAIProvider:
     def _map_status(self, exc: Any) -> LLMError:
         status = int(getattr(exc, "status_code", 0) or 0)
         code = str(getattr(exc, "code", None) or "")
+        code = "" if code == str(status) else code  # vLLM repeats the status as the code
         etype = str(getattr(exc, "type", None) or "")
-        body = getattr(exc, "body", None)
-        message = str(body.get("message") if isinstance(body, dict) and body.get("message")
-                      else getattr(exc, "message", exc))
+        message = status_reason(exc, str(getattr(exc, "message", "") or ""))
         detail = f"{self._where}: HTTP {status} {code or etype}: {message}".replace(" : ", ": ")
         retry_after = retry_after_seconds(getattr(getattr(exc, "response", None), "headers",
                                                   None))
@@ -192,11 +227,16 @@ class OpenAIProvider:
 
 
 def _usage(u: Any) -> Usage:
+    """Usage from the final chunk; OpenAI's ``prompt_tokens`` include the cached ones,
+    which are split out to be priced at the cache-read rate."""
     details = getattr(u, "prompt_tokens_details", None)
-    cached = int(getattr(details, "cached_tokens", None) or 0)
-    prompt = int(u.prompt_tokens or 0)
-    return Usage(input_tokens=max(0, prompt - cached), output_tokens=int(u.completion_tokens or 0),
-                 cache_read_tokens=cached)
+    cached = getattr(details, "cached_tokens", None) or 0
+    prompt = getattr(u, "prompt_tokens", None)
+    checked = Usage.reported(prompt, getattr(u, "completion_tokens", None), cached)
+    return Usage(input_tokens=max(0, checked.input_tokens - checked.cache_read_tokens),
+                 output_tokens=checked.output_tokens,
+                 cache_read_tokens=min(checked.cache_read_tokens, checked.input_tokens),
+                 known=checked.known)
 
 
 def _wire_messages(m: Message) -> list[dict[str, Any]]:

@@ -96,7 +96,28 @@ class StallStream:
     text_before: str = "partial "
 
 
-Action = Reply | Fail | BreakStream | Stall | StallStream
+@dataclass
+class RawStream:
+    """A complete 200 event stream of exactly these ``(event, data)`` pairs, the data sent
+    verbatim (so it may be cut JSON or a shape the SDK cannot assemble), with extra
+    response headers (``content-encoding: gzip`` over a body that is not gzip). Build the
+    pairs from :func:`anthropic_events` / :func:`openai_chunks` and break them."""
+
+    events: list[tuple[str | None, str]]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RawBody:
+    """An HTTP answer with this status and body verbatim: a proxy's HTML error page, or an
+    error shape the SDKs do not know (``{"error": "CUDA out of memory"}``)."""
+
+    status: int
+    body: str
+    content_type: str = "application/json"
+
+
+Action = Reply | Fail | BreakStream | Stall | StallStream | RawStream | RawBody
 
 
 @dataclass
@@ -292,6 +313,17 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(action, Fail):
             self._fail(api, action)
             return
+        if isinstance(action, RawStream):
+            self._sse(action.events, headers=action.headers)
+            return
+        if isinstance(action, RawBody):
+            data = action.body.encode()
+            self.send_response(action.status)
+            self.send_header("content-type", action.content_type)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         stream = bool(body.get("stream"))
         model = str(body.get("model", "model"))
         if api == ANTHROPIC:
@@ -338,7 +370,8 @@ class _Handler(BaseHTTPRequestHandler):
                                  "param": None, "code": f.code}}
         self._json(f.status, payload, f.headers)
 
-    def _sse(self, events: list[tuple[str | None, str]], end: bool = True) -> None:
+    def _sse(self, events: list[tuple[str | None, str]], end: bool = True,
+             headers: dict[str, str] | None = None) -> None:
         """Send (event, data) pairs as one chunk each on a keep-alive connection; ``end``
         sends the terminating zero-size chunk (a complete body)."""
         self.send_response(200)
@@ -346,6 +379,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
         self.send_header("connection", "keep-alive")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.end_headers()
         for name, data in events:
             payload = ((f"event: {name}\n" if name else "") + f"data: {data}\n\n").encode()
@@ -525,3 +560,17 @@ def _openai_broken(b: BreakStream, model: str) -> list[tuple[str | None, str]]:
         out.append((None, json.dumps({"error": {"message": b.message, "type": b.error_type,
                                                 "param": None, "code": b.code}})))
     return out
+
+
+# -- raw material for RawStream ------------------------------------------------------
+
+def anthropic_events(r: Reply, model: str = "claude-haiku-4-5") -> list[tuple[str | None, str]]:
+    """The events a good Messages stream of ``r`` is made of (no tool calls), to break."""
+    return _anthropic_events(r, model, [], "")
+
+
+def openai_chunks(r: Reply, model: str = "gpt-4o-mini", *,
+                  include_usage: bool = True) -> list[tuple[str | None, str]]:
+    """The chunks of a good Chat Completions stream of ``r`` (no tool calls); without
+    ``include_usage`` no usage chunk, as servers that ignore ``stream_options`` send."""
+    return _openai_chunks(r, model, {"stream_options": {"include_usage": include_usage}})
