@@ -126,8 +126,11 @@ class AisciApp(App[str]):
         return parts
 
     async def on_mount(self) -> None:
-        for theme in load_themes(self.lab):
+        themes, problems = load_themes(self.lab)
+        for theme in themes:
             self.register_theme(theme)
+        for problem in problems:
+            self.notify(problem, title="Theme not loaded", severity="warning", timeout=10)
         self.set_theme_name(self.settings.tui.theme)
         if self.settings.tui.keys:
             self.set_keymap(dict(self.settings.tui.keys))

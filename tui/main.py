@@ -77,7 +77,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def lab_path(args: argparse.Namespace) -> Path:
     """The lab the arguments name (the demo's default folder with --demo)."""
-    lab = args.lab or (Path.cwd() / "aisci-demo-lab" if args.demo else Path.cwd())
+    lab = args.lab or (Path.cwd() / demo.DEMO_LAB_DIR if args.demo else Path.cwd())
     return Path(lab).expanduser().resolve()
 
 
@@ -115,7 +115,7 @@ def open_engine(args: argparse.Namespace, *, serving: bool | None = None,
     if not args.demo and _wants_demo(args, overrides):
         args.demo = True
     if args.demo:
-        lab = (args.lab or Path.cwd() / "aisci-demo-lab").expanduser().resolve()
+        lab = (args.lab or Path.cwd() / demo.DEMO_LAB_DIR).expanduser().resolve()
         if not overrides:
             return demo.make_demo_engine(lab, headless=False), demo.SCRIPTED_NOTICE
         cfg = demo.prepare_demo_lab(lab, overrides=overrides)

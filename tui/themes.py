@@ -21,7 +21,7 @@ class ThemeError(ValueError):
 def load_theme(path: Path) -> Theme:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ThemeError(f"{path}: cannot read theme: {exc}") from None
     unknown = set(data) - set(_FIELDS) - {"name"}
     if unknown:
@@ -32,13 +32,19 @@ def load_theme(path: Path) -> Theme:
                  **{k: v for k, v in data.items() if k != "name"})
 
 
-def load_themes(lab: Path | None = None) -> list[Theme]:
-    """Bundled themes, then the lab's (a lab theme with the same name wins)."""
+def load_themes(lab: Path | None = None) -> tuple[list[Theme], list[str]]:
+    """Bundled themes, then the lab's (a lab theme with the same name wins), and one line
+    for each theme file that could not be used (the others still load)."""
     found: dict[str, Theme] = {}
+    problems: list[str] = []
     folders = [themes_dir()] + ([lab / "themes"] if lab is not None else [])
     for folder in folders:
         if folder.is_dir():
             for path in sorted(folder.glob("*.toml")):
-                theme = load_theme(path)
+                try:
+                    theme = load_theme(path)
+                except (ThemeError, TypeError, ValueError) as exc:  # bad values too
+                    problems.append(str(exc).splitlines()[0] if str(exc) else str(path))
+                    continue
                 found[theme.name] = theme
-    return list(found.values())
+    return list(found.values()), problems

@@ -21,6 +21,7 @@ from aisci.engine.cli.run_progress import ProgressDisplay
 from aisci.engine.config import EffectiveConfig, Settings, load_config, parse_override
 from aisci.engine.control.client import ControlClient
 from aisci.engine.demo import (
+    DEMO_LAB_DIR,
     SCRIPTED_NOTICE,
     demo_options,
     demo_provider_factory,
@@ -34,9 +35,6 @@ from aisci.engine.run.sandbox import isolation_warning
 from aisci.engine.snapshot import build_snapshot
 
 _OVERRIDES_KV = "pipeline.cli_overrides"
-DEMO_LAB_DIR = "aisci-demo-lab"
-"""The demo's lab folder, in the current directory, when --lab is not given: the same as
-``aisci-tui --demo``'s (tui/main.py:lab_path), so both front ends continue one demo."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

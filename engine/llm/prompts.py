@@ -36,7 +36,15 @@ class PromptLibrary:
         raise PromptError(f"prompt {name!r}: no file {name}.md in {', '.join(map(str, self._dirs))}")
 
     def raw(self, name: str) -> str:
-        return self.path(name).read_text(encoding="utf-8")
+        path = self.path(name)
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise PromptError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                              f"at offset {exc.start}); save it as UTF-8") from None
+        except OSError as exc:
+            raise PromptError(f"{path}: cannot read the prompt ({exc.strerror or exc})"
+                              ) from None
 
     def placeholders(self, name: str) -> set[str]:
         return set(_PLACEHOLDER.findall(self.raw(name)))

@@ -10,6 +10,7 @@ from pathlib import Path
 from aisci.engine import events as ev
 from aisci.tui import bridge as br
 from aisci.tui.lab_data import current_stage
+from aisci.tui.themes import load_themes
 from aisci.tui.widgets.log.line_index import MAX_LINE_BYTES, LineIndex
 from aisci.tui.widgets.review.scorecard import render_review
 from rich.console import Console
@@ -136,3 +137,15 @@ def test_scorecard_shows_each_integrity_finding_with_its_quote_and_severity():
     assert "wrong_direction" in text and "1.466 compared to 1.465" in text
     assert "untied_number (low)" in text and "0.37" in text
     assert "latex/template.tex:41" in text
+
+
+def test_a_broken_lab_theme_is_reported_and_the_others_load(tmp_path: Path) -> None:
+    themes = tmp_path / "themes"
+    themes.mkdir()
+    (themes / "mine.toml").write_text('name = "mine"\nprimary = "#336699"\n')
+    (themes / "latin1.toml").write_bytes(b'name = "caf\xe9"\nprimary = "#000000"\n')
+    (themes / "broken.toml").write_text('primary = "#0\n')
+    found, problems = load_themes(tmp_path)
+    assert "mine" in {t.name for t in found}
+    assert len(problems) == 2 and all("cannot read theme" in p for p in problems)
+    assert all("\n" not in p for p in problems)
