@@ -16,7 +16,7 @@ class Finding:
     """unmatched_number | untied_number | wrong_direction | intermediate_result |
     mixed_run_row | overclaim | hardware_claim | software_claim |
     unverifiable_hardware_claim | unverifiable_software_claim | missing_figure |
-    hidden_text | process_jargon | unsupported_analysis | causality"""
+    hidden_text | process_jargon | unsupported_analysis | placeholder | causality"""
     message: str
     location: str
     """``file:line`` in the paper (or the file the finding is about)."""

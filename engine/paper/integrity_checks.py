@@ -4,7 +4,9 @@
 printed precision, as a percentage, or as a change between two runs of one metric);
 (b) a claimed improvement / reduction agrees with the metric's direction;
 (c) hardware and software claims agree with the recorded run environment;
-(d) process jargon ("Run 2", "run_3") does not leak into the paper.
+(d) process jargon ("Run 2", "run_3", final_info.json) does not leak into the paper;
+(e) training settings the prose states (batch size, learning rate, ...) are values the
+experiment code gives them; (f) no placeholder (TODO, XX%, ??) is left.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aisci.engine.lab import safe_files
 from aisci.engine.paper import integrity_claims as claims_mod
 from aisci.engine.paper.findings import SEVERITY_LOW, Finding
 from aisci.engine.paper.integrity_claims import metric_lower_is_better
-from aisci.engine.paper.run_facts import RunFacts, load_run_facts
+from aisci.engine.paper.run_facts import RunFacts, load_run_facts, numbers_in_text
 from aisci.engine.paper.texscan import (
     TexText,
     body_bounds,
@@ -32,6 +34,7 @@ from aisci.engine.paper.texscan import (
 
 __all__ = ["INTEGRITY_FILE", "Finding", "ScanResult", "check_analyses", "check_directions", "check_environment",
            "check_figures", "check_hidden_text", "check_jargon", "check_numbers",
+           "check_placeholders", "check_settings",
            "extract_numbers", "format_findings", "load_findings", "metric_lower_is_better",
            "scan"]
 
@@ -151,7 +154,7 @@ def table_cells(tex: TexText) -> list[TableCell]:
             window = masked[env_start:env_end]
             cm = re.search(r"\\caption\s*(?:\[[^\]]*\])?\s*\{", window)
             if cm:
-                cap = window[cm.end(): cm.end() + 400]
+                cap = window[cm.end(): _closing_brace(window, cm.end())]
         rows: list[list[tuple[int, int]]] = []
         pos = body_start
         for rm in re.finditer(r"\\\\|\\end\{tabular", text[body_start:t.end()]):
@@ -183,6 +186,40 @@ def table_cells(tex: TexText) -> list[TableCell]:
     return out
 
 
+MAX_CAPTION = 2000
+
+
+def _closing_brace(text: str, start: int) -> int:
+    """The offset of the brace closing the group opened just before ``start`` (bounded;
+    the end of the text when unbalanced)."""
+    depth = 1
+    limit = min(len(text), start + MAX_CAPTION)
+    i = start
+    while i < limit:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return limit
+
+
+_CAPTION_RE = re.compile(r"\\caption\s*(?:\[[^\]]*\])?\s*\{")
+_RULES_RE = re.compile(r"\\(?:toprule|midrule|bottomrule|hline|cmidrule(?:\([^)]*\))?"
+                       r"(?:\{[^}]*\})?)")
+
+
+def _caption_spans(tex: TexText) -> list[tuple[int, int]]:
+    return [(m.end(), _closing_brace(tex.original, m.end()))
+            for m in _CAPTION_RE.finditer(tex.masked)]
+
+
 def _claims_of(tex: TexText) -> list[claims_mod.Claim]:
     return [claims_mod.Claim(c.raw, c.value, c.tolerance, c.percent, c.start, c.end)
             for c in extract_numbers(tex)]
@@ -204,14 +241,21 @@ def check_claims(tex: TexText, rec: claims_mod.Recorded, facts: RunFacts) -> tup
                 break
     untied_pool = [f.value for f in facts.facts] + _derived(facts) + rec.constants
     sents = claims_mod.sentences(tex)
+    captions = _caption_spans(tex)
     for s in sents:
         prose = [c for c in all_claims if s[0] <= c.start < s[1] and c.start not in in_cell]
         for i, c in enumerate(prose):
             lo = prose[i - 1].end if i else s[0]
             hi = prose[i + 1].start if i + 1 < len(prose) else s[1]
-            claims_mod.tie_claim(rec, tex, c, s, (lo, hi))
+            # A number of a caption may leave its metric to the caption's first words.
+            caption = next((tex.masked[a:b] for a, b in captions if a <= c.start < b), "")
+            claims_mod.tie_claim(rec, tex, c, s, (lo, hi), caption, claims=prose)
+        # A sentence that cites another paper may quote its numbers: untied ones are not
+        # this paper's claims.
+        cited = bool(_CITE_RE.search(tex.original, s[0], s[1]))
         for c in prose:
-            findings += _judge(tex, rec, c, prose, untied_pool)
+            findings += [f for f in _judge(tex, rec, c, prose, untied_pool)
+                         if not (cited and f.kind == "untied_number")]
         findings += claims_mod.pair_direction_findings(tex, rec, s, prose)
         findings += claims_mod.attribution_findings(tex, rec, s, prose)
         findings += claims_mod.consistency_findings(tex, rec, s)
@@ -227,6 +271,7 @@ def check_claims(tex: TexText, rec: claims_mod.Recorded, facts: RunFacts) -> tup
                      or claims_mod.metrics_named(rec, cell.caption))
         c.datasets = (claims_mod.datasets_named(rec, cell.header + " " + cell.row_label)
                       or claims_mod.datasets_named(rec, cell.caption))
+        c.scales = claims_mod.unit_scales(c.metrics, cell.header)
         if cell_text and cell.col == 0 and not c.metrics:
             pass
         findings += _judge(tex, rec, c, [c], untied_pool)
@@ -235,6 +280,7 @@ def check_claims(tex: TexText, rec: claims_mod.Recorded, facts: RunFacts) -> tup
     return findings, len(all_claims)
 
 
+_CITE_RE = re.compile(r"\\(?:cite\w*|nocite)\b")
 _BOLD_RE = re.compile(r"\\(?:textbf|mathbf|bm|boldsymbol)\s*\{|\\bfseries|\\bf\b")
 _HEADER_LOWER = re.compile(r"\\downarrow|↓|lower\s+is\s+better", re.I)
 _HEADER_HIGHER = re.compile(r"\\uparrow|↑|higher\s+is\s+better", re.I)
@@ -294,7 +340,8 @@ def _judge(tex: TexText, rec: claims_mod.Recorded, c: claims_mod.Claim,
             return []
         return [claims_mod.unmatched_finding(tex, rec, c)]
     number = NumberClaim(c.value, c.tolerance, c.percent, c.raw, c.start, c.end)
-    if _matches_value(number, untied_pool) or claims_mod._pair_change(c, sentence_claims):
+    if (_matches_value(number, untied_pool) or claims_mod._pair_change(c, sentence_claims)
+            or claims_mod.scaled_constant(rec, c)):
         return []
     return [claims_mod.untied_finding(tex, c)]
 
@@ -305,16 +352,22 @@ _BASE_ROW = re.compile(r"\bbaseline\b", re.I)
 
 def _row_findings(tex: TexText, rec: claims_mod.Recorded, table_claims: list[claims_mod.Claim],
                   in_cell: dict[int, TableCell]) -> list[Finding]:
-    """All numbers of one table row come from one run (or one column, when the table lists
-    runs as columns); a row labelled as the method's (ours/final) from the final run."""
+    """All numbers of one table row come from one run (one column, when the table lists
+    runs as columns: the row labels name metrics, the header neither metrics nor
+    datasets); a row labelled as the method's (ours/final) from the final run. Metrics or
+    datasets as columns are the usual layout: a row is one run across them."""
     findings: list[Finding] = []
     groups: dict[tuple[int, str, int], list[claims_mod.Claim]] = {}
     for c in table_claims:
         cell = in_cell[c.start]
         if not c.metrics or c.stderr_context:
             continue
-        by_column = bool(claims_mod.metrics_named(rec, cell.header))
-        key = (cell.table, "row", cell.row) if by_column else (cell.table, "col", cell.col)
+        runs_as_columns = (
+            bool(claims_mod.metrics_named(rec, cell.row_label))
+            and not claims_mod.metrics_named(rec, cell.header)
+            and not claims_mod.datasets_named(rec, cell.header))
+        key = ((cell.table, "col", cell.col) if runs_as_columns
+               else (cell.table, "row", cell.row))
         groups.setdefault(key, []).append(c)
     for (_, how, _), cs in groups.items():
         sets = [c.runs for c in cs if c.runs]
@@ -335,7 +388,8 @@ def _row_findings(tex: TexText, rec: claims_mod.Recorded, table_claims: list[cla
             if want is not None and want not in common:
                 findings.append(Finding(
                     "intermediate_result",
-                    f"the {how} '{' '.join(label.split())[:40]}' shows the values of run "
+                    f"the {how} '{' '.join(_RULES_RE.sub(' ', label).split())[:40]}' shows "
+                    "the values of run "
                     f"{', '.join(map(str, sorted(common)))}, not of run {want}",
                     f"{tex.path_name}:{tex.line_of(cs[0].start)}",
                     tex.context(cs[0].start, cs[-1].end), " ".join(c.raw for c in cs)))
@@ -392,17 +446,20 @@ def check_directions(tex: TexText, facts: RunFacts, lower: list[str],
         inside = [c for c in claims if s_start <= c.start < s_end]
         if not inside or claims_mod._NEGATION.search(sentence):
             continue
-        up, down = bool(_UP.search(sentence)), bool(_DOWN.search(sentence))
-        good, bad = bool(_GOOD.search(sentence)), bool(_BAD.search(sentence))
-        if not (up or down or good or bad):
-            continue
-        metrics = claims_mod.metrics_named(rec, sentence)
-        datasets = claims_mod.datasets_named(rec, sentence)
-        if not metrics:
-            continue
-        means = claims_mod.value_pool(rec, metrics, datasets, ("mean", "average"))
-        base = {(v.dataset, v.metric): v.value for v in means if v.run == rec.baseline}
         for claim in inside:
+            # The words of the claim's own clause: "lower loss, while the time is worse".
+            d = claims_mod.direction_of(tex.masked, (s_start, s_end), claim.start, claim.end)
+            up, down, good, bad = d.up, d.down, d.good, d.bad
+            if not d.any():
+                continue
+            metrics = (claims_mod.metrics_named(rec, d.text)
+                       or claims_mod.metrics_named(rec, sentence))
+            datasets = (claims_mod.datasets_named(rec, d.text)
+                        or claims_mod.datasets_named(rec, sentence))
+            if not metrics:
+                continue
+            means = claims_mod.value_pool(rec, metrics, datasets, ("mean", "average"))
+            base = {(v.dataset, v.metric): v.value for v in means if v.run == rec.baseline}
             candidates: list[tuple[float, bool | None]] = []
             for v in means:
                 a = base.get((v.dataset, v.metric))
@@ -647,7 +704,8 @@ def check_hidden_text(tex: TexText) -> list[Finding]:
 # (what the paper says was done, what in the folder would show it was)
 _ANALYSES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = (
     ("an ablation", re.compile(r"\bablat\w*", re.I),
-     re.compile(r"ablat|\bwithout\b|w/o|\bno[ _-]\w|remov|disabl|\bonly\b", re.I)),
+     re.compile(r"ablat|\bwithout\b|w/o|\bno[ _-](?!grad\b|op\b|ne\b|sync\b)\w|remov|disabl|"
+                r"\bonly\b", re.I)),
     ("a hyperparameter sweep", re.compile(
         r"\b(?:sweep\w*|grid[\s-]+search\w*|hyper-?parameter\s+(?:search|tuning|study)|"
         r"sensitivity\s+(?:analysis|study))\b", re.I),
@@ -666,15 +724,25 @@ _NOT_DONE_RE = re.compile(r"\b(?:future|could|would|should|might|may|plan|leave|
                           r"never|beyond|outside)\b", re.I)
 _SEEDS_RE = re.compile(r"\b(?P<n>\d+|two|three|four|five|six|seven|eight|nine|ten)\s+"
                        r"(?:random\s+|different\s+|independent\s+)?seeds\b", re.I)
+_REPEATS_RE = re.compile(r"\b(?P<n>\d+|two|three|four|five|six|seven|eight|nine|ten)\s+"
+                         r"(?:independent|random|repeated|separate)\s+(?:training\s+)?"
+                         r"(?:runs|trials|repetitions|restarts|initiali[sz]ations)\b", re.I)
+_SEED_LIST_RE = re.compile(r"\bseeds?\s*(?:=\s*|:\s*|of\s+)?[(\[{]?\s*\d+"
+                           r"(?:\s*(?:,|and|,\s*and|\\,)\s*\d+)+\s*[)\]}]?", re.I)
+"""A list of seed values ("seeds 1337, 1338 and 1339"): identifiers, not results."""
 _NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
                  "eight": 8, "nine": 9, "ten": 10}
 
 
-def check_analyses(tex: TexText, facts: RunFacts, evidence: str) -> list[Finding]:
+def check_analyses(tex: TexText, facts: RunFacts, evidence: str,
+                   run_evidence: str | None = None) -> list[Finding]:
     """Analyses the paper says were done (an ablation, a sweep, a scaling study, attention
     maps) of which nothing in the folder (notes, experiment code, run results, figure
-    names: ``evidence``) speaks; a number of seeds the runs did not record."""
+    names: ``evidence``; an ablation only by ``run_evidence``, the same without the code)
+    speaks; a number of seeds (or of independent runs) the runs did not record."""
     findings: list[Finding] = []
+    if run_evidence is None:
+        run_evidence = evidence
     text = tex.masked
     for s_start, s_end in claims_mod.sentences(tex):
         sentence = text[s_start:s_end]
@@ -682,7 +750,10 @@ def check_analyses(tex: TexText, facts: RunFacts, evidence: str) -> list[Finding
             continue
         for what, claim_rx, evidence_rx in _ANALYSES:
             m = claim_rx.search(sentence)
-            if m and not evidence_rx.search(evidence):
+            # An ablation is shown by the runs (notes, result keys, file names), not by
+            # words of the code (torch.no_grad, "remove padding").
+            where = run_evidence if what == "an ablation" else evidence
+            if m and not evidence_rx.search(where):
                 findings.append(Finding(
                     "unsupported_analysis",
                     f"the paper reports {what} ('{m.group(0)}') but no run, note, code or "
@@ -692,7 +763,7 @@ def check_analyses(tex: TexText, facts: RunFacts, evidence: str) -> list[Finding
                 break
     seed_counts = _seed_counts(facts)
     if seed_counts:
-        for m in _SEEDS_RE.finditer(text):
+        for m in [*_SEEDS_RE.finditer(text), *_REPEATS_RE.finditer(text)]:
             word = m.group("n").lower()
             n = int(word) if word.isdigit() else _NUMBER_WORDS[word]
             if n not in seed_counts:
@@ -758,7 +829,8 @@ _JARGON_RE = re.compile(r"\b[Rr]uns?(?:\\_|_|[\s~]+)(?:\d{1,3}\b(?![\s~]*(?:step
                         r"iterations?|updates?|times|seconds?|minutes?|hours?|seeds?|trials?|"
                         r"tokens?|samples?|examples?|batches|experiments))|[A-Z]\b)|"
                         r"\bbaseline\\?_run\b|"
-                        r"\bfinal_info(?:\\_|_)|\bnotes\.txt\b")
+                        r"\bfinal(?:\\_|_)info(?:\.json)?\b|\brun(?:\\_|_)env\.json\b|"
+                        r"\bexperiment\.py\b|\bnotes\.txt\b")
 
 
 def check_jargon(tex: TexText) -> list[Finding]:
@@ -772,6 +844,179 @@ def check_jargon(tex: TexText) -> list[Finding]:
             "by what it changes instead",
             f"{tex.path_name}:{tex.line_of(m.start())}", tex.context(m.start(), m.end()),
             m.group(0).strip()))
+    return findings
+
+
+# -- settings of the experiment code ------------------------------------------------------
+
+_OF = r"\s*(?:of|=|is|was|were|:|to)?\s*"
+# (what the paper calls it, how it says it (the value follows the match), the names the
+# experiment code gives it)
+_SETTINGS: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = (
+    ("batch size", re.compile(r"\bbatch[\s-]+size" + _OF, re.I),
+     re.compile(r"^(?:train_|training_|micro_)?batch_?size$|^bs$")),
+    ("minimum learning rate", re.compile(r"\bmin(?:imum|imal)?\.?\s+learning[\s-]+rate" + _OF,
+                                         re.I), re.compile(r"^min_(?:lr|learning_rate)$")),
+    ("learning rate", re.compile(r"(?<!minimum )(?<!min )(?<!minimal )\blearning[\s-]+rate"
+                                 + _OF, re.I),
+     re.compile(r"^(?:base_|max_|peak_|init_|initial_)?(?:lr|learning_rate)$")),
+    ("weight decay", re.compile(r"\bweight[\s-]+decay" + _OF, re.I),
+     re.compile(r"^weight_decay$|^wd$")),
+    ("dropout", re.compile(r"\bdropout(?:\s+rate|\s+probability)?" + _OF, re.I),
+     re.compile(r"^dropout$|^dropout_(?:rate|p|prob)$")),
+    ("embedding dimension", re.compile(
+        r"\b(?:embedding|hidden|model)\s+(?:dimension|dimensionality|size|width)" + _OF, re.I),
+     re.compile(r"^n_?embd?$|^n_embed$|^d_model$|^hidden_(?:size|dim)$|^embed(?:ding)?_dim$")),
+    ("context length", re.compile(
+        r"\b(?:context(?:\s+(?:length|window|size))?|block\s+size|sequence\s+length)" + _OF,
+        re.I), re.compile(r"^block_size$|^seq_?len$|^context_(?:length|size)$|^max_seq_len$|"
+                          r"^ctx_len$")),
+    ("number of training iterations", re.compile(
+        r"\b(?:train(?:ed|ing)?|run)\s+(?:for|over)\s+(?:a\s+total\s+of\s+)?(?=[\d$])",
+        re.I), re.compile(r"^(?:max|num|total|n|train)_(?:iters|steps|iterations|updates)$|"
+                          r"^(?:iters|iterations|num_train_steps|max_steps|total_steps)$")),
+    ("number of training epochs", re.compile(
+        r"\b(?:train(?:ed|ing)?|run)\s+(?:for|over)\s+(?:a\s+total\s+of\s+)?(?=[\d$])",
+        re.I), re.compile(r"^(?:max|num|total|n|train)_epochs$|^epochs$")),
+)
+_LENGTH_UNIT = {"number of training iterations": re.compile(
+    r"\s*\$?\s*(?:training\s+|gradient\s+|optimi[sz]ation\s+)?(?:iterations?|steps?|updates?)\b",
+    re.I), "number of training epochs": re.compile(r"\s*\$?\s*(?:training\s+)?epochs?\b",
+                                                   re.I)}
+_LAYERS = (("number of layers", re.compile(r"(?P<n>\d+)[\s-]+layers?\b", re.I),
+            re.compile(r"^n_?layers?$|^num_layers$|^depth$")),
+           ("number of attention heads",
+            re.compile(r"(?P<n>\d+)\s+(?:attention\s+|self-attention\s+)?heads\b", re.I),
+            re.compile(r"^n_?heads?$|^num_(?:attention_)?heads$")))
+_SETTING_NUM = re.compile(
+    r"\$?\s*(?:\\(?:eta|lambda|alpha|gamma)\w*\s*=\s*|[A-Za-z]\s*=\s*)?(?:"
+    r"10\s*\^\s*\{?\s*(?P<p>[-+−]?\d+)\s*\}?|"
+    r"(?P<num>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)"
+    r"(?:[eE](?P<e>[-+]?\d+)|\s*\$?\s*(?:\\times|\\cdot|×)\s*10\s*\^\s*\{?\s*(?P<x>[-+−]?\d+)"
+    r"\s*\}?)?(?P<k>\s*[kK](?![A-Za-z]))?)(?P<pct>\s*\$?\s*\\?%)?")
+_CODE_NAME = re.compile(r"(?<![A-Za-z0-9_.])([A-Za-z_][A-Za-z0-9_]*)")
+MAX_CODE_LINES = 20_000
+
+
+def _setting_value(text: str, pos: int) -> tuple[float, float, int] | None:
+    """(value, printed tolerance, end) of the number at ``pos`` ("64", "$10^{-3}$",
+    "$5 \\times 10^{-4}$", "3e-4", "100,000", "20k")."""
+    m = _SETTING_NUM.match(text, pos)
+    if not m:
+        return None
+    pct = 0.01 if m.group("pct") else 1.0
+    if m.group("p"):
+        v = 10.0 ** int(m.group("p").replace("−", "-")) * pct
+        return v, v * 1e-6, m.end()
+    raw = m.group("num")
+    decimals = len(raw.split(".")[1]) if "." in raw else 0
+    scale = 1.0
+    if m.group("e"):
+        scale = 10.0 ** int(m.group("e"))
+    elif m.group("x"):
+        scale = 10.0 ** int(m.group("x").replace("−", "-"))
+    if m.group("k"):
+        scale *= 1e3
+    scale *= pct
+    value = float(raw.replace(",", "")) * scale
+    return value, 0.5 * 10.0 ** (-decimals) * scale * (1 + 1e-9) + 1e-15, m.end()
+
+
+def code_settings(code: str) -> dict[str, list[float]]:
+    """Per name of the experiment code, the numbers written after it on its lines
+    (``batch_size = 64 if ... else 32``, ``n_layer: int = 12``, ``"--lr", default=1e-3``):
+    every value the code may give it."""
+    out: dict[str, list[float]] = {}
+    for line in code.splitlines()[:MAX_CODE_LINES]:
+        line = line.split("#", 1)[0]
+        names = list(_CODE_NAME.finditer(line))
+        if not names:
+            continue
+        for n in names:
+            values = out.setdefault(n.group(1), [])
+            for num in claims_mod._CODE_NUM.finditer(line, n.end()):
+                try:
+                    values.append(float(num.group(0)))
+                except ValueError:
+                    continue
+    return {k: v for k, v in out.items() if v}
+
+
+_VARIANT_WORDS = re.compile(
+    r"\b(?:increas|decreas|reduc|vary|varied|varying|sweep|ablat|instead|larger|smaller|"
+    r"higher|lower|doubl|halv|compar|alternativ|variant|grid|range|tried|try|trying|values|"
+    r"change|chang|replac|without|except|if\b|when\b|previous|prior|other)\w*", re.I)
+
+
+def check_settings(tex: TexText, code: str, notes: str = "") -> list[Finding]:
+    """A training setting the paper states in its prose (batch size, learning rate,
+    layers, heads, width, context, dropout, weight decay, training length) that is none of
+    the values the experiment code gives it nor a number of the notes (which describe the
+    earlier runs); a setting the code does not name, a table (rows of variants) and a
+    sentence about a variant ("increasing the batch size to 128") are not judged."""
+    if not code.strip():
+        return []
+    settings = code_settings(code)
+    noted = numbers_in_text(notes)
+    text = mask_spans(tex.masked, _TABULAR_RE)
+    for s_start, s_end in claims_mod.sentences(tex):
+        # A variant, or another paper's model (a cited sentence), is not this code's.
+        if _VARIANT_WORDS.search(text, s_start, s_end) or _CITE_RE.search(
+                tex.original, s_start, s_end):
+            text = text[:s_start] + " " * (s_end - s_start) + text[s_end:]
+    findings: list[Finding] = []
+
+    def judge(label: str, names_rx: re.Pattern[str], value: float, tol: float,
+              start: int, end: int) -> None:
+        named = {n: v for n, v in settings.items() if names_rx.search(n)}
+        if not named:
+            return
+        allowed = sorted({x for v in named.values() for x in v})
+        if any(abs(value - x) <= tol or abs(value - x) <= 1e-9 * abs(x)
+               for x in [*allowed, *noted]):
+            return
+        quote = " ".join(text[start:end].split())
+        findings.append(Finding(
+            "unmatched_number",
+            f"the paper gives the {label} as {_fmt(value)} but the experiment code sets "
+            f"{', '.join(sorted(named))} to {', '.join(_fmt(x) for x in allowed[:6])}",
+            f"{tex.path_name}:{tex.line_of(start)}", tex.context(start, end), quote))
+
+    for label, rx, names_rx in _SETTINGS:
+        unit = _LENGTH_UNIT.get(label)
+        for m in rx.finditer(text):
+            got = _setting_value(text, m.end())
+            if got is None or (unit is not None and not unit.match(text, got[2])):
+                continue  # "trained for 20 minutes" states no iteration count
+            judge(label, names_rx, got[0], got[1], m.start(), got[2])
+    for label, rx, names_rx in _LAYERS:
+        for m in rx.finditer(text):
+            judge(label, names_rx, float(m.group("n")), 0.5, m.start(), m.end())
+    return findings
+
+
+# -- text never written ------------------------------------------------------------------
+
+_PLACEHOLDER_RE = re.compile(
+    r"\b(?:TODO|TBD|FIXME|TKTK)\b|\bXXX?\b(?:\s*\\?%)?|(?<![?\w])\?\?(?!\?)|"
+    r"\b(?i:lorem\s+ipsum)\b|\[\s*(?:INSERT|ADD|CITE|REF|CITATION)\b[^\]\n]{0,80}\]|"
+    r"\b[A-Z][A-Z]+(?:\s+[A-Z]+){0,6}\s+HERE\b")
+
+
+def check_placeholders(tex: TexText) -> list[Finding]:
+    """Text left as a placeholder (TODO, XX%, ??, Lorem ipsum, "TITLE HERE", [INSERT
+    ...]): in the body and in the title."""
+    findings = []
+    text = tex.masked
+    title = re.search(r"\\title\s*\{", tex.original)
+    if title:  # the title is in the preamble, which the masked text blanks
+        end = _closing_brace(tex.original, title.end())
+        text = text[:title.end()] + tex.original[title.end():end] + text[end:]
+    for m in _PLACEHOLDER_RE.finditer(text):
+        findings.append(Finding(
+            "placeholder", f"'{m.group(0).strip()}' is a placeholder that was never replaced "
+            "by text", f"{tex.path_name}:{tex.line_of(m.start())}",
+            tex.context(m.start(), m.end()), m.group(0).strip()))
     return findings
 
 
@@ -826,13 +1071,19 @@ def scan(paper_dir: Path, tex_rel: str, *, lower_is_better: list[str] | None = N
                 + check_figures(tex, paper_dir, tex_rel) + check_hidden_text(tex))
     # Numbers that belong to a hardware/version/jargon claim are judged by those checks.
     claims_masked = tex.masked
-    for rx in (_GPU_RE, _GPU_COUNT_RE, _CPU_CORES_RE, _JARGON_RE, *_VERSION_RES.values()):
+    for rx in (_GPU_RE, _GPU_COUNT_RE, _CPU_CORES_RE, _JARGON_RE, _SEED_LIST_RE,
+               *_VERSION_RES.values()):
         claims_masked = mask_spans(claims_masked, rx)
     numbers_tex = TexText(tex.path_name, tex.original, claims_masked)
     number_findings, checked = check_numbers(numbers_tex, facts, lower, higher, notes, code)
     findings += number_findings
     findings += check_directions(numbers_tex, facts, lower, higher)
-    findings += check_analyses(tex, facts, _evidence(paper_dir, facts, notes, code))
+    findings += check_analyses(tex, facts, _evidence(paper_dir, facts, notes, code),
+                               _evidence(paper_dir, facts, notes, ""))
+    findings += check_placeholders(tex)
+    settings = check_settings(tex, code, notes)
+    findings = [f for f in findings if not (f.kind == "untied_number" and any(
+        f.location == g.location and f.quote in g.quote for g in settings))] + settings
     findings = _dedupe(findings)
     findings.sort(key=lambda f: (f.severity != "error", f.line()))
     return ScanResult(findings, checked, hashlib.sha256(text.encode()).hexdigest())

@@ -17,7 +17,8 @@ from aisci.engine.paper.run_facts import RunFacts
 from aisci.engine.paper.texscan import TexText
 
 MAX_CONSTANTS = 150
-"""Distinct numbers of the experiment code whose pairwise products/ratios are accepted."""
+"""Distinct numbers of the experiment code that are read (and paired, see
+:func:`code_constants`)."""
 
 # -- metric direction -------------------------------------------------------------------
 
@@ -191,11 +192,17 @@ def recorded(facts: RunFacts, notes: str, code: str, lower: list[str],
 
 
 _CODE_NUM = re.compile(r"(?<![A-Za-z_0-9.])(\d+\.\d*|\.\d+|\d+)(?:[eE]([-+]?\d+))?")
+MIN_SIZE_FACTOR = 16
+"""Products of two code constants are accepted only when both are integer sizes at
+least this large (tokens per batch = batch x context, examples = p x p, samples =
+steps x batch): a small factor (2, 0.5) would make any doubled or halved setting of
+the paper "explained" by the code."""
 
 
 def code_constants(code: str, *, products: bool = True) -> list[float]:
-    """The numbers of the experiment code, with the products and ratios of every pair (a
-    dataset of 97*97 examples, a learning rate halved): bounded."""
+    """The numbers of the experiment code (bounded) and, with ``products``, the
+    products of two integer sizes (see :data:`MIN_SIZE_FACTOR`); never ratios, never a
+    constant times a small factor."""
     base: list[float] = []
     for m in _CODE_NUM.finditer(code):
         try:
@@ -209,8 +216,9 @@ def code_constants(code: str, *, products: bool = True) -> list[float]:
     out = set(base)
     if not products:
         return sorted(out)
-    for a, b in combinations_with_replacement([v for v in base if v], 2):
-        out.update((a * b, a / b, b / a))
+    sizes = [v for v in base if v >= MIN_SIZE_FACTOR and v == int(v)]
+    for a, b in combinations_with_replacement(sizes, 2):
+        out.add(a * b)
     return sorted(out)
 
 
@@ -219,7 +227,7 @@ def code_constants(code: str, *, products: bool = True) -> list[float]:
 _CONCEPTS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
     ("steps", re.compile(r"\b(?:steps?|iterations?|updates?|epochs?|episodes?)\b", re.I),
      ("step", "iter", "epoch", "update", "episode")),
-    ("time", re.compile(r"\b(?:time|times|seconds?|minutes?|hours?|wall-?clock|runtime|"
+    ("time", re.compile(r"(?<!\\)\b(?:time|times|seconds?|minutes?|hours?|wall-?clock|runtime|"
                         r"latency)\b", re.I), ("time", "latency", "seconds", "s", "ms", "duration",
                                    "runtime", "clock")),
     ("throughput", re.compile(r"throughput|tokens?\s*(?:per|/)\s*s|tok/s|per\s+second", re.I),
@@ -293,19 +301,90 @@ def metrics_named(rec: Recorded, text: str) -> list[str]:
     return out
 
 
+_DATASET_SUFFIXES = {"char", "chars", "character", "word", "words", "bpe", "tok", "tokens",
+                     "small", "tiny", "mini", "full", "large", "base", "data", "dataset",
+                     "train", "test", "val", "v1", "v2", "raw", "clean"}
+
+
 def _dataset_forms(name: str) -> list[str]:
+    """How a paper may spell a dataset: its name with _ as space or hyphen, and without
+    a suffix such as _char (``shakespeare_char`` is "Shakespeare")."""
     forms = {name, name.replace("_", " "), name.replace("_", "-")}
+    parts = [t for t in re.split(r"[_\-\s]+", name) if t]
+    while len(parts) > 1 and parts[-1].lower() in _DATASET_SUFFIXES:
+        parts = parts[:-1]
+    if len(parts) < len([t for t in re.split(r"[_\-\s]+", name) if t]):
+        stem = " ".join(parts)
+        forms |= {stem, stem.replace(" ", "_"), stem.replace(" ", "-")}
     return [f for f in forms if len(f) >= 3]
 
 
-def datasets_named(rec: Recorded, text: str) -> list[str]:
-    plain = text.replace("\\_", "_")
+_DATASET_RX_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _dataset_rx(name: str) -> re.Pattern[str]:
+    rx = _DATASET_RX_CACHE.get(name)
+    if rx is None:
+        alts = sorted((re.escape(f).replace("_", r"\\?_") for f in _dataset_forms(name)),
+                      key=len, reverse=True)
+        rx = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(alts) + r")(?![A-Za-z0-9])", re.I)
+        if len(_DATASET_RX_CACHE) < 512:
+            _DATASET_RX_CACHE[name] = rx
+    return rx
+
+
+def dataset_mentions(rec: Recorded, text: str) -> list[tuple[int, str]]:
+    """(offset, dataset) of every dataset the text names (LaTeX-escaped underscores
+    read as underscores; offsets stay those of ``text``)."""
     out = []
     for d in rec.datasets:
-        if any(re.search(r"(?<![A-Za-z0-9])" + re.escape(f) + r"(?![A-Za-z0-9])", plain, re.I)
-               for f in _dataset_forms(d)):
+        out += [(m.start(), d) for m in _dataset_rx(d).finditer(text)]
+    return sorted(out)
+
+
+def datasets_named(rec: Recorded, text: str) -> list[str]:
+    out: list[str] = []
+    for _, d in dataset_mentions(rec, text):
+        if d not in out:
             out.append(d)
-    return out
+    return [d for d in rec.datasets if d in out]
+
+
+_CLAUSE_SPLIT = re.compile(r"[,;:()]|\b(?:and|while|whereas|but|although|though|yet)\b", re.I)
+_RESPECTIVELY = re.compile(r"\brespectively\b", re.I)
+
+
+def nearest_datasets(rec: Recorded, text: str, sent: tuple[int, int], c: Claim,
+                     claims: list[Claim]) -> list[str]:
+    """The dataset a number of a sentence speaks of: with several datasets named, the
+    one named in the number's own clause (nearest to it), else the nearest one named
+    before it, else after it; "respectively" pairs numbers and datasets in order."""
+    mentions = [(sent[0] + o, d) for o, d in dataset_mentions(rec, text[sent[0]:sent[1]])]
+    named = list(dict.fromkeys(d for _, d in mentions))
+    if len(named) <= 1:
+        return named
+    ordered = [d for _, d in mentions]
+    apart = (all(o < claims[0].start for o, _ in mentions)
+             or all(o >= claims[-1].end for o, _ in mentions)) if claims else False
+    if _RESPECTIVELY.search(text, sent[0], sent[1]) or apart:
+        # "on A, B and C we reach x, y and z (respectively)": in order, or all of them.
+        if c in claims and len(claims) == len(ordered):
+            return [ordered[claims.index(c)]]
+        return named
+    lo, hi = sent[0], sent[1]
+    for m in _CLAUSE_SPLIT.finditer(text, sent[0], sent[1]):
+        if m.end() <= c.start:
+            lo = m.end()
+        elif m.start() >= c.end:
+            hi = m.start()
+            break
+    inside = [(min(abs(o - c.start), abs(o - c.end)), d) for o, d in mentions if lo <= o < hi]
+    if inside:
+        return [min(inside)[1]]
+    before = [(c.start - o, d) for o, d in mentions if o < c.start]
+    if before:
+        return [min(before)[1]]
+    return [min((o - c.end, d) for o, d in mentions)[1]]
 
 
 # -- numbers --------------------------------------------------------------------------------
@@ -329,6 +408,12 @@ class Claim:
     """Runs whose recorded mean this number is (set by the check)."""
     average: bool = False
     """The text speaks of a mean over datasets."""
+    mean_only: bool = False
+    """The text presents the number as a mean (over seeds): one seed's value is not it."""
+    scales: tuple[float, ...] = (1.0,)
+    """Factors from the recorded unit to the printed one (seconds shown as minutes)."""
+    factors: tuple[float, ...] = ()
+    """Factors the text applies to a setting ("halved" 0.5, "doubled" 2)."""
 
 
 def _close(x: float, tol: float, v: float) -> bool:
@@ -350,7 +435,8 @@ def value_pool(rec: Recorded, metrics: list[str], datasets: list[str],
 
 
 def derived_changes(rec: Recorded, metrics: list[str], datasets: list[str],
-                    percent: bool = False, average: bool = True) -> list[float]:
+                    percent: bool = False, average: bool = True,
+                    absolute: bool = False) -> list[float]:
     """Changes of every run against the baseline on one (dataset, metric): absolute,
     percentage points, relative (%) and ratios. The mean over datasets only when
     ``average`` (the text speaks of one) or no dataset is named."""
@@ -361,7 +447,7 @@ def derived_changes(rec: Recorded, metrics: list[str], datasets: list[str],
         b = base.get((v.dataset, v.metric))
         if b is None or v.run == rec.baseline:
             continue
-        out += _changes(b, v.value, percent)
+        out += [abs(v.value - b)] if absolute else _changes(b, v.value, percent)
     return out
 
 
@@ -399,13 +485,17 @@ class ClaimContext:
 
 
 def tie_claim(rec: Recorded, tex: TexText, c: Claim, sent: tuple[int, int],
-              neighbours: tuple[int, int], fallback: str = "") -> None:
+              neighbours: tuple[int, int], fallback: str = "",
+              claims: list[Claim] | None = None) -> None:
     """Set the claim's metrics/datasets from the words around it (the clause before it,
-    the words right after it, then the sentence, then ``fallback`` (a table column or
-    caption))."""
+    the words right after it within its clause, then the sentence, then ``fallback`` (a
+    table column or caption)); the dataset named nearest to it in its clause."""
     text = tex.masked
     before = text[neighbours[0]: c.start]
     after = text[c.end: neighbours[1]]
+    stop = _AFTER_STOP.search(after)
+    if stop:
+        after = after[:stop.start()]
     window = text[max(sent[0], c.start - 12): c.start]
     if _APPROX_BEFORE.search(window):
         c.tolerance = max(c.tolerance, abs(c.value) * APPROX_TOLERANCE)
@@ -420,9 +510,58 @@ def tie_claim(rec: Recorded, tex: TexText, c: Claim, sent: tuple[int, int],
     if not metrics and fallback:
         metrics = metrics_named(rec, fallback)
     c.metrics = metrics
-    c.average = bool(_MEANS_ALSO.search(text[sent[0]:sent[1]]))
-    c.datasets = datasets_named(rec, text[sent[0]:sent[1]]) or (
+    sentence = text[sent[0]:sent[1]]
+    c.average = bool(_MEANS_ALSO.search(sentence))
+    c.mean_only = bool(_MEAN_WORDS.search(sentence)) and not _NOT_MEAN.search(sentence)
+    c.datasets = nearest_datasets(rec, text, sent, c, claims or [c]) or (
         datasets_named(rec, fallback) if fallback else [])
+    c.scales = unit_scales(metrics, sentence)
+    c.factors = tuple(f for rx, f in _FACTOR_WORDS if rx.search(sentence))
+
+
+_FACTOR_WORDS = (
+    (re.compile(r"\b(?:halv\w*|half)\b", re.I), 0.5),
+    (re.compile(r"\b(?:doubl\w*|twice)\b", re.I), 2.0),
+    (re.compile(r"\b(?:quarter\w*)\b", re.I), 0.25),
+    (re.compile(r"\b(?:tripl\w*|thrice)\b", re.I), 3.0),
+    (re.compile(r"\b(?:ten\s*fold|tenth|ten\s+times)\b", re.I), 10.0),
+)
+"""A setting of the code changed by a factor the sentence names is derived from it; no
+other product of a constant is (see :func:`code_constants`)."""
+
+
+_AFTER_STOP = re.compile(r"[,;:]|\b(?:and|while|whereas|but|although|though)\b", re.I)
+_MEAN_WORDS = re.compile(r"\b(?:mean|averaged?|averaging)\b", re.I)
+_NOT_MEAN = re.compile(r"\b(?:best|worst|single|each|every|individual|per|one|min\w*|max\w*)"
+                       r"[\s-]+(?:seeds?|runs?)\b|\brang\w*|\bbetween\b|\bfrom\b", re.I)
+_TIME_UNITS = (
+    (re.compile(r"\bminutes?\b|\bmins?\b", re.I), 1 / 60),
+    (re.compile(r"\bhours?\b|\bhrs?\b|\bh\b", re.I), 1 / 3600),
+    (re.compile(r"\bdays?\b", re.I), 1 / 86400),
+    (re.compile(r"\bms\b|\bmilliseconds?\b", re.I), 1000.0),
+)
+
+
+def unit_scales(metrics: list[str], sentence: str) -> tuple[float, ...]:
+    """A time metric (recorded in seconds, or in ms when its name says so) printed in
+    the unit the sentence names: minutes, hours, days, milliseconds."""
+    if not metrics or not all(concept_of_time(m) for m in metrics):
+        return (1.0,)
+    ms = any("ms" in metric_tokens(m) for m in metrics)
+    out = [1.0]
+    for rx, factor in _TIME_UNITS:
+        if rx.search(sentence):
+            out.append(factor / 1000 if ms else factor)
+    if ms and re.search(r"\bseconds?\b|\bsec\b", sentence, re.I):
+        out.append(1 / 1000)
+    return tuple(out)
+
+
+def concept_of_time(metric: str) -> bool:
+    toks = metric_tokens(metric)
+    return not _token_hit(toks, "step") and any(
+        _token_hit(toks, h) for h in ("time", "latency", "duration", "runtime", "clock",
+                                      "seconds", "ms"))
 
 
 _GENERIC_TOKENS = {*_AFFIXES, "test", "val", "valid", "validation", "train", "training",
@@ -483,18 +622,23 @@ def claim_matches(rec: Recorded, c: Claim, sentence_claims: list[Claim]) -> bool
     change between two numbers of its sentence, or a constant of the code."""
     allow_pct = c.percent or c.pct_context or any(
         abs(v.value) <= 1 for v in value_pool(rec, c.metrics, c.datasets, ("mean",)))
-    kinds: tuple[str, ...] = ("mean", "average", "seed")
+    kinds: tuple[str, ...] = ("mean", "average") if c.mean_only else (
+        "mean", "average", "seed")
     if c.stderr_context:
         kinds = (*kinds, "stderr")
     pool = value_pool(rec, c.metrics, c.datasets, kinds, c.average)
     hit_runs = {v.run for v in pool if v.kind in ("mean", "average")
-                and _as_shown(c, v.value, allow_pct)}
+                and any(_as_shown(c, v.value * k, allow_pct) for k in c.scales)}
     c.runs = hit_runs
-    if hit_runs or any(_as_shown(c, v.value, allow_pct) for v in pool):
+    if hit_runs or any(_as_shown(c, v.value * k, allow_pct) for v in pool for k in c.scales):
         return True
-    if any(_close(c.value, c.tolerance, d) for d in derived_changes(
-            rec, c.metrics, c.datasets, c.percent, c.average)):
+    changes = derived_changes(rec, c.metrics, c.datasets, c.percent, c.average)
+    if any(_close(c.value, c.tolerance, d) for d in changes):
         return True
+    if len(c.scales) > 1 and not c.percent:  # an absolute change in the printed unit
+        absolute = derived_changes(rec, c.metrics, c.datasets, True, c.average, absolute=True)
+        if any(_close(c.value, c.tolerance, d * k) for d in absolute for k in c.scales[1:]):
+            return True
     if _pair_change(c, sentence_claims):
         return True
     return _constant(rec, c)
@@ -510,8 +654,17 @@ def _pair_change(c: Claim, sentence_claims: list[Claim]) -> bool:
     return False
 
 
+def scaled_constant(rec: Recorded, c: Claim) -> bool:
+    """The claim is a constant of the code changed by a factor its sentence names."""
+    factors = [*c.factors, *(1 / f for f in c.factors)]
+    return not c.percent and any(_close(c.value, c.tolerance, k * f)
+                                 for k in rec.plain_constants for f in factors)
+
+
 def _constant(rec: Recorded, c: Claim) -> bool:
     if not c.percent and any(_close(c.value, c.tolerance, k) for k in rec.constants):
+        return True
+    if scaled_constant(rec, c):
         return True
     if c.percent or c.pct_context:  # a constant fraction as a percentage (not products)
         return any(abs(k) <= 1 and _close(c.value, c.tolerance, k * 100)
@@ -564,6 +717,62 @@ _COMPARE_BETWEEN = re.compile(r"\b(?:compared\s+(?:to|with)|vs\.?|versus|relativ
                               r"against|than|over|instead\s+of)\b", re.I)
 
 
+_CLAUSE_BREAK = re.compile(r";|,\s*(?:and|but|while|whereas|although|though|yet)\b|"
+                           r"\b(?:while|whereas|but|although|though|however)\b", re.I)
+_CONTRAST = re.compile(r"\b(?:while|whereas|but|although|though|however|yet)\b", re.I)
+_COST = re.compile(r"\b(?:cost(?:s|ing)?|price|expense|overhead|penalty|trade-?offs?)\b", re.I)
+"""A number described as the price paid (more time, lower throughput) is not a claimed
+improvement: only its explicit up/down words are checked."""
+
+
+def clause_span(text: str, sent: tuple[int, int], start: int, end: int) -> tuple[int, int]:
+    """The clause of ``text[start:end]`` within the sentence: up to the nearest ";",
+    ", and", "while", "but"... on either side."""
+    lo, hi = sent
+    for m in _CLAUSE_BREAK.finditer(text, sent[0], sent[1]):
+        if m.end() <= start:
+            lo = m.end()
+        elif m.start() >= end:
+            hi = m.start()
+            break
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Direction:
+    up: bool
+    down: bool
+    good: bool
+    bad: bool
+    text: str
+    """The words the direction was read from (the clause, or the sentence up to it)."""
+
+    def any(self) -> bool:
+        return self.up or self.down or self.good or self.bad
+
+
+def direction_of(text: str, sent: tuple[int, int], start: int, end: int,
+                 inherit: bool = True) -> Direction:
+    """The direction words that govern ``text[start:end]``: those of its clause; with
+    ``inherit``, a clause without any (the elided verb of "and on enwik8 from 1.00 to
+    0.99") shares the words of the clauses before it unless a contrast ("while", "but")
+    separates them. In a clause that speaks of a cost, "better"/"worse" words describe
+    something else."""
+    lo, hi = clause_span(text, sent, start, end)
+    part = text[lo:hi]
+
+    def read(t: str) -> Direction:
+        cost = bool(_COST.search(t))
+        return Direction(bool(_UP.search(t)), bool(_DOWN.search(t)),
+                         not cost and bool(_GOOD.search(t)), not cost and bool(_BAD.search(t)),
+                         t)
+
+    d = read(part)
+    if inherit and not d.any() and lo > sent[0] and not _CONTRAST.search(text, sent[0], lo):
+        d = read(text[sent[0]:hi])
+    return d
+
+
 @dataclass(frozen=True)
 class Pair:
     first: Claim
@@ -592,12 +801,13 @@ def pair_direction_findings(tex: TexText, rec: Recorded, sent: tuple[int, int],
     sentence = tex.masked[sent[0]:sent[1]]
     if _NEGATION.search(sentence):
         return []
-    up, down = bool(_UP.search(sentence)), bool(_DOWN.search(sentence))
-    good, bad = bool(_GOOD.search(sentence)), bool(_BAD.search(sentence))
-    if not (up or down or good or bad):
-        return []
     for p in explicit_pairs(tex, claims):
-        metrics = (p.first.metrics or p.second.metrics or metrics_named(rec, sentence)
+        d = direction_of(tex.masked, sent, p.first.start, p.second.end,
+                         inherit=p.kind == "change")
+        up, down, good, bad = d.up, d.down, d.good, d.bad
+        if not d.any():
+            continue
+        metrics = (p.first.metrics or p.second.metrics or metrics_named(rec, d.text)
                    or _metrics_holding(rec, p.first, p.second))
         dirs = {rec.lib(m) for m in metrics}
         lib = dirs.pop() if len(dirs) == 1 else None
@@ -650,7 +860,7 @@ _OURS = re.compile(r"\b(?:our|ours|proposed|we\s+achieve|achieves?|final\s+(?:me
                    r"results?|configuration)|full\s+(?:method|model))\b", re.I)
 _NOT_OURS = re.compile(r"\b(?:baseline|ablat\w*|variant|without|intermediate|earlier|initial|"
                        r"first|preliminary|previous|prior|original|default|standard|vanilla|"
-                       r"compared|versus|vs|than|from)\b", re.I)
+                       r"compared|versus|vs|than|from|instead|against|relative)\b", re.I)
 _BEST = re.compile(r"\bbest[\s-]+(?:run|configuration|variant|setting|model|results?|performing)\b",
                    re.I)
 
@@ -689,6 +899,9 @@ def consistency_findings(tex: TexText, rec: Recorded, sent: tuple[int, int]) -> 
     m = _CONSISTENT.search(sentence)
     if not m or len(rec.datasets) < 2 or len(rec.runs) < 2 or _NEGATION.search(sentence):
         return []
+    cost = _COST.search(sentence, m.end())
+    if cost:  # "consistent gains ... at a modest cost in training time": the cost is apart
+        sentence = sentence[:cost.start()]
     good, bad = bool(_GOOD.search(sentence)), bool(_BAD.search(sentence))
     up, down = bool(_UP.search(sentence)), bool(_DOWN.search(sentence))
     if good == bad and up == down:

@@ -212,3 +212,13 @@ def test_aisci_check_bad_input_is_one_line_exit_2(tmp_path):
     (tmp_path / "latex" / "template.tex").write_text("\\begin{document}x\\end{document}")
     res = _aisci("check", str(tmp_path))
     assert res.returncode == 2 and "run_*/final_info.json" in res.stderr, res.stderr
+
+
+def test_aisci_check_reports_placeholders_and_settings_the_code_contradicts(tmp_path):
+    idea = make_idea(tmp_path)
+    paper(idea, FAITHFUL + "\nTODO: the sweep. We use a learning rate of $3 \\times 10^{-3}$.\n")
+    res = _aisci("check", str(idea))
+    assert res.returncode == 1, res.stderr
+    kinds = [line.split("  ")[1] for line in res.stdout.splitlines() if "  ->  " in line]
+    assert sorted(kinds) == ["placeholder", "unmatched_number"], res.stdout
+    assert "sets lr to 0.001" in res.stdout, res.stdout

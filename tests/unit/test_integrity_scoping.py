@@ -1,0 +1,194 @@
+"""The integrity check on papers it was not tuned on: what a number, a direction word or
+a setting is about (its clause, its dataset, its unit), and the leftovers a paper must
+not ship (placeholders, file names). Each false-positive test has a flawed twin that
+must still be caught."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aisci.engine.paper.integrity_checks import scan
+from aisci.engine.paper.integrity_claims import code_constants
+
+# run -> dataset -> (val_loss, train_time_s, tokens_per_second, per-seed val losses)
+RUNS = {
+    0: {"tinystories_word": (2.3410, 612.0, 950.4, [2.3388, 2.3402, 2.3440]),
+        "wikitext": (3.1020, 5410.0, 870.2, None)},
+    1: {"tinystories_word": (2.2980, 655.0, 910.8, [2.2901, 2.3011, 2.3028]),
+        "wikitext": (3.1150, 5702.0, 835.0, None)},
+}
+CODE = ("import torch\nbatch_size = 48\nblock_size = 128\nlearning_rate = 6e-4\n"
+        "n_layer = 4\nmax_iters = 3000\n\n@torch.no_grad()\ndef evaluate():\n    pass\n")
+
+
+def folder(tmp_path: Path, body: str, *, notes: str = "") -> Path:
+    d = tmp_path / "paper"
+    for run, by_ds in RUNS.items():
+        info = {}
+        for ds, (vl, tt, tps, seeds) in by_ds.items():
+            info[ds] = {"means": {"best_val_loss_mean": vl, "total_train_time_mean": tt,
+                                  "tokens_per_second_mean": tps}}
+            if seeds:
+                info[ds]["final_info_dict"] = {"best_val_loss": seeds}
+        (d / f"run_{run}").mkdir(parents=True)
+        (d / f"run_{run}" / "final_info.json").write_text(json.dumps(info))
+    (d / "experiment.py").write_text(CODE)
+    if notes:
+        (d / "notes.txt").write_text(notes)
+    (d / "latex").mkdir()
+    (d / "latex" / "template.tex").write_text(
+        "\\documentclass{article}\n\\title{A Study}\n\\begin{document}\n" + body
+        + "\n\\end{document}\n")
+    return d
+
+
+def findings(tmp_path: Path, body: str, **kw: str) -> list[str]:
+    res = scan(folder(tmp_path, body, **kw), "latex/template.tex")
+    return [f"{f.kind} {f.quote}" for f in res.findings if f.severity == "error"]
+
+
+def everything(tmp_path: Path, body: str) -> list[str]:
+    res = scan(folder(tmp_path, body), "latex/template.tex")
+    return [f"{f.kind} {f.quote}" for f in res.findings]
+
+
+TABLE = r"""
+\begin{table}[t]
+\caption{Best validation loss (lower is better).}
+\begin{tabular}{lcc}
+\toprule
+Method & %s & WikiText \\
+\midrule
+Baseline & %s & %s \\
+Ours & %s & %s \\
+\bottomrule
+\end{tabular}
+\end{table}
+"""
+
+
+def test_methods_by_datasets_table_with_the_metric_in_the_caption(tmp_path):
+    for header in ("TinyStories", "tinystories\\_word"):
+        body = TABLE % (header, "2.3410", "3.1020", "2.2980", "3.1150")
+        assert everything(tmp_path / header[:4], body) == []
+    # A wrong cell, and the baseline row holding the method's values, are still caught.
+    wrong = findings(tmp_path / "w", TABLE % ("TinyStories", "2.3410", "3.1020", "2.2780",
+                                              "3.1150"))
+    assert wrong == ["unmatched_number 2.2780"]
+    swapped = findings(tmp_path / "s", TABLE % ("TinyStories", "2.2980", "3.1150", "2.2980",
+                                                "3.1150"))
+    assert [f.split()[0] for f in swapped] == ["intermediate_result"]
+
+
+def test_each_number_is_tied_to_the_dataset_named_in_its_clause(tmp_path):
+    ok = ("Our method lowers the validation loss on TinyStories from 2.3410 to 2.2980, and "
+          "on WikiText it is 3.1150 against 3.1020. The validation loss is 1.84\\% lower "
+          "on TinyStories and 0.42\\% higher on WikiText.")
+    assert findings(tmp_path / "ok", ok) == []
+    swapped = "Our validation loss is 3.1150 on TinyStories and 2.2980 on WikiText."
+    assert sorted(findings(tmp_path / "bad", swapped)) == [
+        "unmatched_number 2.2980", "unmatched_number 3.1150"]
+
+
+def test_direction_words_govern_their_own_clause_and_a_cost_is_no_improvement(tmp_path):
+    ok = ("The gains cost about 7\\% more training time on TinyStories. "
+          "The price of this improvement is a 4.2\\% lower throughput on TinyStories. "
+          "On TinyStories the validation loss drops from 2.3410 to 2.2980, while the "
+          "throughput is worse. Our method gives consistent gains in validation loss on "
+          "TinyStories at a small cost in training time.")
+    assert findings(tmp_path / "ok", ok) == []
+    bad = ("Our method reduces the training time on TinyStories by 7\\%.\n"
+           "On TinyStories the throughput improves by 4.2\\%.")
+    assert [f.split()[0] for f in findings(tmp_path / "bad", bad)] == [
+        "wrong_direction", "wrong_direction"]
+
+
+def test_times_printed_in_minutes_or_hours(tmp_path):
+    ok = ("A WikiText run of our method takes 1.58 hours, about 95 minutes; one TinyStories "
+          "run takes 10.9 minutes instead of 10.2 minutes.")
+    assert findings(tmp_path / "ok", ok) == []
+    assert findings(tmp_path / "bad", "A WikiText run of our method takes 1.75 hours.") == [
+        "unmatched_number 1.75"]
+
+
+def test_seed_lists_and_cited_numbers_are_not_claims(tmp_path):
+    body = ("We use three seeds (2024, 2025 and 2026) on TinyStories. A larger model "
+            "reaches 1.93 bits per token on a similar corpus \\citep{other2023}.")
+    assert everything(tmp_path, body) == []
+    # Without the citation the same number is still reported as untied.
+    assert everything(tmp_path / "u", "A larger model reaches 1.93 bits per token.") == [
+        "untied_number 1.93"]
+
+
+def test_code_constants_do_not_explain_doubled_or_halved_settings(tmp_path):
+    consts = code_constants("batch_size = 48\nblock_size = 128\nmult = 2\nlr = 6e-4\n")
+    assert 48 * 128 in consts  # tokens per batch: two sizes
+    assert 96 not in consts and 3e-4 not in consts and 24 not in consts  # x2, /2
+    ok = ("We train for 3000 iterations with a batch size of 48, a context of 128 tokens, "
+          "a learning rate of $6 \\times 10^{-4}$ and 4 layers; a batch holds 6144 tokens.")
+    assert findings(tmp_path / "ok", ok) == []
+    bad = ("We train for 6000 iterations with a batch size of 96, a learning rate of "
+           "$1.2 \\times 10^{-3}$ and 8 layers.")
+    assert len(findings(tmp_path / "bad", bad)) == 4
+    # A variant the sentence describes as one, or a value the notes record, is not a claim
+    # about the final code; a factor the sentence names is.
+    variants = ("Increasing the batch size to 96 did not help. The learning rate is halved "
+                "to $3 \\times 10^{-4}$ after warm-up.")
+    assert findings(tmp_path / "v", variants) == []
+    assert findings(tmp_path / "n", "We use a batch size of 64.",
+                    notes="Run 1: batch size 64 instead of 48\n") == []
+
+
+def test_an_ablation_needs_runs_that_show_one(tmp_path):
+    body = "We performed an ablation removing the gating, which raised the loss."
+    assert [f.split()[0] for f in findings(tmp_path / "a", body)] == ["unsupported_analysis"]
+    shown = findings(tmp_path / "b", body, notes="Run 1: ablation without the gating\n")
+    assert shown == []
+
+
+def test_a_mean_over_seeds_is_not_one_seed(tmp_path):
+    assert findings(tmp_path / "ok", "Averaged over three seeds, our method reaches a "
+                    "validation loss of 2.2980 on TinyStories.") == []
+    assert findings(tmp_path / "bad", "Averaged over three seeds, our method reaches a "
+                    "validation loss of 2.2901 on TinyStories.") == ["unmatched_number 2.2901"]
+    assert findings(tmp_path / "seed", "Our best seed reaches a validation loss of 2.2901 "
+                    "on TinyStories.") == []
+
+
+def test_pipeline_file_names_in_any_spelling(tmp_path):
+    body = ("Numbers come from final\\_info.json and\n\\texttt{final\\_info.json}, the code "
+            "from experiment.py.")
+    got = findings(tmp_path, body)
+    assert got == ["process_jargon final\\_info.json", "process_jargon final\\_info.json",
+                   "process_jargon experiment.py"]
+
+
+def test_placeholders_and_independent_runs(tmp_path):
+    body = ("TODO: describe WikiText. Our method improves the loss by XX\\% (Table ??). "
+            "Lorem ipsum dolor sit amet. All results are averaged over 5 independent runs.")
+    got = findings(tmp_path, body)
+    assert [g for g in got if g.startswith("placeholder")] == [
+        "placeholder TODO", "placeholder XX\\%", "placeholder ??", "placeholder Lorem ipsum"]
+    assert "unmatched_number 5 independent runs" in got
+    assert findings(tmp_path / "ok", "All results are averaged over 3 independent runs. "
+                    "We ran 2 runs of the method after the baseline.") == []
+
+
+def test_settings_in_other_units_words_or_papers(tmp_path):
+    ok = ("We train for 3000 steps with a learning rate of 0.06\\% and train for 2 epochs of "
+          "warm-up data. A 12-layer model with 16 heads reaches 1.93 bits per token "
+          "\\citep{big2023}.")
+    assert findings(tmp_path / "ok", ok) == []
+    assert findings(tmp_path / "bad", "We train for 4000 steps.") == [
+        "unmatched_number train for 4000"]
+
+
+def test_datasets_listed_apart_from_their_numbers_pair_in_order(tmp_path):
+    ok = ("On TinyStories and WikiText our method reaches a validation loss of 2.2980 and "
+          "3.1150. Averaged over "
+          "seeds the loss on TinyStories is 2.2980, with seeds ranging from 2.2901 to 2.3028.")
+    assert findings(tmp_path / "ok", ok) == []
+    swapped = ("On TinyStories and WikiText our method reaches a validation loss of 3.1150 "
+               "and 2.2980.")
+    assert len(findings(tmp_path / "bad", swapped)) == 2
