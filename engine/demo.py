@@ -24,9 +24,7 @@ from aisci.engine.llm.scripted import ScriptedProvider
 from aisci.engine.pipeline import PipelineOptions
 
 DEMO_MARKER = "# aisci offline demo lab"
-DEMO_LAB_DIR = "aisci-demo-lab"
-"""The demo's lab folder, in the current directory, when no --lab is given (``aisci run
---demo`` and ``aisci-tui --demo`` continue the same demo)."""
+
 DEMO_MODEL = "scripted:demo"
 SCRIPTED_NOTICE = ("The model in this demo is SCRIPTED: its answers are recorded in the "
                    "bundled cassette (no API calls). Experiments, plots, LaTeX and review "

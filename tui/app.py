@@ -1,50 +1,53 @@
-"""The aisci Textual app: the main screen's panes around one in-process engine.
+"""The aisci Textual app: it draws at once, then opens the lab and builds its workbench.
 
-The app owns the engine (through :class:`EnginePort`) and is the mediator: panes post
-typed requests (``IdeaTable.ApproveRequested``, ``ProcessTable.KillRequested`` ...) that
-the app turns into engine commands, asking first in a dialog where needed. The
-:mod:`bridge` posts batched engine events to the :class:`MainScreen`, which routes them
-to the panes; its ``Alert`` and ``BudgetHit`` messages bubble up to the app.
+This module is light on purpose (Textual and a few small modules): ``aisci-tui`` draws
+its first frame (:class:`~aisci.tui.screens.boot.BootScreen`: the status bar and the
+pane bar) before the engine, the panes and the lab are loaded. An *opener* then runs on
+a thread: it imports the engine, opens the lab (attaching to its running engine, or
+starting one) and hands the engine port back; the app builds its
+:class:`~aisci.tui.workbench.Workbench` (the main screen, the bridge, every command)
+and switches to it. Given an engine port directly (the tests, the benchmarks), the app
+builds the workbench at once.
+
+The app is the mediator: the panes' requests (``IdeaTable.ApproveRequested`` ...) and
+the bridge's ``Alert`` / ``BudgetHit`` / ``EngineLifecycle`` reach it by name
+(``on_idea_table_approve_requested`` ...) and go to the workbench.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aisci.engine import events as ev
-from aisci.engine.errors import AisciError, save_traceback, user_message
-from aisci.engine.run.sandbox import isolation_warning
-from aisci.tui import bridge as br
+from aisci.engine.errors import EXIT_FAILED as EXIT_CODE_FAILED
+from aisci.engine.errors import (
+    EXIT_USAGE,
+    AisciError,
+    environment_error,
+    exit_code,
+    save_traceback,
+    user_message,
+)
 from aisci.tui.commands import AisciCommands
-from aisci.tui.engine_port import EnginePort
-from aisci.tui.images import ImageSupport, probe_in_app
-from aisci.tui.lab_data import LabReader
-from aisci.tui.screens.dialogs import ChoiceDialog, ConfirmDialog, NumberDialog, ReasonDialog
-from aisci.tui.screens.edit_idea import EditIdeaScreen
-from aisci.tui.screens.help import HelpScreen
-from aisci.tui.screens.main import PANES, MainScreen, StatusPart
-from aisci.tui.themes import load_themes
-from aisci.tui.widgets.activity.activity_pane import ActivityPane
-from aisci.tui.widgets.ideas.idea_table import IdeaTable
-from aisci.tui.widgets.log.log_pane import LogPane
-from aisci.tui.widgets.media.media_pane import MediaPane
-from aisci.tui.widgets.processes.process_table import ProcessTable
-from aisci.tui.widgets.review.scorecard import Scorecard
-from aisci.tui.widgets.runs.runs_pane import RunsPane
-from textual import on, work
+from aisci.tui.images import ImageSupport, choose_protocol, probe_in_app
+from aisci.tui.screens.boot import BootScreen
+from aisci.tui.screens.chrome import PANES
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-#: Where each binding works, as the help screen names it (the panes' own titles).
-HELP_PLACES = {"AisciApp": "Everywhere", "IdeaTable": "Ideas", "RunsPane": "Runs & diffs",
-               "Scorecard": "Review", "LogPane": "Training log", "LogView": "Training log",
-               "MediaPane": "Plots & paper", "ProcessTable": "Processes"}
+if TYPE_CHECKING:  # loaded after the first frame (see the module docstring)
+    from aisci.engine import events as ev
+    from aisci.tui import bridge as br
+    from aisci.tui.engine_port import EnginePort
+    from aisci.tui.screens.main import MainScreen
+    from aisci.tui.widgets.ideas.idea_table import IdeaTable
+    from aisci.tui.widgets.processes.process_table import ProcessTable
+    from aisci.tui.workbench import Workbench
 
 
 EXIT_STOPPED = "stopped"
@@ -57,6 +60,24 @@ EXIT_REATTACH = "reattach"
 """the viewer was dropped by a live engine and attaches again;"""
 EXIT_RESTART = "restart"
 """the attached engine died and the user asked to start it here."""
+EXIT_FAILED = "failed"
+"""the lab could not be opened (:attr:`AisciApp.open_error` says why)."""
+
+Opened = tuple["EnginePort", str | None]
+"""What an opener returns: the engine port and the start notice (the demo's), if any."""
+
+
+def opening_failure(exc: Exception) -> tuple[str, int]:
+    """What ``aisci-tui`` says (one line) and its exit code when the lab does not open."""
+    if isinstance(exc, AisciError):
+        return user_message(exc), exit_code(exc)
+    if isinstance(exc, ValueError):  # a setting the engine rejects
+        return str(exc), EXIT_USAGE
+    known = environment_error(exc, then="start aisci-tui again")
+    if known is not None:  # a full disk, a damaged lab database
+        return user_message(known), exit_code(known)
+    where = save_traceback(exc, "aisci-tui opening the lab")
+    return f"internal error: {user_message(exc)} ({where})", EXIT_CODE_FAILED
 
 
 class AisciApp(App[str]):
@@ -74,26 +95,56 @@ class AisciApp(App[str]):
         Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True, id="quit-ctrl-c"),
     ]
 
-    def __init__(self, engine: EnginePort, *, images: ImageSupport,
+    def __init__(self, engine: EnginePort | None = None, *, images: ImageSupport,
+                 opener: Callable[[], Opened] | None = None, lab: Path | None = None,
                  demo_note: str | None = None, start_engine: bool = True,
                  model_label: str | None = None, start_notice: str | None = None) -> None:
+        """Either ``engine`` (the workbench is built now) or ``opener`` and ``lab`` (it
+        is built once the opener, run on a thread after the first frame, returns)."""
         super().__init__()
-        self.engine = engine
-        self.settings = engine.settings
-        self.lab = engine.lab
+        if (engine is None) == (opener is None):
+            raise ValueError("AisciApp needs an engine or an opener")
         self.images = images
-        self.demo_note = demo_note
-        self.start_notice = start_notice
-        self.start_engine = start_engine
-        self.model_label = model_label or self.settings.models.default
-        self.read_only: str | None = engine.read_only
-        """Why the lab is only viewed (commands disabled), or None."""
-        self.main = MainScreen(LabReader(engine.lab, engine.store), self.settings, images,
-                               self._status_text())
-        self.bridge = br.EngineBridge(engine.bus, self.main)
-        self._engine_started = False
-        self._stop_source = ""
-        """Who asked the engine to stop (an attached viewer then says so, not "gone")."""
+        self._opener = opener
+        self._options: dict[str, Any] = {
+            "demo_note": demo_note, "start_engine": start_engine, "model_label": model_label,
+            "start_notice": start_notice}
+        self.workbench: Workbench | None = None
+        self.open_error: str | None = None
+        """Why the opener failed (one line), when the app ends with EXIT_FAILED, and
+        the exit code that says so."""
+        self.open_error_code = 0
+        self._boot = BootScreen(lab or (engine.lab if engine is not None else Path.cwd()),
+                                demo_note)
+        if engine is not None:
+            self._build_workbench(engine, start_notice)
+
+    # -- the workbench -------------------------------------------------------------------
+    def _build_workbench(self, engine: EnginePort, start_notice: str | None) -> Workbench:
+        # deferred: heavy (the engine's modules and every pane, about 1 s), loaded after
+        # the first frame; the opener's thread has usually imported it already
+        from aisci.tui.workbench import Workbench
+
+        options = dict(self._options, start_notice=start_notice)
+        self.workbench = Workbench(self, engine, images=self.images, **options)
+        return self.workbench
+
+    @property
+    def engine(self) -> EnginePort:
+        return self._wb().engine
+
+    @property
+    def main(self) -> MainScreen:
+        return self._wb().main
+
+    @property
+    def read_only(self) -> str | None:
+        return self._wb().read_only if self.workbench is not None else None
+
+    def _wb(self) -> Workbench:
+        if self.workbench is None:
+            raise RuntimeError("the lab is still opening")
+        return self.workbench
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's own palette entries, less its "Quit" (it would skip the question
@@ -103,52 +154,46 @@ class AisciApp(App[str]):
             if command.title not in ("Quit", "Keys"):
                 yield command
 
-    def get_default_screen(self) -> Screen[None]:
-        return self.main
-
-    def _status_text(self) -> list[StatusPart]:
-        """The status bar's parts, each with a short form for a narrow terminal."""
-        parts: list[StatusPart] = [
-            (f"aisci · lab {self.lab.name}", f"lab {self.lab.name}"),
-            (f"model {self.model_label}", self.model_label),
-            (f"images {self.images.protocol}" + ("…" if self.images.pending else ""), ""),
-        ]
-        if self.demo_note:
-            parts.insert(0, (self.demo_note, "DEMO (scripted)"))
-        if self.engine.attached_to is not None:
-            parts.insert(0, (f"attached to engine {self.engine.attached_to}",
-                             f"engine {self.engine.attached_to}"))
-        if self.read_only:
-            parts.insert(0, ("READ-ONLY viewer: commands disabled", "READ-ONLY"))
-        warning = isolation_warning(self.settings.sandbox)
-        if warning:
-            parts.insert(0, (f"⚠ {warning}", "⚠ " + warning.split(":")[0].split(";")[0]))
-        return parts
+    def get_default_screen(self) -> Screen[Any]:
+        return self.workbench.main if self.workbench is not None else self._boot
 
     async def on_mount(self) -> None:
-        themes, problems = load_themes(self.lab)
-        for theme in themes:
-            self.register_theme(theme)
-        for problem in problems:
-            self.notify(problem, title="Theme not loaded", severity="warning", timeout=10)
-        self.set_theme_name(self.settings.tui.theme)
-        if self.settings.tui.keys:
-            self.set_keymap(dict(self.settings.tui.keys))
-        # failures on record are shown in the activity pane, not toasted again at launch
-        self.bridge.known_failures(self.main.reader.failed_stages())
-        self.bridge.start()
-        if self.read_only:
-            self.notify(f"{self.read_only}. Opened as a viewer: approving, running and "
-                        "every other command are disabled.", title="Read-only lab",
-                        severity="warning", timeout=15)
-        if self.start_notice:
-            self.notify(self.start_notice, title="Scripted model", timeout=20)
-        if self.start_engine:
-            self.run_worker(self._start_engine(), name="engine-start", exit_on_error=False)
+        if self.workbench is not None:
+            self.workbench.mounted()
+        else:  # after the first frame: the opener imports the engine and opens the lab
+            self.call_after_refresh(self._open)
         if not self.is_headless:  # tests run many apps in one process: nothing frozen
             self.call_after_refresh(self._freeze_startup_heap)
         if self.images.pending:  # after the first frame: the probe may wait on the terminal
             self.call_after_refresh(self._probe_images)
+
+    @work(thread=True, exclusive=True, group="open-lab", exit_on_error=False)
+    def _open(self) -> None:
+        assert self._opener is not None
+        try:
+            engine, notice = self._opener()
+            # deferred: heavy; imported here, on this thread, not on the UI's
+            import aisci.tui.workbench  # noqa: F401
+        except Exception as exc:  # every failure is one line (and the app ends)
+            self.call_from_thread(self._open_failed, *opening_failure(exc))
+            return
+        self.call_from_thread(self._opened, engine, notice)
+
+    def _opened(self, engine: EnginePort, notice: str | None) -> None:
+        wanted = engine.settings.tui.image_protocol  # the lab's (--image-protocol sets it)
+        if wanted != self.images.requested:
+            self.images = choose_protocol(wanted, defer=True)
+            if self.images.pending:
+                self._probe_images()
+        workbench = self._build_workbench(engine, notice)
+        # over the boot screen (switching would leave the stack empty for a moment, and
+        # widgets that ask for the current screen as they mount would find none)
+        self.push_screen(workbench.main)
+        workbench.mounted()
+
+    def _open_failed(self, message: str, code: int) -> None:
+        self.open_error, self.open_error_code = message, code
+        self.exit(EXIT_FAILED)
 
     @work(thread=True, exclusive=True, group="image-probe", exit_on_error=False)
     def _probe_images(self) -> None:
@@ -157,7 +202,8 @@ class AisciApp(App[str]):
 
     def _images_known(self, support: ImageSupport) -> None:
         self.images = support
-        self.main.set_images(support, self._status_text())
+        if self.workbench is not None:
+            self.workbench.images_known(support)
 
     @staticmethod
     def _freeze_startup_heap() -> None:
@@ -169,12 +215,6 @@ class AisciApp(App[str]):
         gc.collect()
         gc.freeze()
 
-    async def _start_engine(self) -> None:
-        await self.engine.start()
-        self._engine_started = True
-        # after the screen's own first load (it may not be mounted yet)
-        self.main.call_later(self.main.reload_ideas)
-
     def set_theme_name(self, name: str) -> None:
         if name in self.available_themes:
             self.theme = name
@@ -182,194 +222,108 @@ class AisciApp(App[str]):
             self.notify(f"theme {name!r} not found; themes: {', '.join(self.available_themes)}",
                         severity="warning")
 
-    # -- panes and selection ---------------------------------------------------------------
-    def action_pane(self, key: str) -> None:
-        self.main.show_pane(key)
+    def key_names(self, keys: str) -> str:
+        """``question_mark,f1`` as a user reads it: ``? / F1``."""
+        return " / ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys.split(",")
+                          if k.strip())
 
-    def idea_command(self, command: Callable[..., None], *args: Any) -> None:
-        """Run an engine command on the selected idea (pause, resume, retry, skip, ...)."""
-        idea = self.main.selected_idea
-        if idea is not None and self.writable(command.__name__.replace("_", " ")):
-            words = " ".join([command.__name__.replace("_", " "), *map(str, args)])
-            self.command(command, idea, *args, done=f"idea {idea}: {words}")
+    # -- the panes' requests and the bridge's messages (by name: see the docstring) ------
+    def on_budget_hit(self, msg: br.BudgetHit) -> None:
+        if self.workbench is not None:
+            self.workbench.budget_hit(msg)
 
-    def selected_process_label(self) -> str | None:
-        row = self.main.selected_process()
-        return None if row is None else f"{row.run} of idea {row.idea_id}"
-
-    # -- bridge messages the screen leaves to the app --------------------------------------
-    @on(br.BudgetHit)
-    def _budget(self, msg: br.BudgetHit) -> None:
-        e = msg.event
-        self.ask_budget(e.scope, e)
-
-    @on(br.Alert)
-    def _alert(self, msg: br.Alert) -> None:
+    def on_alert(self, msg: br.Alert) -> None:
         self.notify(msg.text, title=msg.title, severity=msg.severity, timeout=msg.timeout)
 
-    # -- idea commands -----------------------------------------------------------------------
-    def writable(self, what: str) -> bool:
-        """False (and says why, once per attempt) when the lab is only viewed."""
-        if self.read_only:
-            self.notify(f"{what} is disabled: {self.read_only}", title="Read-only lab",
-                        severity="warning", timeout=6)
-            return False
-        return True
+    def on_engine_lifecycle(self, msg: br.EngineLifecycle) -> None:
+        if self.workbench is not None:
+            self.workbench.engine_lifecycle(msg)
 
-    @on(IdeaTable.ApproveRequested)
-    def _approve(self, msg: IdeaTable.ApproveRequested) -> None:
-        if not self.writable("approving"):
-            return
-        self.command(self.engine.approve, msg.idea_id, done=f"idea {msg.idea_id} approved")
+    def on_idea_table_approve_requested(self, msg: IdeaTable.ApproveRequested) -> None:
+        self._wb().approve(msg.idea_id)
 
-    @on(IdeaTable.VetoRequested)
-    def _veto(self, msg: IdeaTable.VetoRequested) -> None:
-        if not self.writable("vetoing"):
-            return
+    def on_idea_table_veto_requested(self, msg: IdeaTable.VetoRequested) -> None:
+        self._wb().veto(msg.idea_id)
 
-        def vetoed(reason: str | None) -> None:
-            if reason:
-                self.command(self.engine.veto, msg.idea_id, reason,
-                             done=f"idea {msg.idea_id} vetoed")
+    def on_idea_table_edit_requested(self, msg: IdeaTable.EditRequested) -> None:
+        self._wb().edit(msg.idea_id)
 
-        self.push_screen(ReasonDialog(f"Veto idea #{msg.idea_id}: why? (fed back to ideation)",
-                                      "e.g. already done by X; not feasible on one GPU"),
-                         vetoed)
-
-    @on(IdeaTable.EditRequested)
-    def _edit(self, msg: IdeaTable.EditRequested) -> None:
-        if not self.writable("editing an idea"):
-            return
-        idea = self.main.reader.idea(msg.idea_id)
-        if idea is None:
-            return
-
-        def edited(fields: dict[str, Any] | None) -> None:
-            if fields:
-                self.command(self.engine.edit_idea, msg.idea_id, fields,
-                             done=f"idea {msg.idea_id} edited")
-
-        self.push_screen(EditIdeaScreen(idea.id, {"Name": idea.name, **idea.data}), edited)
-
-    @on(IdeaTable.GenerateRequested)
-    def _generate(self) -> None:
+    def on_idea_table_generate_requested(self, _msg: IdeaTable.GenerateRequested) -> None:
         self.action_generate()
 
+    def on_process_table_kill_requested(self, msg: ProcessTable.KillRequested) -> None:
+        self._wb().kill(msg.idea_id, msg.run)
+
+    def on_process_table_extend_requested(self, msg: ProcessTable.ExtendRequested) -> None:
+        self._wb().extend(msg.idea_id, msg.run)
+
+    def on_process_table_pause_requested(self, msg: ProcessTable.PauseRequested) -> None:
+        self._wb().pause(msg.idea_id, msg.run, msg.resume)
+
+    # -- actions (keys, the palette) ---------------------------------------------------------
+    def action_pane(self, key: str) -> None:
+        if self.workbench is not None:
+            self.workbench.main.show_pane(key)
+
+    def action_help(self) -> None:
+        if self.workbench is not None:
+            self.workbench.help()
+
+    def action_quit_app(self) -> None:
+        if self.workbench is None:  # still opening: nothing of the lab is ours yet
+            self.exit(EXIT_LEFT)
+        else:
+            self.workbench.quit()
+
+    def action_detach(self) -> None:
+        if self.workbench is not None:
+            self.workbench.detach()
+
+    def action_stop_engine(self) -> None:
+        self._wb().stop_engine()
+
     def action_generate(self) -> None:
-        if not self.writable("generating ideas"):
-            return
-
-        def chosen(n: float | None) -> None:
-            if n:
-                self.command(self.engine.generate_ideas, int(n),
-                             done=f"generating {int(n)} more ideas")
-
-        self.push_screen(NumberDialog("How many more ideas?", 5, 1, 500), chosen)
+        self._wb().generate()
 
     def action_approve_selected(self) -> None:
-        self.main.query_one(IdeaTable).action_approve()
+        self._wb().approve_selected()
 
     def action_veto_selected(self) -> None:
-        self.main.query_one(IdeaTable).action_veto()
+        self._wb().veto_selected()
 
     def action_edit_selected(self) -> None:
-        self.main.query_one(IdeaTable).action_edit()
-
-    # -- process commands -------------------------------------------------------------------------
-    @on(ProcessTable.KillRequested)
-    def _kill(self, msg: ProcessTable.KillRequested) -> None:
-        if not self.writable("killing a run"):
-            return
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.command(self.engine.kill_run, msg.idea_id, msg.run,
-                             done=f"killing {msg.run} of idea {msg.idea_id}",
-                             refused=f"{msg.run} of idea {msg.idea_id} is not running")
-
-        self.push_screen(ConfirmDialog(
-            f"Kill {msg.run} of idea {msg.idea_id} and its whole process tree?",
-            yes="Kill"), confirmed)
-
-    @on(ProcessTable.ExtendRequested)
-    def _extend(self, msg: ProcessTable.ExtendRequested) -> None:
-        if not self.writable("extending a run"):
-            return
-
-        def chosen(minutes: float | None) -> None:
-            if minutes:
-                self._extend_run(msg.idea_id, msg.run, minutes * 60)
-
-        self.push_screen(NumberDialog(f"Extend {msg.run} of idea {msg.idea_id} by minutes:",
-                                      15, 1, 24 * 60), chosen)
-
-    def _extend_run(self, idea_id: int | None, run: str, seconds: float) -> None:
-        self.command(self.engine.extend_run, idea_id, run, seconds,
-                     done=f"{run} of idea {idea_id}: +{seconds / 60:g} min")
-
-    @on(ProcessTable.PauseRequested)
-    def _pause(self, msg: ProcessTable.PauseRequested) -> None:
-        if not self.writable("pausing a run"):
-            return
-        command = self.engine.resume_run if msg.resume else self.engine.pause_run
-        done = "resumed" if msg.resume else "paused"
-        self.command(command, msg.idea_id, msg.run, done=f"{msg.run} of idea {msg.idea_id} {done}")
+        self._wb().edit_selected()
 
     def action_kill_selected(self) -> None:
-        self.main.query_one(ProcessTable).action_kill()
+        self._wb().kill_selected()
 
     def action_extend_selected(self) -> None:
-        self.main.query_one(ProcessTable).action_extend()
+        self._wb().extend_selected_by()
 
     def action_pause_selected(self) -> None:
-        self.main.query_one(ProcessTable).action_pause()
+        self._wb().pause_selected()
+
+    def action_toggle_follow(self) -> None:
+        self._wb().toggle_follow()
+
+    def action_toggle_split(self) -> None:
+        self._wb().toggle_split()
+
+    def idea_command(self, command: Callable[..., None], *args: Any) -> None:
+        self._wb().idea_command(command, *args)
+
+    def selected_process_label(self) -> str | None:
+        return self._wb().selected_process_label()
 
     def extend_selected(self, seconds: float) -> None:
-        row = self.main.selected_process()
-        if row is not None:
-            self._extend_run(row.idea_id, row.run, seconds)
+        self._wb().extend_selected(seconds)
 
-    # -- budget ---------------------------------------------------------------------------------
     def ask_budget(self, scope: str, event: ev.BudgetReached | None) -> None:
-        if not self.writable("changing the budget"):
-            return
-        current = getattr(self.settings.budget, f"{scope}_usd", None) or 0.0
-        if event is not None:
-            title = (f"Budget reached: {scope} spent ${event.spent_usd:.2f} of "
-                     f"${event.budget_usd:.2f}. The pipeline is paused. New {scope} budget ($):")
-        else:
-            title = f"New {scope} budget in dollars (now {current:.2f}):"
-        suggestion = max(current * 2, (event.spent_usd if event else 0.0) + 1.0, 1.0)
+        self._wb().ask_budget(scope, event)
 
-        def chosen(usd: float | None) -> None:
-            if usd is not None:
-                self.command(self.engine.raise_budget, scope, usd,
-                             done=f"{scope} budget now ${usd:.2f}")
-                self.main.query_one(ActivityPane).refresh_cost()
-
-        self.push_screen(NumberDialog(title, round(suggestion, 2), 0, 1e6, " dollars"), chosen)
-
-    # -- calling the engine -----------------------------------------------------------------------
     def command(self, command: Callable[..., object], *args: Any, done: str = "",
                 refused: str = "") -> None:
-        """Run ``command(*args)`` (an :class:`EnginePort` method) on a worker; errors land
-        in one place (below). ``done`` is shown after it, ``refused`` instead when it
-        returns False."""
-        self.run_worker(self._command(command, args, done, refused),
-                        name=f"command:{command.__name__}", group="commands",
-                        exit_on_error=False)
-
-    async def _command(self, command: Callable[..., object], args: tuple[Any, ...], done: str,
-                       refused: str) -> object:
-        if self.engine.blocking_commands:  # an engine in another process: wait off the loop
-            result = await asyncio.to_thread(command, *args)
-        else:
-            result = command(*args)
-        if refused and result is False:
-            self.notify(refused, severity="warning")
-        elif done:
-            self.notify(done, timeout=3)
-        return result
+        self._wb().command(command, *args, done=done, refused=refused)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
@@ -381,126 +335,11 @@ class AisciApp(App[str]):
             self.notify(f"{event.worker.name}: {text}", title="Error", severity="error",
                         timeout=15)
 
-    # -- follow / split / help / quit --------------------------------------------------------------
-    def action_toggle_follow(self) -> None:
-        self.main.query_one(LogPane).view.action_toggle_follow()
-
-    def action_toggle_split(self) -> None:
-        self.main.query_one(RunsPane).action_toggle_split()
-
-    def action_help(self) -> None:
-        rows: list[tuple[str, str, str, str]] = []
-        seen: set[str] = set()
-        keymap = dict(self.settings.tui.keys)
-        log_view = type(self.main.query_one(LogPane).view)
-        for cls in (AisciApp, IdeaTable, RunsPane, Scorecard, LogPane, log_view, MediaPane,
-                    ProcessTable):
-            for b in cls.BINDINGS:
-                if not isinstance(b, Binding) or (b.id or b.key) in seen:
-                    continue
-                seen.add(b.id or b.key)
-                keys = keymap.get(b.id, b.key) if b.id else b.key
-                rows.append((HELP_PLACES[cls.__name__], self.key_names(keys), b.description,
-                             b.id or ""))
-        self.push_screen(HelpScreen(rows))
-
-    def key_names(self, keys: str) -> str:
-        """``question_mark,f1`` as a user reads it: ``? / F1``."""
-        return " / ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys.split(",")
-                          if k.strip())
-
-    def running_processes(self) -> int:
-        procs = self.main.process_count()
-        if self._engine_started:
-            try:
-                procs = max(procs, len(self.engine.processes()))
-            except RuntimeError:
-                pass
-        return procs
-
-    def action_quit_app(self) -> None:
-        """Quit. An attached viewer just leaves (the engine runs on). With experiments
-        running here: stop everything, leave it running in the background, or cancel."""
-        if self.engine.attached_to is not None or self.read_only:
-            self.shutdown(EXIT_LEFT)
-            return
-        n = self.running_processes()
-        if n == 0 and not self.engine_busy():
-            self.shutdown(EXIT_STOPPED)
-            return
-
-        def chosen(answer: str | None) -> None:
-            if answer == "stop":
-                self.shutdown(EXIT_STOPPED)
-            elif answer == "leave":
-                self.shutdown(EXIT_DETACHED)
-
-        work = f"{n} experiment process(es) running" if n else "The batch is still working"
-        self.push_screen(ChoiceDialog(
-            f"{work}. Stop everything (runs are stopped and resume from their last finished "
-            "step next time), or leave the engine running in the background (reattach with "
-            f"`aisci-tui --lab {self.lab}`)?",
-            [("stop", "Stop everything", "s"), ("leave", "Leave it running", "l"),
-             ("cancel", "Cancel", "escape")]), chosen)
-
-    def action_detach(self) -> None:
-        """Close the UI and leave the engine running (an attached viewer just leaves)."""
-        if self.read_only:
-            self.shutdown(EXIT_LEFT)
-        else:
-            self.shutdown(EXIT_LEFT if self.engine.attached_to is not None else EXIT_DETACHED)
-
-    def action_stop_engine(self) -> None:
-        """Ask the engine to stop (from an attached viewer too): its runs stop cleanly."""
-        if not self.writable("stopping the engine"):
-            return
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.command(self.engine.request_stop, "a viewer", done="engine stopping")
-
-        self.push_screen(ConfirmDialog(
-            "Stop the engine? Running experiments are stopped and resume from their last "
-            "finished step next time.", yes="Stop"), confirmed)
-
-    def engine_busy(self) -> bool:
-        """Whether stages are still at work (besides waiting for a human)."""
-        if not self._engine_started:
-            return False
-        return any(state == "running" for _, _, state, _ in self.main.reader.stages_now())
-
-    @on(br.EngineLifecycle)
-    def _engine_lifecycle(self, msg: br.EngineLifecycle) -> None:
-        e = msg.event
-        if isinstance(e, ev.EngineStopRequested):
-            self._stop_source = e.source
-            if self.engine.attached_to is None:  # our own engine: stop it and quit
-                self.notify(f"stop requested by {e.source}", timeout=3)
-                self.shutdown(EXIT_STOPPED)
-            return
-        if e.alive:  # this viewer was dropped (it fell behind): attach again
-            self.shutdown(EXIT_REATTACH)
-            return
-        why = (f"The engine (pid {self.engine.attached_to}) stopped, as {self._stop_source} "
-               "asked" if self._stop_source else e.reason)
-
-        def chosen(yes: bool | None) -> None:
-            self.shutdown(EXIT_RESTART if yes else EXIT_LEFT)
-
-        self.push_screen(ConfirmDialog(
-            f"{why}. Start the engine again in this terminal? It resumes the batch where "
-            "it stopped.", yes="Start it", no="Quit"), chosen)
-
     @work(exclusive=True, group="shutdown")
-    async def shutdown(self, how: str = "stopped") -> None:
+    async def shutdown(self, how: str = EXIT_STOPPED) -> None:
         """End the UI. ``stopped``: the engine stops too; ``detached``: it carries on in
         this process without the UI; ``left``/``reattach``/``restart``: an attached viewer
         goes (the engine is another process)."""
-        await self.bridge.stop()
-        leaving = self.engine.attached_to is not None or bool(self.read_only)
-        if (how == EXIT_STOPPED or leaving) and (self._engine_started or self.start_engine):
-            try:
-                await self.engine.stop()
-            except (RuntimeError, AisciError) as exc:
-                self.log.error(f"engine stop: {exc}")
+        if self.workbench is not None:
+            await self.workbench.close(how)
         self.exit(how)

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
-from aisci.tui.lab_data import IdeaSummary
-from aisci.tui.screens.main import PANES
+from aisci.tui.screens.chrome import PANES
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:  # the app imports this module
+if TYPE_CHECKING:  # the app imports this module; lab_data is loaded after the first frame
     from aisci.tui.app import AisciApp
+    from aisci.tui.lab_data import IdeaSummary
 
 
 Command = tuple[str, Callable[[], object], str]
@@ -59,6 +59,8 @@ class AisciCommands(Provider):
     def _commands(self) -> list[Command]:
         app = cast("AisciApp", self.app)
         out: list[Command] = []
+        if app.workbench is None:  # the lab is still opening
+            return [("Quit", app.action_quit_app, "")]
         idea = app.main.selected_idea_label()
         summary = app.main.selected_summary()
         if idea and summary is not None and not app.read_only:

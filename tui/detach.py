@@ -15,7 +15,6 @@ stops it cleanly.
 from __future__ import annotations
 
 import contextlib
-import faulthandler
 import gc
 import os
 import select
@@ -23,13 +22,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from aisci.engine.engine import Engine
 from aisci.engine.lab import layout
-from aisci.tui.app import EXIT_DETACHED, EXIT_STOPPED, AisciApp
-from aisci.tui.engine_port import EnginePort
-from aisci.tui.engine_thread import STOP_TIMEOUT_S, EngineThread
+from aisci.tui.app import EXIT_DETACHED, EXIT_LEFT, EXIT_STOPPED, AisciApp
+
+if TYPE_CHECKING:  # the engine is loaded after the app's first frame (aisci.tui.launch)
+    from aisci.tui.engine_thread import EngineThread
 
 _parent_pipe: int | None = None
 """Write end of the pipe to the waiting parent (in the forked child), or None."""
@@ -101,21 +100,44 @@ def tell_parent_detached() -> None:
         _parent_pipe = None
 
 
-def run_in_process(engine: Engine, make_app: Callable[[EnginePort], AisciApp]) -> str:
-    """Run the engine on its own thread and the UI on this one. When the UI ends without
-    stopping the engine (detach, hang-up, a dead tty, a UI crash) the engine carries on,
-    headless, until it is asked to stop (``aisci stop``, SIGTERM); then the process
-    ends. A UI stuck on a vanished terminal cannot hold the engine up."""
-    runner = EngineThread(engine)
-    runner.launch()  # the engine's start errors reach the caller (one line)
-    app = make_app(runner)
-    # `kill -USR1 <pid>` writes every thread's stack to engine.log (a stuck process)
-    stacks = open(engine.lab / layout.ENGINE_LOG, "a", encoding="utf-8")  # noqa: SIM115
-    faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)
+class InProcess:
+    """The engine this process runs, once the app's opener started it (None while the lab
+    opens, and for an attached or read-only viewer). Whoever comes second of the opener
+    and the app's end decides: an engine started after the app closed is stopped."""
+
+    def __init__(self) -> None:
+        self.runner: EngineThread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def keep(self, runner: EngineThread) -> bool:
+        """Record ``runner``; False when the app has already closed (stop it then)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self.runner = runner
+            return True
+
+    def close(self) -> EngineThread | None:
+        """The app has ended: the engine it leaves behind, if any."""
+        with self._lock:
+            self._closed = True
+            return self.runner
+
+
+def run(app: AisciApp, held: InProcess) -> str | None:
+    """Run the app; an engine this process starts (``held``, on its own thread) outlives
+    the UI when it ends without stopping it (detach, hang-up, a dead tty, a UI crash),
+    headless, until it is asked to stop (``aisci stop``, SIGTERM); then the process ends.
+    A UI stuck on a vanished terminal cannot hold the engine up."""
     hung_up = False
 
     def stop_engine(signum: int, _frame: object) -> None:
-        runner.request_stop(f"signal {signal.Signals(signum).name}")
+        runner = held.runner
+        if runner is not None:
+            runner.request_stop(f"signal {signal.Signals(signum).name}")
+        else:  # the lab is still opening, or another process's engine: the UI ends
+            threading.Thread(target=_end_ui, args=(app, EXIT_LEFT), daemon=True).start()
 
     def hangup(_signum: int, _frame: object) -> None:
         nonlocal hung_up
@@ -124,10 +146,12 @@ def run_in_process(engine: Engine, make_app: Callable[[EnginePort], AisciApp]) -
         hung_up = True
         release_terminal()  # before Textual restores the (dead) terminal
         tell_parent_detached()
-        runner.exit_when_stopped = True
+        runner = held.runner
+        if runner is not None:
+            runner.exit_when_stopped = True
         # the UI ends from its own loop; asked from a thread (this handler runs on the
         # UI's thread, and that loop may never come back if the terminal blocks it)
-        threading.Thread(target=_end_ui, args=(app,), daemon=True).start()
+        threading.Thread(target=_end_ui, args=(app, EXIT_DETACHED), daemon=True).start()
 
     signal.signal(signal.SIGHUP, hangup)
     signal.signal(signal.SIGTERM, stop_engine)  # `kill`: a clean stop, the UI follows
@@ -135,16 +159,19 @@ def run_in_process(engine: Engine, make_app: Callable[[EnginePort], AisciApp]) -
         result = app.run(mouse=True)
     except Exception:  # the UI failed; the engine and its runs must not
         result = None
+    runner = held.close()
+    if runner is None:  # nothing of the lab runs here
+        return result
     if runner.finished.is_set():
         return result or EXIT_STOPPED
     if result == EXIT_STOPPED:
         runner.request_stop("the user")
-        runner.finished.wait(STOP_TIMEOUT_S)
+        runner.finished.wait(runner.stop_timeout_s)
         return EXIT_STOPPED
     runner.exit_when_stopped = True
     gc.unfreeze()  # the app froze what it loaded at start; nothing of the UI is kept now
     if not hung_up:
-        lab = engine.lab
+        lab = runner.lab
         print(f"aisci-tui: detached. The engine (pid {os.getpid()}) keeps running lab {lab}.\n"
               f"  attach again:  aisci-tui --lab {lab}\n"
               f"  stop it:       aisci stop --lab {lab}\n"
@@ -187,6 +214,6 @@ def watch_terminal(interval_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="aisci-terminal-watch", daemon=True).start()
 
 
-def _end_ui(app: AisciApp) -> None:
+def _end_ui(app: AisciApp, how: str) -> None:
     with contextlib.suppress(Exception):
-        app.call_from_thread(app.shutdown, EXIT_DETACHED)
+        app.call_from_thread(app.shutdown, how)

@@ -37,6 +37,7 @@ class EngineThread:
     """Run ``engine`` on a thread of its own; the UI drives it through this object."""
 
     blocking_commands = True
+    stop_timeout_s = STOP_TIMEOUT_S
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -21,13 +21,13 @@ from aisci.engine.cli.run_progress import ProgressDisplay
 from aisci.engine.config import EffectiveConfig, Settings, load_config, parse_override
 from aisci.engine.control.client import ControlClient
 from aisci.engine.demo import (
-    DEMO_LAB_DIR,
     SCRIPTED_NOTICE,
     demo_options,
     demo_provider_factory,
     prepare_demo_lab,
 )
 from aisci.engine.errors import EXIT_LAB_IN_USE, AisciError, UsageError
+from aisci.engine.lab import layout
 from aisci.engine.lab.store import LabReadOnly, LabStore, NoLab
 from aisci.engine.lab.templates import TemplateError, find_template
 from aisci.engine.pipeline import PipelineOptions
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--demo", action="store_true",
                      help="create (or continue) an offline demo lab: scripted model, offline "
                           "literature, grokking in smoke mode (default lab "
-                          f"./{DEMO_LAB_DIR})")
+                          f"./{layout.DEMO_LAB_DIR})")
     run.set_defaults(func=_run)
 
     resume = sub.add_parser("resume", help="continue the lab's last batch where it stopped")
@@ -119,8 +119,8 @@ def _require_writable(lab: Path) -> None:
 
 
 def demo_lab(args: argparse.Namespace) -> Path:
-    """The lab of ``aisci run --demo``: --lab when given (``.`` too), else DEMO_LAB_DIR."""
-    return Path(DEMO_LAB_DIR if args.lab is None else args.lab).expanduser().resolve()
+    """The lab of ``aisci run --demo``: --lab when given (``.`` too), else layout.DEMO_LAB_DIR."""
+    return Path(layout.DEMO_LAB_DIR if args.lab is None else args.lab).expanduser().resolve()
 
 
 def _run(args: argparse.Namespace) -> int:

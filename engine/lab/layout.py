@@ -21,6 +21,9 @@ REPOS_DIR = "repos"
 BASELINES_DIR = "baselines"
 CONTROL_SOCKET = "aisci.sock"
 ENGINE_LOG = "engine.log"
+DEMO_LAB_DIR = "aisci-demo-lab"
+"""The offline demo's lab folder, in the current directory, when no --lab is given (``aisci
+run --demo`` and ``aisci-tui --demo`` continue the same demo)."""
 
 
 def idea_dir(lab: Path, idea_id: int, name: str) -> Path:

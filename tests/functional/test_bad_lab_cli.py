@@ -13,6 +13,7 @@ import pytest
 from aisci.engine.cli import main as cli_main
 from aisci.engine.errors import EXIT_FAILED, EXIT_USAGE
 from aisci.engine.lab.store import LabStore
+from aisci.tui import launch
 from aisci.tui import main as tui
 
 IDEA = {"Name": "wd", "Title": "Weight decay", "Experiment": "Vary the weight decay.", "Interestingness": 5,
@@ -87,7 +88,7 @@ def test_aisci_tui_on_a_damaged_or_uncreatable_lab_is_one_line(tmp_path, capsys)
 def test_aisci_tui_reports_a_full_disk_and_a_bug_in_one_line(tmp_path, capsys, monkeypatch):
     def full(*_a, **_k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "lab" / "x"))
-    monkeypatch.setattr(tui, "open_engine", full)
+    monkeypatch.setattr(launch, "open_engine", full)
     assert tui.main(["--lab", str(tmp_path / "lab")]) == EXIT_USAGE
     assert _one_line(capsys.readouterr().err) == (
         f"aisci-tui: {tmp_path / 'lab' / 'x'}: no space left on device (the lab's disk is "
@@ -95,7 +96,7 @@ def test_aisci_tui_reports_a_full_disk_and_a_bug_in_one_line(tmp_path, capsys, m
 
     def bug(*_a, **_k):
         raise KeyError("oops")
-    monkeypatch.setattr(tui, "open_engine", bug)
+    monkeypatch.setattr(launch, "open_engine", bug)
     assert tui.main(["--lab", str(tmp_path / "lab")]) == EXIT_FAILED
     err = capsys.readouterr().err.strip()
     assert err.startswith("aisci-tui: internal error: KeyError: 'oops' (traceback in ")

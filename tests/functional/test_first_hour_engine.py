@@ -282,7 +282,8 @@ TUI_ON_READ_ONLY_LAB = r"""
 import asyncio, sys
 from aisci.tui.app import AisciApp
 from aisci.tui.images import choose_protocol
-from aisci.tui.main import build_parser, open_engine
+from aisci.tui.launch import open_engine
+from aisci.tui.main import build_parser
 
 engine, _ = open_engine(build_parser().parse_args(["--lab", sys.argv[1]]))
 print("read_only:", engine.read_only)

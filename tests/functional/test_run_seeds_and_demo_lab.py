@@ -14,8 +14,8 @@ from aisci.engine.batch import run_batch
 from aisci.engine.cli import build_parser, main
 from aisci.engine.cli.run_cmd import demo_lab
 from aisci.engine.config import Settings
-from aisci.engine.demo import DEMO_LAB_DIR
 from aisci.engine.errors import EXIT_USAGE
+from aisci.engine.lab.layout import DEMO_LAB_DIR
 from aisci.engine.lab.store import LabStore
 from aisci.engine.lab.templates import find_template
 from aisci.engine.pipeline import PipelineOptions

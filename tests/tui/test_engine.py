@@ -99,7 +99,8 @@ async def test_kill_and_extend_a_real_run(tmp_path: Path, mode: str) -> None:
     seen: list[Any] = []
     port = await port_for(engine, mode)
     app = AisciApp(port, images=choose_protocol("none"), start_engine=port is not engine)
-    app._engine_started = True
+    assert app.workbench is not None
+    app.workbench.engine_started = True
     async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
         task = asyncio.get_running_loop().create_task(engine.ctx.executor.run(spec))
         procs = app.query_one(ProcessTable)

@@ -20,8 +20,8 @@ from aisci.tui.app import AisciApp
 from aisci.tui.commands import AisciCommands
 from aisci.tui.images import choose_protocol, no_graphics_query_in_multiplexer
 from aisci.tui.lab_data import LabReader, RunSummary, run_status_label
+from aisci.tui.screens.chrome import fit_status
 from aisci.tui.screens.help import HelpScreen
-from aisci.tui.screens.main import fit_status
 from aisci.tui.widgets.activity.activity_pane import NOW_WIDTH, now_text, render_cost
 from aisci.tui.widgets.activity.llm_stream import visible_lines
 from aisci.tui.widgets.ideas.idea_table import IdeaTable

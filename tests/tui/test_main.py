@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aisci.tui.main import _wants_demo, build_parser
+from aisci.tui.launch import _wants_demo
+from aisci.tui.main import build_parser
 
 
 def _args(lab):

@@ -16,8 +16,8 @@ import pytest
 from aisci.engine import events as ev
 from aisci.tui import images
 from aisci.tui.app import AisciApp
+from aisci.tui.screens.chrome import StatusBar
 from aisci.tui.screens.help import HelpScreen
-from aisci.tui.screens.main import StatusBar
 from aisci.tui.widgets.footer.key_footer import KeyFooter
 from aisci.tui.widgets.log.log_pane import LogPane
 from aisci.tui.widgets.media.media_pane import MediaPane
