@@ -67,16 +67,20 @@ Opened = tuple["EnginePort", str | None]
 """What an opener returns: the engine port and the start notice (the demo's), if any."""
 
 
-def opening_failure(exc: Exception) -> tuple[str, int]:
-    """What ``aisci-tui`` says (one line) and its exit code when the lab does not open."""
+def failure_line(exc: Exception, *, lab: Path | None = None,
+                 context: str = "aisci-tui") -> tuple[str, int]:
+    """What ``aisci-tui`` says (one line, after its name) and its exit code when it ends
+    on ``exc``: aisci's own errors as they are, a setting the engine rejects, a fault of
+    the machine (a full disk, a damaged lab database); anything else is a bug: one line
+    naming the file that holds its traceback."""
     if isinstance(exc, AisciError):
         return user_message(exc), exit_code(exc)
     if isinstance(exc, ValueError):  # a setting the engine rejects
         return str(exc), EXIT_USAGE
-    known = environment_error(exc, then="start aisci-tui again")
-    if known is not None:  # a full disk, a damaged lab database
+    known = environment_error(exc, lab=lab, then="start aisci-tui again")
+    if known is not None:
         return user_message(known), exit_code(known)
-    where = save_traceback(exc, "aisci-tui opening the lab")
+    where = save_traceback(exc, context)
     return f"internal error: {user_message(exc)} ({where})", EXIT_CODE_FAILED
 
 
@@ -175,7 +179,8 @@ class AisciApp(App[str]):
             # deferred: heavy; imported here, on this thread, not on the UI's
             import aisci.tui.workbench  # noqa: F401
         except Exception as exc:  # every failure is one line (and the app ends)
-            self.call_from_thread(self._open_failed, *opening_failure(exc))
+            self.call_from_thread(self._open_failed,
+                                  *failure_line(exc, context="aisci-tui opening the lab"))
             return
         self.call_from_thread(self._opened, engine, notice)
 

@@ -17,20 +17,11 @@ from functools import partial
 from pathlib import Path
 
 from aisci import __version__
-from aisci.engine.errors import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    AisciError,
-    environment_error,
-    exit_code,
-    save_traceback,
-    user_message,
-)
+from aisci.engine.errors import EXIT_FAILED, EXIT_INTERRUPTED
 from aisci.engine.lab import layout
 from aisci.tui import detach
 from aisci.tui.app import EXIT_FAILED as APP_FAILED
-from aisci.tui.app import EXIT_REATTACH, EXIT_RESTART, AisciApp, Opened
+from aisci.tui.app import EXIT_REATTACH, EXIT_RESTART, AisciApp, Opened, failure_line
 from aisci.tui.images import PROTOCOLS, choose_protocol
 
 MAX_RELAUNCHES = 20
@@ -70,21 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aisci-tui: interrupted; state is saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except AisciError as exc:
-        print(f"aisci-tui: {user_message(exc)}", file=sys.stderr)
-        return exit_code(exc)
-    except ValueError as exc:  # a setting the engine rejects
-        print(f"aisci-tui: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as exc:  # one line here, the traceback in a file
-        known = environment_error(exc, lab=_lab_or_none(args), then="start aisci-tui again")
-        if known is not None:
-            print(f"aisci-tui: {user_message(known)}", file=sys.stderr)
-            return exit_code(known)
+    except Exception as exc:  # one line here (a bug's traceback in a file)
         command = " ".join(sys.argv[1:] if argv is None else argv)
-        where = save_traceback(exc, f"aisci {__version__}: aisci-tui {command}")
-        print(f"aisci-tui: internal error: {user_message(exc)} ({where})", file=sys.stderr)
-        return EXIT_FAILED
+        message, code = failure_line(exc, lab=_lab_or_none(args),
+                                     context=f"aisci {__version__}: aisci-tui {command}")
+        print(f"aisci-tui: {message}", file=sys.stderr)
+        return code
 
 
 def _lab_or_none(args: argparse.Namespace) -> Path | None:
