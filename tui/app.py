@@ -17,6 +17,7 @@ the bridge's ``Alert`` / ``BudgetHit`` / ``EngineLifecycle`` reach it by name
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,6 +115,8 @@ class AisciApp(App[str]):
             "demo_note": demo_note, "start_engine": start_engine, "model_label": model_label,
             "start_notice": start_notice}
         self.workbench: Workbench | None = None
+        self._opened_event = threading.Event()
+        self._opening = False
         self.open_error: str | None = None
         """Why the opener failed (one line), when the app ends with EXIT_FAILED, and
         the exit code that says so."""
@@ -122,6 +125,12 @@ class AisciApp(App[str]):
                                 demo_note)
         if engine is not None:
             self._build_workbench(engine, start_notice)
+
+    def wait_opened(self, timeout: float) -> None:
+        """After the app ended: wait until an opener that had started has returned (what
+        it started is then known to the launcher, :mod:`aisci.tui.detach`)."""
+        if self._opening:
+            self._opened_event.wait(timeout)
 
     # -- the workbench -------------------------------------------------------------------
     def _build_workbench(self, engine: EnginePort, start_notice: str | None) -> Workbench:
@@ -174,10 +183,14 @@ class AisciApp(App[str]):
     @work(thread=True, exclusive=True, group="open-lab", exit_on_error=False)
     def _open(self) -> None:
         assert self._opener is not None
+        self._opening = True
         try:
-            engine, notice = self._opener()
-            # deferred: heavy; imported here, on this thread, not on the UI's
-            import aisci.tui.workbench  # noqa: F401
+            try:
+                engine, notice = self._opener()
+                # deferred: heavy; imported here, on this thread, not on the UI's
+                import aisci.tui.workbench  # noqa: F401
+            finally:
+                self._opened_event.set()
         except Exception as exc:  # every failure is one line (and the app ends)
             self.call_from_thread(self._open_failed,
                                   *failure_line(exc, context="aisci-tui opening the lab"))
@@ -275,8 +288,8 @@ class AisciApp(App[str]):
             self.workbench.help()
 
     def action_quit_app(self) -> None:
-        if self.workbench is None:  # still opening: nothing of the lab is ours yet
-            self.exit(EXIT_LEFT)
+        if self.workbench is None:  # still opening: what it starts is stopped at once
+            self.exit(EXIT_STOPPED)
         else:
             self.workbench.quit()
 

@@ -30,6 +30,8 @@ from aisci.tui.app import EXIT_DETACHED, EXIT_LEFT, EXIT_STOPPED, AisciApp
 if TYPE_CHECKING:  # the engine is loaded after the app's first frame (aisci.tui.launch)
     from aisci.tui.engine_thread import EngineThread
 
+OPEN_WAIT_S = 180.0
+"""How long the launcher waits, after the UI ended, for a lab that was still opening."""
 _parent_pipe: int | None = None
 """Write end of the pipe to the waiting parent (in the forked child), or None."""
 _forked = False
@@ -159,6 +161,8 @@ def run(app: AisciApp, held: InProcess) -> str | None:
         result = app.run(mouse=True)
     except Exception:  # the UI failed; the engine and its runs must not
         result = None
+    # a lab still opening (the user quit at once) is opened, then dealt with below
+    app.wait_opened(OPEN_WAIT_S)
     runner = held.close()
     if runner is None:  # nothing of the lab runs here
         return result
