@@ -164,6 +164,11 @@ def run(app: AisciApp, held: InProcess) -> str | None:
     # a lab still opening (the user quit at once) is opened, then dealt with below
     app.wait_opened(OPEN_WAIT_S)
     runner = held.close()
+    if hung_up and (runner is None or runner.finished.is_set()):
+        # The terminal is gone and nothing of the lab runs here: end now. Textual's input
+        # thread may spin on the dead terminal forever and would hold the exit (a viewer
+        # left burning a core until someone killed it).
+        os._exit(0)
     if runner is None:  # nothing of the lab runs here
         return result
     if runner.finished.is_set():
