@@ -9,7 +9,6 @@ import argparse
 import faulthandler
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -81,17 +80,23 @@ def open_engine(args: argparse.Namespace, *, serving: bool | None = None,
     if args.demo:
         lab = (args.lab or Path.cwd() / layout.DEMO_LAB_DIR).expanduser().resolve()
         if not overrides:
-            return demo.make_demo_engine(lab, headless=False), demo.SCRIPTED_NOTICE
+            return demo.make_demo_engine(lab, headless=False), _demo_notice(args)
         cfg = demo.prepare_demo_lab(lab, overrides=overrides)
         engine = Engine(lab, cfg.settings, headless=False,
                         provider_factory=demo.demo_provider_factory(cfg.settings),
                         options=demo.demo_options(cfg.settings, headless=False))
         engine.ensure_ideas(cfg.settings.ideation.num_ideas)
-        return engine, demo.SCRIPTED_NOTICE
+        return engine, _demo_notice(args)
     settings = load_config(lab, overrides).settings
     # a lab another process holds without serving it (or one that turns out unwritable)
     # opens as a viewer
     return Engine.open(lab, settings, headless=False), None
+
+
+def _demo_notice(args: argparse.Namespace) -> str:
+    """The demo's start notice, with why it runs when nobody asked for it."""
+    why = args.demo_reason
+    return f"{why} {demo.SCRIPTED_NOTICE}" if why else demo.SCRIPTED_NOTICE
 
 
 def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:
@@ -110,8 +115,8 @@ def _wants_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> bool:
     var = api_key_var(settings, provider)
     if var is None or os.environ.get(var):
         return False
-    print(f"aisci-tui: {var} is not set: starting the offline demo (scripted model) in {lab}",
-          file=sys.stderr)
+    # said in the app (the start notice), not printed: the UI may already be drawn
+    args.demo_reason = f"{var} is not set, so this new lab runs the offline demo."
     return True
 
 

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="terminal graphics (default: tui.image_protocol, auto-detected)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set budget.lab_usd=5")
+    p.set_defaults(demo_reason=None)  # set when a new lab without an API key runs the demo
     return p
 
 
