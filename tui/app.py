@@ -173,10 +173,9 @@ class AisciApp(App[str]):
     async def on_mount(self) -> None:
         if self.workbench is not None:
             self.workbench.mounted()
+            self._freeze_when_drawn()
         else:  # after the first frame: the opener imports the engine and opens the lab
             self.call_after_refresh(self._open)
-        if not self.is_headless:  # tests run many apps in one process: nothing frozen
-            self.call_after_refresh(self._freeze_startup_heap)
         if self.images.pending:  # after the first frame: the probe may wait on the terminal
             self.call_after_refresh(self._probe_images)
 
@@ -208,6 +207,7 @@ class AisciApp(App[str]):
         # widgets that ask for the current screen as they mount would find none)
         self.push_screen(workbench.main)
         workbench.mounted()
+        self._freeze_when_drawn()  # what the opener loaded lives as long as the app
 
     def _open_failed(self, message: str, code: int) -> None:
         self.open_error, self.open_error_code = message, code
@@ -222,6 +222,10 @@ class AisciApp(App[str]):
         self.images = support
         if self.workbench is not None:
             self.workbench.images_known(support)
+
+    def _freeze_when_drawn(self) -> None:
+        if not self.is_headless:  # tests run many apps in one process: nothing frozen
+            self.call_after_refresh(self._freeze_startup_heap)
 
     @staticmethod
     def _freeze_startup_heap() -> None:
