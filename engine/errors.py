@@ -201,3 +201,9 @@ def save_traceback(exc: BaseException, context: str = "") -> str:
     except OSError as err:
         return f"traceback not saved: {err.strerror or err}"
     return f"traceback in {path}"
+
+
+def internal_error_line(exc: BaseException, context: str) -> str:
+    """A bug, as the user reads it: one line, naming the file that keeps its traceback
+    (``context`` heads the file, e.g. the command line)."""
+    return f"internal error: {user_message(exc)} ({save_traceback(exc, context)})"

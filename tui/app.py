@@ -22,13 +22,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aisci.engine.errors import EXIT_FAILED as EXIT_CODE_FAILED
 from aisci.engine.errors import (
+    EXIT_FAILED,
     EXIT_USAGE,
     AisciError,
     environment_error,
     exit_code,
-    save_traceback,
+    internal_error_line,
     user_message,
 )
 from aisci.tui.commands import AisciCommands
@@ -61,7 +61,7 @@ EXIT_REATTACH = "reattach"
 """the viewer was dropped by a live engine and attaches again;"""
 EXIT_RESTART = "restart"
 """the attached engine died and the user asked to start it here."""
-EXIT_FAILED = "failed"
+EXIT_OPEN_FAILED = "open-failed"
 """the lab could not be opened (:attr:`AisciApp.open_error` says why)."""
 
 Opened = tuple["EnginePort", str | None]
@@ -81,8 +81,7 @@ def failure_line(exc: Exception, *, lab: Path | None = None,
     known = environment_error(exc, lab=lab, then="start aisci-tui again")
     if known is not None:
         return user_message(known), exit_code(known)
-    where = save_traceback(exc, context)
-    return f"internal error: {user_message(exc)} ({where})", EXIT_CODE_FAILED
+    return internal_error_line(exc, context), EXIT_FAILED
 
 
 class AisciApp(App[str]):
@@ -118,11 +117,11 @@ class AisciApp(App[str]):
         self._opened_event = threading.Event()
         self._opening = False
         self.open_error: str | None = None
-        """Why the opener failed (one line), when the app ends with EXIT_FAILED, and
+        """Why the opener failed (one line), when the app ends with EXIT_OPEN_FAILED, and
         the exit code that says so."""
         self.open_error_code = 0
-        self._boot = BootScreen(lab or (engine.lab if engine is not None else Path.cwd()),
-                                demo_note)
+        self._lab = lab or Path.cwd()
+        """The lab being opened (the boot screen names it)."""
         if engine is not None:
             self._build_workbench(engine, start_notice)
 
@@ -168,7 +167,9 @@ class AisciApp(App[str]):
                 yield command
 
     def get_default_screen(self) -> Screen[Any]:
-        return self.workbench.main if self.workbench is not None else self._boot
+        if self.workbench is not None:
+            return self.workbench.main
+        return BootScreen(self._lab, self._options["demo_note"])
 
     async def on_mount(self) -> None:
         if self.workbench is not None:
@@ -211,7 +212,7 @@ class AisciApp(App[str]):
 
     def _open_failed(self, message: str, code: int) -> None:
         self.open_error, self.open_error_code = message, code
-        self.exit(EXIT_FAILED)
+        self.exit(EXIT_OPEN_FAILED)
 
     @work(thread=True, exclusive=True, group="image-probe", exit_on_error=False)
     def _probe_images(self) -> None:
@@ -350,10 +351,8 @@ class AisciApp(App[str]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             err = event.worker.error
-            text = user_message(err)
-            if not isinstance(err, AisciError):  # a bug: its traceback goes to a file
-                where = save_traceback(err, f"aisci-tui worker {event.worker.name}")
-                text = f"internal error: {text} ({where})"
+            text = user_message(err) if isinstance(err, AisciError) else \
+                internal_error_line(err, f"aisci-tui worker {event.worker.name}")  # a bug
             self.notify(f"{event.worker.name}: {text}", title="Error", severity="error",
                         timeout=15)
 

@@ -20,8 +20,14 @@ from aisci import __version__
 from aisci.engine.errors import EXIT_FAILED, EXIT_INTERRUPTED
 from aisci.engine.lab import layout
 from aisci.tui import detach
-from aisci.tui.app import EXIT_FAILED as APP_FAILED
-from aisci.tui.app import EXIT_REATTACH, EXIT_RESTART, AisciApp, Opened, failure_line
+from aisci.tui.app import (
+    EXIT_OPEN_FAILED,
+    EXIT_REATTACH,
+    EXIT_RESTART,
+    AisciApp,
+    Opened,
+    failure_line,
+)
 from aisci.tui.images import PROTOCOLS, choose_protocol
 
 MAX_RELAUNCHES = 20
@@ -104,7 +110,7 @@ def _main(args: argparse.Namespace) -> int:
             engine, note = _opener(args, held)
             app = AisciApp(engine, images=images, start_notice=note)
         result = detach.run(app, held)
-        if result == APP_FAILED:
+        if result == EXIT_OPEN_FAILED:
             print(f"aisci-tui: {app.open_error}", file=sys.stderr)
             return app.open_error_code
         if app.return_code not in (None, 0):

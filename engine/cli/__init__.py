@@ -28,7 +28,7 @@ from aisci.engine.errors import (
     AisciError,
     environment_error,
     exit_code,
-    save_traceback,
+    internal_error_line,
     user_message,
 )
 
@@ -72,8 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if known is not None:
             return _report(known)
         command = " ".join(sys.argv[1:] if argv is None else argv)
-        where = save_traceback(exc, f"aisci {__version__}: aisci {command}")
-        print(f"aisci: internal error: {user_message(exc)} ({where})", file=sys.stderr)
+        line = internal_error_line(exc, f"aisci {__version__}: aisci {command}")
+        print(f"aisci: {line}", file=sys.stderr)
         return EXIT_FAILED
 
 
