@@ -11,13 +11,24 @@ presses it, as on Textual's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.screen import Screen
 from textual.widget import Widget
+
+
+class _Entry(NamedTuple):
+    """One key as the footer draws it."""
+
+    text: Text
+    key: str
+    """The key a click presses ("" for the "…" that stands for dropped keys)."""
+    enabled: bool
+    everywhere: bool
+    """An app key (help, quit, detach): kept when the pane's keys do not fit."""
 
 
 class KeyFooter(Widget):
@@ -71,40 +82,42 @@ class KeyFooter(Widget):
             right.append(palette[1].description, text_style)
         # The pane's keys, then the app's (help, quit, detach). When they do not all fit,
         # the pane's last keys give way, whole, to the app's: these work everywhere.
-        entries: list[tuple[Text, str, bool, bool]] = []
+        entries: list[_Entry] = []
         seen: set[str] = set()
         for node, binding, enabled, _tooltip in active.values():
             if not binding.show or binding.action in seen:
                 continue
             seen.add(binding.action)  # one entry per action, as Textual's footer
             dim = Style() if enabled else Style(dim=True)
-            entry = Text(no_wrap=True, end="")
-            entry.append(f" {app.get_key_display(binding)} ", key_style + dim)
+            text = Text(no_wrap=True, end="")
+            text.append(f" {app.get_key_display(binding)} ", key_style + dim)
             if binding.description:
-                entry.append(f"{binding.description} ", text_style + dim)
-            entries.append((entry, binding.key, enabled, node is app))
+                text.append(f"{binding.description} ", text_style + dim)
+            entries.append(_Entry(text, binding.key, enabled, everywhere=node is app))
         room = self.size.width - (right.cell_len + 1 if right else 0)
-        need = sum(e.cell_len for e, *_ in entries)
-        if need > room:
-            more = Text(" … ", text_style)
-            budget = room - more.cell_len - sum(e.cell_len for e, _, _, g in entries if g)
-            kept = []
-            for item in entries:
-                if item[3] or item[0].cell_len <= budget:
-                    kept.append(item)
-                    budget -= 0 if item[3] else item[0].cell_len
-                else:
-                    budget = -1  # keep the order: no later, shorter key jumps ahead
-            first_app = next((i for i, item in enumerate(kept) if item[3]), len(kept))
-            kept.insert(first_app, (more, "", False, False))
+        if sum(e.text.cell_len for e in entries) > room:
+            more = _Entry(Text(" … ", text_style), "", False, everywhere=False)
+            budget = room - more.text.cell_len - sum(
+                e.text.cell_len for e in entries if e.everywhere)
+            kept: list[_Entry] = []
+            full = False  # once a pane key is dropped, so are the later ones (their order)
+            for e in entries:
+                if not e.everywhere:
+                    if full or e.text.cell_len > budget:
+                        full = True
+                        continue
+                    budget -= e.text.cell_len
+                kept.append(e)
+            first_app = next((i for i, e in enumerate(kept) if e.everywhere), len(kept))
+            kept.insert(first_app, more)
             entries = kept
         out = Text(no_wrap=True, overflow="crop", end="")
         hits: list[tuple[int, int, str, bool]] = []
-        for entry, key, enabled, _global in entries:
+        for e in entries:
             start = out.cell_len
-            out.append_text(entry)
-            if key:
-                hits.append((start, out.cell_len, key, enabled))
+            out.append_text(e.text)
+            if e.key:
+                hits.append((start, out.cell_len, e.key, e.enabled))
         if out.cell_len > room:  # not even the app's keys fit: crop at the edge
             out.truncate(max(0, room))
             hits = [(a, min(b, room), k, e) for a, b, k, e in hits if a < room]
