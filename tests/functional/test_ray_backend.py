@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -118,6 +119,16 @@ def _idea(store: LabStore) -> int:
     return store.add_idea("remote", "tiny", {"Name": "remote"}, status="approved")
 
 
+def _ticking(tmp_path, iid: int, limit_s: float) -> tuple[Path, RunSpec]:
+    """An idea folder whose run_1 prints a line every 50 ms until stopped, on a GPU slot."""
+    idea = tmp_path / "idea"
+    idea.mkdir()
+    (idea / "tick.py").write_text(TICKER)
+    return idea, RunSpec(argv=[sys.executable, "tick.py"], cwd=idea,
+                         log_path=idea / "logs" / "r.log", limit_s=limit_s, kind="experiment",
+                         run="run_1", idea_id=iid, writable=[idea], gpu="0")
+
+
 def _head_id() -> str:
     return next(n.node_id for n in ray_cluster.nodes(ray) if n.head)
 
@@ -157,12 +168,7 @@ async def test_kill_extend_pause_of_a_remote_run(cluster, tmp_path):
     store = LabStore(tmp_path / "lab")
     ex = _executor(s, bus, store)
     iid = _idea(store)
-    idea = tmp_path / "idea"
-    idea.mkdir()
-    (idea / "tick.py").write_text(TICKER)
-    spec = RunSpec(argv=[sys.executable, "tick.py"], cwd=idea, log_path=idea / "logs" / "r.log",
-                   limit_s=2.5, kind="experiment", run="run_1", idea_id=iid, writable=[idea],
-                   gpu="0")
+    idea, spec = _ticking(tmp_path, iid, limit_s=2.5)
     async with ex.scheduler.slot(idea_id=iid) as slot:
         task = asyncio.create_task(ex.run(spec))
         for _ in range(200):
@@ -401,12 +407,7 @@ async def test_node_removed_mid_run_ends_as_node_lost(cluster, tmp_path):
     store = LabStore(tmp_path / "lab")
     ex = _executor(s, None, store)
     iid = _idea(store)
-    idea = tmp_path / "idea"
-    idea.mkdir()
-    (idea / "tick.py").write_text(TICKER)
-    spec = RunSpec(argv=[sys.executable, "tick.py"], cwd=idea, log_path=idea / "logs" / "r.log",
-                   limit_s=120, kind="experiment", run="run_1", idea_id=iid, writable=[idea],
-                   gpu="0")
+    idea, spec = _ticking(tmp_path, iid, limit_s=120)
     before = len(ex.scheduler.slots)
     async with ex.scheduler.slot(idea_id=iid) as slot:
         task = asyncio.create_task(ex.run(spec))
