@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -70,11 +71,20 @@ def _wait_none_marked(prefix: str, timeout: float = 10.0) -> list[int]:
     return left
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def cluster():
+    client_port = _free_port()
     c = cluster_utils.Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "num_gpus": 0, "object_store_memory": STORE,
-        "include_dashboard": False, "_system_config": SYSTEM})
+        "include_dashboard": False, "_system_config": SYSTEM,
+        "ray_client_server_port": client_port})
+    c.client_address = f"ray://127.0.0.1:{client_port}"
     c.workers = [c.add_node(num_cpus=2, num_gpus=1, object_store_memory=STORE)
                  for _ in range(2)]
     c.wait_for_nodes()
@@ -158,6 +168,54 @@ async def test_real_experiment_end_to_end_on_a_worker_node(cluster, lab):
     assert info["toy"]["means"]["final_loss"] > 0
     log = (ws.path / "logs" / "run_1.log").read_text()
     assert "$ " in log and "ok" in log.splitlines()[-1]
+
+
+def test_ray_client_address_runs_an_experiment_on_a_worker(cluster, tmp_path):
+    """scheduler.ray_address = "ray://host:port" (Ray client: how a remote cluster is
+    usually reached): an engine process connects through the head's client server, ships
+    a real experiment to a worker and gets its log and outputs back."""
+    code = textwrap.dedent("""
+        import asyncio, sys
+        from pathlib import Path
+        from aisci.engine.config import Settings
+        from aisci.engine.lab.store import LabStore
+        from aisci.engine.run import ray_cluster
+        from aisci.engine.run.executor import RunSpec
+        from aisci.engine.run.ray_executor import RayExecutor
+
+        s = Settings()
+        s.scheduler.backend = "ray"
+        s.scheduler.ray_address = sys.argv[1]
+        s.scheduler.ray_connect_timeout_s = 60
+        idea = Path(sys.argv[2])
+        store = LabStore(idea.parent / "lab")
+        iid = store.add_idea("remote", "tiny", {"Name": "remote"}, status="approved")
+
+        async def main():
+            ex = RayExecutor(s, None, store)
+            workers = {n.name for n in ray_cluster.nodes(ex.ray) if not n.head}
+            async with ex.scheduler.slot(idea_id=iid) as slot:
+                res = await ex.run(RunSpec(
+                    argv=[sys.executable, "exp.py"], cwd=idea, log_path=idea / "logs" / "r.log",
+                    limit_s=60, kind="experiment", run="run_1", idea_id=iid, writable=[idea],
+                    gpu=slot.cuda_visible_devices))
+            ex.drop_agents()
+            row = store.runs(iid)[-1]
+            print("RESULT", res.status, row.isolation.split(" on ")[-1] in workers)
+
+        asyncio.run(main())
+    """)
+    idea = tmp_path / "idea"
+    idea.mkdir()
+    (idea / "exp.py").write_text(
+        "import os\nprint('gpu', os.environ['CUDA_VISIBLE_DEVICES'], flush=True)\n"
+        "os.makedirs('run_1', exist_ok=True)\n"
+        "open('run_1/final_info.json', 'w').write('{\"loss\": 0.5}')\n")
+    p = subprocess.run([sys.executable, "-c", code, cluster.client_address, str(idea)],
+                       capture_output=True, text=True, timeout=120)
+    assert "RESULT ok True" in p.stdout, (p.stdout, p.stderr[-2000:])
+    assert json.loads((idea / "run_1" / "final_info.json").read_text()) == {"loss": 0.5}
+    assert "gpu 0" in (idea / "logs" / "r.log").read_text()
 
 
 async def test_kill_extend_pause_of_a_remote_run(cluster, tmp_path):
