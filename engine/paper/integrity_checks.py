@@ -21,18 +21,20 @@ from pathlib import Path
 
 from aisci.engine.lab import safe_files
 from aisci.engine.paper import integrity_claims as claims_mod
+from aisci.engine.paper import lint
 from aisci.engine.paper.findings import SEVERITY_LOW, Finding
 from aisci.engine.paper.integrity_claims import metric_lower_is_better
 from aisci.engine.paper.run_facts import RunFacts, load_run_facts, numbers_in_text
 from aisci.engine.paper.texscan import (
     TexText,
     body_bounds,
+    expand_macros,
     mask_spans,
     prose_text,
     strip_comments,
 )
 
-__all__ = ["INTEGRITY_FILE", "Finding", "ScanResult", "check_analyses", "check_directions", "check_environment",
+__all__ = ["INTEGRITY_FILE", "Finding", "ScanResult", "check_analyses", "check_citations", "check_directions", "check_environment",
            "check_figures", "check_hidden_text", "check_jargon", "check_numbers",
            "check_placeholders", "check_settings",
            "extract_numbers", "format_findings", "load_findings", "metric_lower_is_better",
@@ -259,6 +261,8 @@ def check_claims(tex: TexText, rec: claims_mod.Recorded, facts: RunFacts) -> tup
         findings += claims_mod.pair_direction_findings(tex, rec, s, prose)
         findings += claims_mod.attribution_findings(tex, rec, s, prose)
         findings += claims_mod.consistency_findings(tex, rec, s)
+        findings += claims_mod.dataset_count_findings(tex, rec, s)
+        findings += claims_mod.significance_findings(tex, rec, s)
     table_claims = [c for c in all_claims if c.start in in_cell]
     for c in table_claims:
         cell = in_cell[c.start]
@@ -333,8 +337,43 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
+_RATIO_AFTER = re.compile(
+    r"\s*(?:\$?\s*\\times\s*\$?|×|x\b|\s+times\s+(?=(?:faster|slower|larger|"
+    r"smaller|more|fewer|less|higher|lower|as\b|the\b)))(?!\s*\$?\s*\d)", re.I)
+"""A number the text gives as a factor ("2.5$\\times$ faster", "2 times fewer"); not a
+size ("64$\\times$64")."""
+
+
+def _ratio_finding(tex: TexText, rec: claims_mod.Recorded,
+                   c: claims_mod.Claim) -> Finding | None:
+    """A factor must be the ratio of two recorded means of one (dataset, metric) (of its
+    metrics, when the words name them) or a recorded value of a metric they name; None
+    when it is."""
+    means = claims_mod.value_pool(rec, c.metrics or rec.metrics, c.datasets,
+                                  ("mean", "average"))
+    groups: dict[tuple[str | None, str], list[float]] = {}
+    for v in means:
+        groups.setdefault((v.dataset, v.metric), []).append(v.value)
+    ratios = [abs(a / b) for vals in groups.values() for a, b in combinations(vals, 2)
+              if a and b]
+    ratios += [1 / r for r in ratios]
+    # a recorded value only when the words name its metric ("a speed-up of 2.5x")
+    candidates = ratios + ([abs(v.value) for v in means] if c.metrics else [])
+    if any(abs(r - c.value) <= c.tolerance + abs(r) * 0.02 for r in candidates):
+        return None
+    near = sorted({round(r, 3) for r in ratios if r >= 1}, key=lambda r: abs(r - c.value))[:4]
+    return Finding(
+        "unmatched_number", f"'{c.raw}' is given as a factor but no two runs' recorded "
+        + ("/".join(c.metrics[:2]) if c.metrics else "values") + " are in that ratio"
+        + (f" (nearest: {', '.join(f'{r:g}' for r in near)})" if near else ""),
+        f"{tex.path_name}:{tex.line_of(c.start)}", tex.context(c.start, c.end), c.raw)
+
+
 def _judge(tex: TexText, rec: claims_mod.Recorded, c: claims_mod.Claim,
            sentence_claims: list[claims_mod.Claim], untied_pool: list[float]) -> list[Finding]:
+    if not c.percent and _RATIO_AFTER.match(tex.original, c.end):
+        ratio = _ratio_finding(tex, rec, c)
+        return [ratio] if ratio else []
     if c.metrics and claims_mod.value_pool(rec, c.metrics, c.datasets, ("mean", "average")):
         if claims_mod.claim_matches(rec, c, sentence_claims):
             return []
@@ -628,8 +667,45 @@ _FIGREF_RE = re.compile(r"\\(?:ref|autoref|cref|Cref)\s*\{((?:fig|figure)[:_][^{
 _FIGURE_EXTS = ("", ".png", ".pdf", ".jpg", ".jpeg", ".eps")
 
 
+_NUMBERED_REF_RE = re.compile(r"\b(?:(?P<fig>Figure|Fig\.)|(?P<tab>Table|Tab\.))[~\s]*(?P<n>\d+)"
+                              r"(?![\d.]*\d)")
+_FLOAT_RES = {"figure": re.compile(r"\\begin\{(?:figure|wrapfigure|SCfigure)\*?\}|"
+                                   r"\\captionof\s*\{figure\}"),
+              "table": re.compile(r"\\begin\{(?:table|wraptable|SCtable)\*?\}|"
+                                  r"\\captionof\s*\{table\}")}
+_UNKNOWN_FLOATS_RE = re.compile(r"\\(?:input|include|subfile|import)\b|\\setcounter\s*\{"
+                                r"(?:figure|table)\}")
+_OTHER_PAPER_AFTER_RE = re.compile(r"^[^.]{0,60}?(?:\\cite|et\s+al|\[\d)")
+_OTHER_PAPER_BEFORE_RE = re.compile(r"\b(?:their|the\s+original|prior|previous|see)\s*$", re.I)
+
+
+def _numbered_refs(tex: TexText) -> list[Finding]:
+    """A "Figure 3" / "Table 2" written by hand when the paper has fewer figures / tables
+    (a float whose count cannot be known, through \\input or \\setcounter, is not
+    judged; nor is another paper's figure: "Figure 3 of \\cite{...}")."""
+    text = strip_comments(tex.original)
+    if _UNKNOWN_FLOATS_RE.search(text):
+        return []
+    counts = {k: len(rx.findall(text)) for k, rx in _FLOAT_RES.items()}
+    start, end = body_bounds(text)
+    out = []
+    for m in _NUMBERED_REF_RE.finditer(text, start, end):
+        kind = "figure" if m.group("fig") else "table"
+        n = int(m.group("n"))
+        if n <= counts[kind] or _OTHER_PAPER_AFTER_RE.search(text[m.end():m.end() + 80]) \
+                or _OTHER_PAPER_BEFORE_RE.search(text[max(0, m.start() - 20):m.start()]):
+            continue
+        out.append(Finding(
+            f"missing_{kind}", f"the paper refers to {kind} {n} but has "
+            f"{counts[kind] or 'no'} {kind}{'s' if counts[kind] != 1 else ''}",
+            f"{tex.path_name}:{tex.line_of(m.start())}", tex.context(m.start(), m.end()),
+            m.group(0)))
+    return out
+
+
 def check_figures(tex: TexText, paper_dir: Path, tex_rel: str) -> list[Finding]:
-    """Included figures that do not exist; references to figure labels never defined."""
+    """Included figures that do not exist; references to figure labels never defined;
+    a figure or table number beyond the paper's figures or tables."""
     findings: list[Finding] = []
     text = strip_comments(tex.original)
     tex_dir = str(Path(tex_rel).parent)
@@ -654,7 +730,21 @@ def check_figures(tex: TexText, paper_dir: Path, tex_rel: str) -> list[Finding]:
                 "missing_figure", f"the paper refers to the figure '{m.group(1)}' but no "
                 "figure has that label", f"{tex.path_name}:{tex.line_of(m.start())}",
                 tex.context(m.start(), m.end()), m.group(1)))
-    return findings
+    return findings + _numbered_refs(tex)
+
+
+def check_citations(tex: TexText, paper_dir: Path, tex_rel: str) -> list[Finding]:
+    """\\cite keys the paper's bibliography does not hold (a made-up reference); nothing
+    when the paper has no bibliography to read (no .bib file, none embedded, no
+    \\bibitem)."""
+    keys = lint.bibliography(paper_dir, str(Path(tex_rel).parent), tex.original)
+    if keys is None:
+        return []
+    return [Finding("missing_citation", f"\\cite key '{key}' is not in the paper's "
+                    "bibliography: a reference that does not exist",
+                    f"{tex.path_name}:{tex.line_of(offset)}",
+                    tex.context(offset, offset + len(key) + 8), key)
+            for offset, key in lint.unknown_cite_keys(strip_comments(tex.original), keys)]
 
 
 def _join(base: str, name: str) -> str:
@@ -1060,7 +1150,7 @@ def scan(paper_dir: Path, tex_rel: str, *, lower_is_better: list[str] | None = N
     through safe_files) against the folder's runs, notes and code. No LLM, no writes.
     Template directions, when not given, come from a template.toml in the folder."""
     text = safe_files.read_text(paper_dir, tex_rel, errors="replace")
-    tex = prose_text(Path(tex_rel).name, text)
+    tex = prose_text(Path(tex_rel).name, expand_macros(text))
     facts = load_run_facts(paper_dir)
     lower, higher = list(lower_is_better or []), list(higher_is_better or [])
     if not lower and not higher:
@@ -1068,10 +1158,11 @@ def scan(paper_dir: Path, tex_rel: str, *, lower_is_better: list[str] | None = N
     notes = _read_optional(paper_dir, "notes.txt")
     code = "\n".join(_read_optional(paper_dir, name) for name in CODE_FILES)
     findings = (check_jargon(tex) + check_environment(tex, facts)
-                + check_figures(tex, paper_dir, tex_rel) + check_hidden_text(tex))
+                + check_figures(tex, paper_dir, tex_rel) + check_citations(tex, paper_dir, tex_rel)
+                + check_hidden_text(tex))
     # Numbers that belong to a hardware/version/jargon claim are judged by those checks.
     claims_masked = tex.masked
-    for rx in (_GPU_RE, _GPU_COUNT_RE, _CPU_CORES_RE, _JARGON_RE, _SEED_LIST_RE,
+    for rx in (_GPU_RE, _GPU_COUNT_RE, _CPU_CORES_RE, _JARGON_RE, _SEED_LIST_RE, claims_mod.P_VALUE,
                *_VERSION_RES.values()):
         claims_masked = mask_spans(claims_masked, rx)
     numbers_tex = TexText(tex.path_name, tex.original, claims_masked)

@@ -7,6 +7,7 @@ Used by :mod:`aisci.engine.paper.integrity_checks` (the entry point of the check
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from itertools import combinations, combinations_with_replacement
@@ -830,12 +831,40 @@ def pair_direction_findings(tex: TexText, rec: Recorded, sent: tuple[int, int],
             elif bad and better:
                 problem = (f"claims a degradation but {_fmt(new)} is better than {_fmt(old)} "
                            f"({'lower' if lib else 'higher'} is better)")
+        if not problem and p.kind == "change" and _OURS.search(sentence) and not \
+                _FROM_BASELINE.search(sentence):
+            problem = _swapped(rec, p, metrics)
         if problem:
             return [Finding("wrong_direction", problem,
                             f"{tex.path_name}:{tex.line_of(p.first.start)}",
                             " ".join(sentence.split())[:300],
                             f"{p.first.raw} .. {p.second.raw}")]
     return []
+
+
+_FROM_BASELINE = re.compile(r"\b(?:baseline|revert\w*|removing|without|ablat\w*)\b", re.I)
+"""Words of a sentence whose change may well run from the method to another run."""
+
+
+def _swapped(rec: Recorded, p: Pair, metrics: list[str]) -> str:
+    """The method's change given from its own value to the baseline's ("our schedule
+    reduces the loss from 0.9823 to 0.9801" where 0.9801 is the baseline's)."""
+    if rec.final == rec.baseline:
+        return ""
+    datasets: list[str | None] = [*rec.datasets] or [None]
+    for d in datasets:
+        for metric in metrics or rec.metrics:
+            mine, base = rec.get(rec.final, d, metric), rec.get(rec.baseline, d, metric)
+            if mine is None or base is None or mine == base:
+                continue
+            a, b = p.first, p.second
+            if (_close(a.value, a.tolerance, mine) and _close(b.value, b.tolerance, base)
+                    and not _close(a.value, a.tolerance, base)
+                    and not _close(b.value, b.tolerance, mine)):
+                return (f"the change runs from the final run's {metric}"
+                        + (f" on {d}" if d else "") + f" ({_fmt(mine)}) to the baseline's "
+                        f"({_fmt(base)}): the method went from {_fmt(base)} to {_fmt(mine)}")
+    return ""
 
 
 def _metrics_holding(rec: Recorded, a: Claim, b: Claim) -> list[str]:
@@ -890,8 +919,109 @@ _CONSISTENT = re.compile(r"\b(?:consistent(?:ly)?|always|uniformly|without\s+exc
                          r"(?:\s+\w+)?\s+(?:datasets?|tasks?|benchmarks?|settings?|"
                          r"distributions?|operations?|environments?|games?|domains?|"
                          r"problems?|splits?|languages?|corpora))\b", re.I)
+_EVERY_DATASET = re.compile(r"\b(?:all|every|each)(?:\s+of)?(?:\s+the)?(?:\s+(?P<n>\d+|two|three|"
+                            r"four|five|six|seven|eight|nine|ten))?(?:\s+\w+)?\s+(?:datasets?|"
+                            r"tasks?|benchmarks?|environments?|domains?|corpora)\b", re.I)
+"""A claim about every dataset ("on all three datasets"): it covers the ones it does
+not name, and its number must be the number of datasets the runs recorded."""
+_COUNT_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                "eight": 8, "nine": 9, "ten": 10}
 _ALL_OTHERS = re.compile(r"\ball\s+(?:other\s+)?(?:variants|methods|configurations|runs|"
                          r"alternatives|settings|approaches)\b", re.I)
+
+
+# -- significance ----------------------------------------------------------------------------
+
+P_VALUE = re.compile(r"(?<![A-Za-z])p\s*\$?\s*(?:<|\\leq?|\\le|≤|=)\s*\$?\s*0?\.\d+")
+"""A p-value ("p < 0.01"): a test's threshold, not a recorded result."""
+_SIGNIFICANCE = re.compile(
+    r"\b(?:statistically\s+significant(?:ly)?|significan(?:t|tly|ce)|p[\s-]*values?|t-tests?|"
+    r"Wilcoxon|Mann[\s-]+Whitney)\b|(?<![A-Za-z])p\s*\$?\s*(?:<|\\leq?|\\le|≤|=)\s*\$?\s*0?\.\d+",
+    re.I)
+_LOOSE_SIGNIFICANCE = re.compile(r"^significan(?:t|tly)$", re.I)
+"""A bare "significantly" may only mean "by much"; with more than one seed it is not
+held to a test."""
+SIGNIFICANCE_SE = 2.0
+"""A difference within this many standard errors (of the two means combined) is not a
+statistically significant one."""
+
+
+def significance_findings(tex: TexText, rec: Recorded, sent: tuple[int, int]) -> list[Finding]:
+    """A significance claim the runs cannot carry: one seed per result (no variance to
+    test against: one value per seed list, or every standard error 0), or, for an explicit
+    test ("statistically significant", "p < 0.01"), a difference within two standard
+    errors."""
+    sentence = tex.masked[sent[0]:sent[1]]
+    if len(rec.runs) < 2 or _NEGATION.search(sentence):
+        return []
+    for m in _SIGNIFICANCE.finditer(sentence):
+        a, b = clause_span(tex.masked, sent, sent[0] + m.start(), sent[0] + m.end())
+        clause = tex.masked[a:b]
+        datasets: list[str | None] = [*(datasets_named(rec, clause)
+                                         or datasets_named(rec, sentence) or rec.datasets)]
+        datasets = datasets or [None]
+        metrics = (metrics_named(rec, clause) or metrics_named(rec, sentence)
+                   or [mm for mm in rec.metrics if rec.lib(mm) is not None])
+        loose = bool(_LOOSE_SIGNIFICANCE.match(m.group(0)))
+        # Of the datasets and metrics the words leave open, the claim holds if any could
+        # carry it: it is judged only when none can.
+        judged = [(d, problem) for d in datasets for metric in metrics
+                  if (problem := _significance_problem(rec, d, metric, loose)) is not None]
+        if judged and all(problem for _, problem in judged):
+            d, problem = judged[0]
+            return [Finding(
+                "unsupported_analysis", f"'{m.group(0)}'" + (f" on {d}" if d else "")
+                + f" but {problem}", f"{tex.path_name}:{tex.line_of(sent[0] + m.start())}",
+                " ".join(sentence.split())[:300], m.group(0))]
+    return []
+
+
+def _significance_problem(rec: Recorded, dataset: str | None, metric: str,
+                          loose: bool) -> str | None:
+    """Why the final run's difference from the baseline cannot be significant ("" when
+    it can be; None when the runs do not record both means)."""
+    runs = (rec.final, rec.baseline)
+
+    def of(run: int, kind: str) -> list[float]:
+        return [v.value for v in rec.values
+                if v.run == run and v.dataset == dataset and v.metric == metric and v.kind == kind]
+
+    means = [rec.get(r, dataset, metric) for r in runs]
+    if None in means or means[0] == means[1]:
+        return None
+    seeds = [len(of(r, "seed")) for r in runs]
+    ses = [of(r, "stderr") for r in runs]
+    if all(seeds) and min(seeds) == 1:
+        return f"{metric} has one seed per run: there is no variance to test a difference against"
+    if not any(seeds) and all(ses) and not any(x for s in ses for x in s):
+        return (f"every standard error of {metric} is 0 (one seed per run): there is no "
+                "variance to test a difference against")
+    if loose or not all(ses):
+        return ""
+    se = math.sqrt(ses[0][0] ** 2 + ses[1][0] ** 2)
+    diff = abs(means[0] - means[1])  # type: ignore[operator]
+    if se and diff < SIGNIFICANCE_SE * se:
+        return (f"the difference in {metric} ({diff:.4g}) is within {SIGNIFICANCE_SE:g} "
+                f"standard errors ({se:.4g}) of the final run and the baseline")
+    return ""
+
+
+def dataset_count_findings(tex: TexText, rec: Recorded, sent: tuple[int, int]) -> list[Finding]:
+    """"On all four datasets" when the runs recorded three (a sentence citing another
+    paper may speak of that paper's datasets)."""
+    sentence = tex.masked[sent[0]:sent[1]]
+    if not rec.datasets or "\\cite" in tex.original[sent[0]:sent[1]]:
+        return []
+    for m in _EVERY_DATASET.finditer(sentence):
+        word = (m.group("n") or "").lower()
+        n = int(word) if word.isdigit() else _COUNT_WORDS.get(word, 0)
+        if n > len(rec.datasets):
+            return [Finding(
+                "overclaim", f"'{m.group(0)}' but the runs recorded {len(rec.datasets)} "
+                f"dataset(s): {', '.join(rec.datasets[:6])}",
+                f"{tex.path_name}:{tex.line_of(sent[0] + m.start())}",
+                " ".join(sentence.split())[:300], m.group(0))]
+    return []
 
 
 def consistency_findings(tex: TexText, rec: Recorded, sent: tuple[int, int]) -> list[Finding]:
@@ -915,7 +1045,9 @@ def consistency_findings(tex: TexText, rec: Recorded, sent: tuple[int, int]) -> 
     others = ([r for r in rec.runs if r != rec.final] if _ALL_OTHERS.search(sentence)
               else [rec.baseline])
     others = [r for r in others if r != rec.final]
-    for d in datasets_named(rec, sentence) or rec.datasets:
+    # "on all three datasets" covers the ones the sentence does not name
+    named = [] if _EVERY_DATASET.search(sentence) else datasets_named(rec, sentence)
+    for d in named or rec.datasets:
         for other in others:
             verdicts = []
             for metric in metrics:

@@ -46,33 +46,57 @@ def _line(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
-def _in_idea(latex_dir: Path, name: str) -> str | None:
-    """``name`` (as written in the paper, relative to latex/) relative to the idea folder,
-    or None when it is absolute or leaves the idea folder."""
-    return safe_files.normalize_rel(f"{latex_dir.name}/{name}")
+_CITE_RE = re.compile(r"\\(?:no)?cite\w*\*?\s*(?:\[[^\]]*\]\s*){0,2}\{([^}]*)\}")
+_BIB_FILES_RE = re.compile(r"\\(?:bibliography|addbibresource)\s*(?:\[[^\]]*\]\s*)?\{([^}]*)\}")
+
+
+def bibliography(root: Path, tex_dir: str, tex: str) -> set[str] | None:
+    """Keys of the bibliography the paper uses: the .bib files of \\bibliography{a,b} and
+    \\addbibresource{x.bib} (relative to the paper's folder ``tex_dir`` inside ``root``,
+    read without following a symlink, bounded), any embedded filecontents .bib and
+    \\bibitem entries. None when the paper has no bibliography to read."""
+    found = False
+    sources = []
+    text = strip_comments(tex)
+    for m in _BIB_FILES_RE.finditer(text):
+        for name in m.group(1).split(","):
+            name = name.strip()
+            if not name:
+                continue
+            name = name if name.endswith(".bib") else f"{name}.bib"
+            rel = safe_files.normalize_rel(name if tex_dir in ("", ".") else f"{tex_dir}/{name}")
+            if rel is None:  # absolute, or leaves the folder
+                continue
+            try:
+                sources.append(safe_files.read_text(root, rel, errors="replace"))
+                found = True
+            except OSError:  # missing, or refused (a symlink, too large)
+                continue
+    embedded = re.findall(r"\\begin\{filecontents\*?\}(?:\[[^\]]*\])?\{[^}]*\.bib\}(.*?)"
+                          r"\\end\{filecontents", tex, re.DOTALL)
+    items = re.findall(r"\\bibitem\s*(?:\[[^\]]*\])?\s*\{([^}]+)\}", text)
+    if not (found or embedded or items):
+        return None
+    keys = {k.strip() for k in items}
+    for src in [*sources, *embedded]:
+        keys.update(k.strip() for k in re.findall(r"@\w+\s*\{\s*([^,\s]+)\s*,", src))
+    return keys
 
 
 def bib_keys(latex_dir: Path, tex: str) -> set[str]:
-    """Keys of the bibliography the paper uses: \\bibliography{a,b} files and any
-    embedded filecontents .bib. Files are read from the idea folder only (no symlink,
-    bounded)."""
-    keys: set[str] = set()
-    sources = []
-    for m in re.finditer(r"\\bibliography\{([^}]*)\}", strip_comments(tex)):
-        for name in m.group(1).split(","):
-            name = name.strip()
-            rel = _in_idea(latex_dir, name if name.endswith(".bib") else f"{name}.bib")
-            if rel is None:
-                continue
-            try:
-                sources.append(safe_files.read_text(latex_dir.parent, rel, errors="replace"))
-            except OSError:  # missing, or refused (a symlink, too large)
-                continue
-    sources += re.findall(r"\\begin\{filecontents\*?\}\{[^}]*\.bib\}(.*?)\\end\{filecontents",
-                          tex, re.DOTALL)
-    for src in sources:
-        keys.update(k.strip() for k in re.findall(r"@\w+\s*\{\s*([^,\s]+)\s*,", src))
-    return keys
+    """Keys of the bibliography of the paper in ``latex_dir`` (files read from the idea
+    folder, its parent); empty when it has none."""
+    return bibliography(latex_dir.parent, latex_dir.name, tex) or set()
+
+
+def unknown_cite_keys(text: str, keys: set[str]) -> list[tuple[int, str]]:
+    """(offset, key) of every \\cite key of ``text`` (comments stripped) not in ``keys``."""
+    out = []
+    for m in _CITE_RE.finditer(text):
+        for key in (k.strip() for k in m.group(1).split(",")):
+            if key and key not in keys and key != "*":
+                out.append((m.start(), key))
+    return out
 
 
 def graphics_dirs(latex_dir: Path, tex: str) -> list[Path]:
@@ -116,13 +140,10 @@ def lint_source(latex_dir: Path, main: str = "template.tex") -> list[LatexProble
     tex = safe_files.read_text(latex_dir.parent, f"{latex_dir.name}/{main}", errors="replace")
     text = strip_comments(tex)
     problems: list[LatexProblem] = []
-    keys = bib_keys(latex_dir, tex)
-    for m in re.finditer(r"\\(?:no)?cite\w*\*?\s*(?:\[[^\]]*\]\s*){0,2}\{([^}]*)\}", text):
-        for key in (k.strip() for k in m.group(1).split(",")):
-            if key and key not in keys and key != "*":
-                problems.append(LatexProblem(
-                    "missing_citation", f"\\cite key '{key}' is not in the bibliography; use "
-                    "only keys that exist (they are listed in the .bib file)", _line(text, m.start())))
+    for offset, key in unknown_cite_keys(text, bib_keys(latex_dir, tex)):
+        problems.append(LatexProblem(
+            "missing_citation", f"\\cite key '{key}' is not in the bibliography; use "
+            "only keys that exist (they are listed in the .bib file)", _line(text, offset)))
     dirs = graphics_dirs(latex_dir, tex)
     seen_figs: dict[str, int] = {}
     for m in re.finditer(r"\\includegraphics\s*(?:\[[^\]]*\])?\s*\{([^}]*)\}", text):

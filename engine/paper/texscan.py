@@ -84,6 +84,77 @@ def body_bounds(text: str) -> tuple[int, int]:
     return start, end
 
 
+_MACRO_DEF_RE = re.compile(
+    r"\\(?:(?:re)?newcommand|providecommand|DeclareRobustCommand)\*?\s*"
+    r"(?:\{\s*\\(?P<a>[A-Za-z@]+)\s*\}|\\(?P<b>[A-Za-z@]+))\s*(?P<args>\[[^\]]*\]\s*)?\{"
+    r"|\\[gex]?def\s*\\(?P<c>[A-Za-z@]+)\s*(?P<params>[^{\s]*)\{")
+MAX_MACRO_BODY = 500
+MAX_MACROS = 500
+MACRO_PASSES = 3
+
+
+def _brace_end(text: str, open_at: int) -> int:
+    """Offset just past the brace group opening at ``open_at`` (-1 when unbalanced)."""
+    depth = 0
+    for i in range(open_at, min(len(text), open_at + MAX_MACRO_BODY + 2)):
+        ch = text[i]
+        if ch == "{" and text[i - 1] != "\\":
+            depth += 1
+        elif ch == "}" and text[i - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return -1
+
+
+def expand_macros(text: str) -> str:
+    """The text with the paper's own argument-free macros (``\\newcommand{\\loss}{1.45}``,
+    ``\\def\\loss{1.45}``) expanded where the body uses them, so a number defined once
+    in the preamble is read where it is printed. Bodies longer than MAX_MACRO_BODY, with
+    parameters, or unbalanced are left alone; a body's newlines become spaces, so every
+    line keeps its number (offsets inside a line move)."""
+    clean = strip_comments(text)
+    macros: dict[str, str] = {}
+    spans: list[tuple[int, int]] = []
+    for m in _MACRO_DEF_RE.finditer(clean):
+        name = m.group("a") or m.group("b") or m.group("c")
+        end = _brace_end(clean, m.end() - 1)
+        if end == -1:
+            continue
+        spans.append((m.start(), end))
+        body = clean[m.end():end - 1]
+        if m.group("args") or m.group("params") or "#" in body:
+            macros.pop(name, None)  # takes arguments: not expanded
+            continue
+        macros[name] = " ".join(body.split())
+        if len(macros) >= MAX_MACROS:
+            break
+    if not macros:
+        return text
+    start, _ = body_bounds(clean)
+    use_re = re.compile(r"\\(" + "|".join(sorted(map(re.escape, macros), key=len, reverse=True))
+                        + r")(?![A-Za-z@])(?:\{\})?")
+    # Definitions made inside the body are kept as written; only uses are expanded.
+    pieces: list[str] = [text[:start]]
+    pos = start
+    for a, b in sorted(s for s in spans if s[1] > start):
+        a = max(a, start)
+        pieces += [_expand(text[pos:a], use_re, macros), text[a:b]]
+        pos = max(pos, b)
+    pieces.append(_expand(text[pos:], use_re, macros))
+    return "".join(pieces)
+
+
+def _expand(part: str, use_re: re.Pattern[str], macros: dict[str, str]) -> str:
+    limit = 2 * len(part) + 100_000
+    for _ in range(MACRO_PASSES):
+        new = use_re.sub(lambda m: macros[m.group(1)], part)
+        if new == part or len(new) > limit:
+            break
+        part = new
+    return part
+
+
 def prose_text(name: str, text: str) -> TexText:
     """The body with comments, the preamble, labels/keys/paths and lengths masked out."""
     masked = strip_comments(text)

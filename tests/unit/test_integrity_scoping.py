@@ -192,3 +192,90 @@ def test_datasets_listed_apart_from_their_numbers_pair_in_order(tmp_path):
     swapped = ("On TinyStories and WikiText our method reaches a validation loss of 3.1150 "
                "and 2.2980.")
     assert len(findings(tmp_path / "bad", swapped)) == 2
+
+
+def test_numbers_defined_in_macros_are_read_where_they_are_printed(tmp_path):
+    ok = ("\\newcommand{\\ourloss}{2.2980}\\def\\gain{0.043}Our method reaches a validation "
+          "loss of \\ourloss{} on TinyStories, \\gain{} below the baseline.")
+    assert findings(tmp_path / "ok", ok) == []
+    bad = "\\newcommand{\\ourloss}{2.2811}Our method reaches a validation loss of \\ourloss."
+    assert findings(tmp_path / "bad", bad) == ["unmatched_number 2.2811"]
+
+
+def test_a_factor_is_a_ratio_of_two_runs(tmp_path):
+    ok = ("On TinyStories our method takes 1.07$\\times$ the baseline's training time. "
+          "We use $64 \\times 64$ tiles.")
+    assert findings(tmp_path / "ok", ok) == []
+    assert findings(tmp_path / "bad", "Our method trains 2.5$\\times$ faster than the "
+                    "baseline on TinyStories.") == ["unmatched_number 2.5"]
+    assert findings(tmp_path / "times", "Our method trains 2.5 times faster.") == [
+        "unmatched_number 2.5"]
+
+
+def test_figure_and_table_numbers_beyond_the_paper(tmp_path):
+    floats = ("\\begin{figure}\\caption{Loss.}\\end{figure}"
+              "\\begin{table}\\caption{Loss.}\\end{table}")
+    ok = floats + "Figure 1 and Table 1 show it; Figure 4 of \\citet{other} shows theirs."
+    assert findings(tmp_path / "ok", ok) == []
+    bad = floats + "As Figure 2 shows, and Table~3 lists, the loss falls."
+    assert findings(tmp_path / "bad", bad) == ["missing_figure Figure 2", "missing_table Table~3"]
+
+
+def test_cite_keys_must_be_in_the_bibliography(tmp_path):
+    body = "Warm restarts help \\citep{loshchilov2017, made2024up}.\n\\bibliography{refs}"
+    d = folder(tmp_path, body)
+    assert [f.kind for f in scan(d, "latex/template.tex").findings] == []  # no .bib to read
+    (d / "latex" / "refs.bib").write_text("@inproceedings{loshchilov2017,\n title={SGDR}}\n")
+    got = [f"{f.kind} {f.quote}" for f in scan(d, "latex/template.tex").findings]
+    assert got == ["missing_citation made2024up"]
+    # biblatex resources and a hand-written thebibliography count as well
+    (d / "latex" / "template.tex").write_text(
+        "\\documentclass{article}\n\\addbibresource{refs.bib}\n\\begin{document}\n"
+        "See \\cite{loshchilov2017,hand2020,ghost}.\n\\begin{thebibliography}{9}\n"
+        "\\bibitem{hand2020} A. Hand. 2020.\n\\end{thebibliography}\n\\end{document}\n")
+    got = [f"{f.kind} {f.quote}" for f in scan(d, "latex/template.tex").findings]
+    assert got == ["missing_citation ghost"]
+
+
+def test_claims_about_every_dataset(tmp_path):
+    assert findings(tmp_path / "ok", "Our method lowers the validation loss on TinyStories; "
+                    "we evaluate on both datasets.") == []
+    assert findings(tmp_path / "count", "We evaluate on all three datasets.") == [
+        "overclaim all three datasets"]
+    # the sentence names one dataset, but "all datasets" covers WikiText too
+    assert findings(tmp_path / "all", "Our method lowers the validation loss on TinyStories "
+                    "and, consistently, on all datasets.") == ["overclaim consistently"]
+
+
+def test_a_change_given_from_the_method_to_the_baseline(tmp_path):
+    assert findings(tmp_path / "ok", "On WikiText our method raises the validation loss from "
+                    "3.1020 to 3.1150.") == []
+    assert findings(tmp_path / "rev", "Without our method the validation loss on WikiText "
+                    "falls from 3.1150 to 3.1020.") == []
+    got = findings(tmp_path / "bad", "On WikiText our method lowers the validation loss from "
+                   "3.1150 to 3.1020.")
+    assert got == ["wrong_direction 3.1150 .. 3.1020"]
+
+
+def test_significance_needs_more_than_one_seed_and_a_clear_gap(tmp_path):
+    d = folder(tmp_path, "Our method lowers the validation loss on TinyStories, a "
+               "statistically significant gain ($p < 0.01$). On WikiText it is significant too.")
+    for run, (ts_se, wt_se, ts_mean) in {0: (0.004, 0.0, 2.3410), 1: (0.003, 0.0, 2.2980)}.items():
+        info = json.loads((d / f"run_{run}" / "final_info.json").read_text())
+        info["tinystories_word"]["means"]["best_val_loss_mean"] = ts_mean
+        info["tinystories_word"]["stderrs"] = {"best_val_loss_stderr": ts_se}
+        info["wikitext"]["stderrs"] = {"best_val_loss_stderr": wt_se,
+                                       "total_train_time_stderr": 0.0,
+                                       "tokens_per_second_stderr": 0.0}
+        (d / f"run_{run}" / "final_info.json").write_text(json.dumps(info))
+    got = [(f.kind, f.quote) for f in scan(d, "latex/template.tex").findings]
+    assert got == [("unsupported_analysis", "significant")], got  # WikiText: one seed
+    # TinyStories within two standard errors of the baseline
+    info = json.loads((d / "run_1" / "final_info.json").read_text())
+    info["tinystories_word"]["means"]["best_val_loss_mean"] = 2.3360
+    (d / "run_1" / "final_info.json").write_text(json.dumps(info))
+    (d / "latex" / "template.tex").write_text(
+        "\\documentclass{article}\n\\begin{document}\nOn TinyStories the gain in validation "
+        "loss is statistically significant.\n\\end{document}\n")
+    got = [(f.kind, f.quote) for f in scan(d, "latex/template.tex").findings]
+    assert got == [("unsupported_analysis", "statistically significant")], got
