@@ -89,7 +89,8 @@ class NumberClaim:
 
 
 def extract_numbers(tex: TexText) -> list[NumberClaim]:
-    """Numbers stated in the prose and tables; counts <= 10 and years are not claims."""
+    """Numbers stated in the prose and tables; counts <= 10 (not given as a factor, "3x
+    faster") and years are not claims."""
     text = tex.masked
     tables = [(t.start(), t.end()) for t in _TABULAR_RE.finditer(tex.original)]
     out: list[NumberClaim] = []
@@ -118,7 +119,8 @@ def extract_numbers(tex: TexText) -> list[NumberClaim]:
             scale *= {"k": 1e3, "K": 1e3, "M": 1e6}[m.group("mult").strip()]
         pct = bool(m.group("pct"))
         plain_int = decimals == 0 and scale == 1.0 and not pct and "," not in raw_num
-        if plain_int and (value <= 10 or 1900 <= value <= 2100):
+        if plain_int and (value <= 10 or 1900 <= value <= 2100) and not (
+                value <= 10 and _RATIO_AFTER.match(tex.original, m.end())):
             continue
         tol = 0.5 * 10.0 ** (-decimals) * scale * (1 + 1e-9) + 1e-12
         in_table = any(a <= m.start() < b for a, b in tables)
@@ -223,7 +225,9 @@ def _caption_spans(tex: TexText) -> list[tuple[int, int]]:
 
 
 def _claims_of(tex: TexText) -> list[claims_mod.Claim]:
-    return [claims_mod.Claim(c.raw, c.value, c.tolerance, c.percent, c.start, c.end)
+    return [claims_mod.Claim(c.raw, c.value, c.tolerance, c.percent, c.start, c.end,
+                             factor=not c.percent and bool(_RATIO_AFTER.match(tex.original,
+                                                                              c.end)))
             for c in extract_numbers(tex)]
 
 
@@ -257,7 +261,7 @@ def check_claims(tex: TexText, rec: claims_mod.Recorded, facts: RunFacts) -> tup
         cited = bool(_CITE_RE.search(tex.original, s[0], s[1]))
         for c in prose:
             findings += [f for f in _judge(tex, rec, c, prose, untied_pool)
-                         if not (cited and f.kind == "untied_number")]
+                         if not (cited and (f.kind == "untied_number" or c.factor))]
         findings += claims_mod.pair_direction_findings(tex, rec, s, prose)
         findings += claims_mod.attribution_findings(tex, rec, s, prose)
         findings += claims_mod.consistency_findings(tex, rec, s)
@@ -344,11 +348,19 @@ _RATIO_AFTER = re.compile(
 size ("64$\\times$64")."""
 
 
+_OUTCOME_AFTER = re.compile(
+    r"\s*(?:\$?\s*\\times\s*\$?|×|x\b|\s+times)\s*(?:faster|slower|quicker|speed|better|worse|"
+    r"lower|higher|less\s+(?:loss|error)|more\s+(?:accurate|efficient)|fewer\s+errors|"
+    r"improve|reduc|increas)", re.I)
+"""A factor about an outcome (speed, quality): only a ratio of results can back it; a
+factor about a setting ("20 times more iterations") may be one of the code's constants."""
+
+
 def _ratio_finding(tex: TexText, rec: claims_mod.Recorded,
                    c: claims_mod.Claim) -> Finding | None:
     """A factor must be the ratio of two recorded means of one (dataset, metric) (of its
-    metrics, when the words name them) or a recorded value of a metric they name; None
-    when it is."""
+    metrics, when the words name them), a recorded value of a metric they name or, when it
+    is not about an outcome, a ratio of two constants of the code; None when it is."""
     means = claims_mod.value_pool(rec, c.metrics or rec.metrics, c.datasets,
                                   ("mean", "average"))
     groups: dict[tuple[str | None, str], list[float]] = {}
@@ -359,6 +371,9 @@ def _ratio_finding(tex: TexText, rec: claims_mod.Recorded,
     ratios += [1 / r for r in ratios]
     # a recorded value only when the words name its metric ("a speed-up of 2.5x")
     candidates = ratios + ([abs(v.value) for v in means] if c.metrics else [])
+    if not _OUTCOME_AFTER.match(tex.original, c.end):  # "20 times more iterations"
+        consts = sorted({abs(k) for k in rec.plain_constants if k})[:200]
+        candidates += [a / b for a in consts for b in consts if a > b]
     if any(abs(r - c.value) <= c.tolerance + abs(r) * 0.02 for r in candidates):
         return None
     near = sorted({round(r, 3) for r in ratios if r >= 1}, key=lambda r: abs(r - c.value))[:4]
@@ -371,7 +386,7 @@ def _ratio_finding(tex: TexText, rec: claims_mod.Recorded,
 
 def _judge(tex: TexText, rec: claims_mod.Recorded, c: claims_mod.Claim,
            sentence_claims: list[claims_mod.Claim], untied_pool: list[float]) -> list[Finding]:
-    if not c.percent and _RATIO_AFTER.match(tex.original, c.end):
+    if c.factor:
         ratio = _ratio_finding(tex, rec, c)
         return [ratio] if ratio else []
     if c.metrics and claims_mod.value_pool(rec, c.metrics, c.datasets, ("mean", "average")):
@@ -669,14 +684,37 @@ _FIGURE_EXTS = ("", ".png", ".pdf", ".jpg", ".jpeg", ".eps")
 
 _NUMBERED_REF_RE = re.compile(r"\b(?:(?P<fig>Figure|Fig\.)|(?P<tab>Table|Tab\.))[~\s]*(?P<n>\d+)"
                               r"(?![\d.]*\d)")
-_FLOAT_RES = {"figure": re.compile(r"\\begin\{(?:figure|wrapfigure|SCfigure)\*?\}|"
-                                   r"\\captionof\s*\{figure\}"),
-              "table": re.compile(r"\\begin\{(?:table|wraptable|SCtable)\*?\}|"
-                                  r"\\captionof\s*\{table\}")}
+_FLOAT_ENV_RE = {
+    "figure": re.compile(r"\\begin\{(?P<env>figure|wrapfigure|SCfigure|sidewaysfigure)\*?\}"),
+    "table": re.compile(r"\\begin\{(?P<env>table|wraptable|SCtable|sidewaystable|longtable)"
+                        r"\*?\}")}
+_CAPTIONOF_RE = {"figure": re.compile(r"\\captionof\s*\{figure\}"),
+                 "table": re.compile(r"\\captionof\s*\{table\}")}
+_CAPTION_RE = re.compile(r"\\caption\s*[\[{]")
+_SUBFLOAT_RE = re.compile(r"\\begin\{(?P<env>sub(?:figure|table))\*?\}.*?\\end\{(?P=env)\*?\}",
+                          re.DOTALL)
 _UNKNOWN_FLOATS_RE = re.compile(r"\\(?:input|include|subfile|import)\b|\\setcounter\s*\{"
                                 r"(?:figure|table)\}")
-_OTHER_PAPER_AFTER_RE = re.compile(r"^[^.]{0,60}?(?:\\cite|et\s+al|\[\d)")
-_OTHER_PAPER_BEFORE_RE = re.compile(r"\b(?:their|the\s+original|prior|previous|see)\s*$", re.I)
+_CITE_OPTIONAL_RE = re.compile(r"\\\w*cite\w*\*?\s*(?:\[[^\]]*\]\s*){1,2}", re.I)
+_OTHER_PAPER_AFTER_RE = re.compile(
+    r"^(?:[^.]{0,60}?(?:\\\w*cite|et\s+al|\[\d|\bpaper\b|\bwork\b)|\s*(?:of|in|from)\s+"
+    r"(?:the\s+)?(?:original|supplement|[A-Z][a-z]+(?:\s+and\s+|\s+et\b|\s*~?\\cite)))")
+_OTHER_PAPER_BEFORE_RE = re.compile(r"(?:\b(?:their|the\s+original|prior|previous|"
+                                    r"supplementary|extended\s+data|supp\.)|\}'s)\s*$", re.I)
+
+
+def _float_counts(text: str) -> dict[str, int]:
+    """Numbered figures and tables: one per float, or one per caption of a float holding
+    several (minipages); sub-figures and \\subcaption's do not count."""
+    counts = {}
+    for kind, rx in _FLOAT_ENV_RE.items():
+        n = len(_CAPTIONOF_RE[kind].findall(text))
+        for m in rx.finditer(text):
+            end = text.find(f"\\end{{{m.group('env')}", m.end())
+            body = _SUBFLOAT_RE.sub(" ", text[m.end():end if end != -1 else len(text)])
+            n += max(1, len(_CAPTION_RE.findall(body)))
+        counts[kind] = n
+    return counts
 
 
 def _numbered_refs(tex: TexText) -> list[Finding]:
@@ -686,7 +724,8 @@ def _numbered_refs(tex: TexText) -> list[Finding]:
     text = strip_comments(tex.original)
     if _UNKNOWN_FLOATS_RE.search(text):
         return []
-    counts = {k: len(rx.findall(text)) for k, rx in _FLOAT_RES.items()}
+    counts = _float_counts(text)
+    text = mask_spans(text, _CITE_OPTIONAL_RE)  # \citep[Table~5]{he2016}: theirs
     start, end = body_bounds(text)
     out = []
     for m in _NUMBERED_REF_RE.finditer(text, start, end):

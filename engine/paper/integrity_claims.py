@@ -415,6 +415,8 @@ class Claim:
     """Factors from the recorded unit to the printed one (seconds shown as minutes)."""
     factors: tuple[float, ...] = ()
     """Factors the text applies to a setting ("halved" 0.5, "doubled" 2)."""
+    factor: bool = False
+    """The number is itself a factor ("2.5$\\times$ faster"), not a value to pair."""
 
 
 def _close(x: float, tol: float, v: float) -> bool:
@@ -785,6 +787,7 @@ class Pair:
 def explicit_pairs(tex: TexText, claims: list[Claim]) -> list[Pair]:
     text = tex.masked
     out: list[Pair] = []
+    claims = [c for c in claims if not c.factor]
     for a, b in zip(claims, claims[1:], strict=False):
         between = text[a.end:b.start]
         if len(between) > 80 or a.percent != b.percent:
@@ -842,7 +845,8 @@ def pair_direction_findings(tex: TexText, rec: Recorded, sent: tuple[int, int],
     return []
 
 
-_FROM_BASELINE = re.compile(r"\b(?:baseline|revert\w*|removing|without|ablat\w*)\b", re.I)
+_FROM_BASELINE = re.compile(r"\b(?:baseline|revert\w*|remov\w*|without|ablat\w*|replac\w*|"
+                            r"switch\w*|disabl\w*|going\s+back|instead|plain|vanilla)\b", re.I)
 """Words of a sentence whose change may well run from the method to another run."""
 
 
@@ -924,6 +928,7 @@ _EVERY_DATASET = re.compile(r"\b(?:all|every|each)(?:\s+of)?(?:\s+the)?(?:\s+(?P
                             r"tasks?|benchmarks?|environments?|domains?|corpora)\b", re.I)
 """A claim about every dataset ("on all three datasets"): it covers the ones it does
 not name, and its number must be the number of datasets the runs recorded."""
+_OF_NAME = re.compile(r"\s*(?:of|in|from)\s+(?:the\s+)?[A-Z]")
 _COUNT_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
                 "eight": 8, "nine": 9, "ten": 10}
 _ALL_OTHERS = re.compile(r"\ball\s+(?:other\s+)?(?:variants|methods|configurations|runs|"
@@ -932,15 +937,28 @@ _ALL_OTHERS = re.compile(r"\ball\s+(?:other\s+)?(?:variants|methods|configuratio
 
 # -- significance ----------------------------------------------------------------------------
 
-P_VALUE = re.compile(r"(?<![A-Za-z])p\s*\$?\s*(?:<|\\leq?|\\le|≤|=)\s*\$?\s*0?\.\d+")
-"""A p-value ("p < 0.01"): a test's threshold, not a recorded result."""
+P_VALUE = re.compile(r"(?:(?<![A-Za-z])p|\\alpha)\s*\$?\s*(?P<op><|\\leq?|\\le|≤|=|>|\\geq?|≥)\s*\$?"
+                     r"\s*(?P<p>0?\.\d+)|\bsignificance\s+(?:level|threshold)\s+(?:of\s+)?\$?\s*"
+                     r"(?:\\alpha\s*=\s*)?(?P<level>0?\.\d+)", re.I)
+"""A p-value or significance level ("p < 0.01", "a significance level of 0.05"): a test's
+number, not a recorded result."""
+_FUTURE = re.compile(r"\b(?:future|will|would|could|should|plan(?:s|ned)?|left|leave|intend)\b",
+                     re.I)
 _SIGNIFICANCE = re.compile(
-    r"\b(?:statistically\s+significant(?:ly)?|significan(?:t|tly|ce)|p[\s-]*values?|t-tests?|"
+    r"\b(?:statistically\s+significant(?:ly)?|significan(?:t|tly)|significance\s+tests?|"
+    r"p[\s-]*values?|t-tests?|"
     r"Wilcoxon|Mann[\s-]+Whitney)\b|(?<![A-Za-z])p\s*\$?\s*(?:<|\\leq?|\\le|≤|=)\s*\$?\s*0?\.\d+",
     re.I)
 _LOOSE_SIGNIFICANCE = re.compile(r"^significan(?:t|tly)$", re.I)
 """A bare "significantly" may only mean "by much"; with more than one seed it is not
-held to a test."""
+held to a test, and it is a claim at all only next to a comparison."""
+_COMPARED = re.compile(
+    r"\s*(?:\w+\s+){0,2}?(?:better|worse|outperform\w*|improv\w*|lower\w*|higher|faster|"
+    r"slower|reduc\w*|increas\w*|decreas\w*|gains?|drops?|differ\w*|boost\w*|degrad\w*|"
+    r"surpass\w*|beats?|exceed\w*)\b", re.I)
+_COMPARED_BEFORE = re.compile(r"\b(?:outperform\w*|improv\w*|reduc\w*|lower\w*|increas\w*|"
+                              r"decreas\w*|better|worse|differ\w*|beats?)\s+(?:\w+\s+){0,3}$",
+                              re.I)
 SIGNIFICANCE_SE = 2.0
 """A difference within this many standard errors (of the two means combined) is not a
 statistically significant one."""
@@ -952,9 +970,17 @@ def significance_findings(tex: TexText, rec: Recorded, sent: tuple[int, int]) ->
     test ("statistically significant", "p < 0.01"), a difference within two standard
     errors."""
     sentence = tex.masked[sent[0]:sent[1]]
-    if len(rec.runs) < 2 or _NEGATION.search(sentence):
+    if len(rec.runs) < 2 or _NEGATION.search(sentence) or _FUTURE.search(sentence) or \
+            "cite" in tex.original[sent[0]:sent[1]]:
         return []
+    if any(float(p.group("p")) >= 0.05 and p.group("op") in ("=", ">", "\\geq", "\\ge", "≥")
+           for p in P_VALUE.finditer(tex.original, sent[0], sent[1]) if p.group("p")):
+        return []  # the text reports a test that found no significance ("p = 0.41")
     for m in _SIGNIFICANCE.finditer(sentence):
+        if _LOOSE_SIGNIFICANCE.match(m.group(0)) and not (
+                _COMPARED.match(sentence, m.end())
+                or _COMPARED_BEFORE.search(sentence[:m.start()])):
+            continue  # "a significant fraction of the time": not a comparison
         a, b = clause_span(tex.masked, sent, sent[0] + m.start(), sent[0] + m.end())
         clause = tex.masked[a:b]
         datasets: list[str | None] = [*(datasets_named(rec, clause)
@@ -1010,9 +1036,13 @@ def dataset_count_findings(tex: TexText, rec: Recorded, sent: tuple[int, int]) -
     """"On all four datasets" when the runs recorded three (a sentence citing another
     paper may speak of that paper's datasets)."""
     sentence = tex.masked[sent[0]:sent[1]]
-    if not rec.datasets or "\\cite" in tex.original[sent[0]:sent[1]]:
-        return []
+    before = tex.original[max(0, sent[0] - 400):sent[0]].rstrip().removesuffix(".")
+    if not rec.datasets or "\\cite" in tex.original[sent[0]:sent[1]] or _FUTURE.search(
+            sentence) or "\\cite" in before[before.rfind(".") + 1:]:
+        return []  # about another paper (cited here or just before), or planned work
     for m in _EVERY_DATASET.finditer(sentence):
+        if _OF_NAME.match(sentence, m.end()):
+            continue  # "all nine tasks of GLUE"
         word = (m.group("n") or "").lower()
         n = int(word) if word.isdigit() else _COUNT_WORDS.get(word, 0)
         if n > len(rec.datasets):
@@ -1045,8 +1075,10 @@ def consistency_findings(tex: TexText, rec: Recorded, sent: tuple[int, int]) -> 
     others = ([r for r in rec.runs if r != rec.final] if _ALL_OTHERS.search(sentence)
               else [rec.baseline])
     others = [r for r in others if r != rec.final]
-    # "on all three datasets" covers the ones the sentence does not name
-    named = [] if _EVERY_DATASET.search(sentence) else datasets_named(rec, sentence)
+    # "consistently ... on all three datasets" covers the ones the sentence does not name
+    a, b = clause_span(tex.masked, sent, sent[0] + m.start(), sent[0] + m.end())
+    every = _EVERY_DATASET.search(tex.masked, a, b)
+    named = [] if every else datasets_named(rec, sentence)
     for d in named or rec.datasets:
         for other in others:
             verdicts = []

@@ -46,7 +46,10 @@ def _line(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
-_CITE_RE = re.compile(r"\\(?:no)?cite\w*\*?\s*(?:\[[^\]]*\]\s*){0,2}\{([^}]*)\}")
+_CITE_RE = re.compile(r"\\(?!citestyle\b)(?:[A-Za-z]*cite|Cite)[A-Za-z]*\*?\s*"
+                      r"(?:\[[^\]]*\]\s*){0,2}\{([^}]*)\}")
+"""natbib, biblatex and plain citation commands (\\citep, \\parencite, \\Citet,
+\\nocite...), not \\citestyle."""
 _BIB_FILES_RE = re.compile(r"\\(?:bibliography|addbibresource)\s*(?:\[[^\]]*\]\s*)?\{([^}]*)\}")
 
 
@@ -79,7 +82,7 @@ def bibliography(root: Path, tex_dir: str, tex: str) -> set[str] | None:
         return None
     keys = {k.strip() for k in items}
     for src in [*sources, *embedded]:
-        keys.update(k.strip() for k in re.findall(r"@\w+\s*\{\s*([^,\s]+)\s*,", src))
+        keys.update(k.strip() for k in re.findall(r"@\w+\s*[{(]\s*([^,\s]+)\s*,", src))
     return keys
 
 

@@ -67,8 +67,12 @@ def mask_spans(text: str, pattern: re.Pattern[str]) -> str:
     return "".join(out)
 
 
+_IFFALSE_RE = re.compile(r"\\iffalse\b.*?\\fi\b", re.DOTALL)
+
+
 def strip_comments(text: str) -> str:
-    return mask_spans(text, _COMMENT_RE)
+    """The text with % comments and \\iffalse ... \\fi blocks masked."""
+    return mask_spans(mask_spans(text, _COMMENT_RE), _IFFALSE_RE)
 
 
 def body_bounds(text: str) -> tuple[int, int]:
