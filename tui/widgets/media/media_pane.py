@@ -24,10 +24,11 @@ from aisci.tui.images import ImageSupport
 from aisci.tui.lab_data import figures, newest_draft
 from aisci.tui.widgets.media.pdf_pages import MAX_PAGES, page_count, render_page
 from PIL import Image
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.geometry import Size
 from textual.widgets import Static
 from textual_image._terminal import get_cell_size
 
@@ -85,6 +86,9 @@ class MediaPane(Vertical, can_focus=True):
         self.items: list[MediaItem] = []
         self.position = 0
         self._shown: tuple[Path, int | None, int] | None = None
+        self._fitted_for = Size(0, 0)
+        """The pane size the picture was last fitted to."""
+        self._header = ""
         self._cache_dir = Path(tempfile.gettempdir()) / "aisci-tui-pages"
 
     def compose(self) -> ComposeResult:
@@ -157,18 +161,22 @@ class MediaPane(Vertical, can_focus=True):
         self._show()
 
     def _show(self) -> None:
-        header = self.query_one("#media-header", Static)
         proto = self.images.protocol
         if not self.items:
-            header.update(f"no figures or paper yet · images: {proto}")
+            self._set_header(f"no figures or paper yet · images: {proto}")
             self._set_image(None, None)
             return
         item = self.items[self.position]
         jump = "p: figures" if item.page is not None else "p: paper" if any(
             i.page is not None for i in self.items) else ""
-        header.update(f"{self.position + 1}/{len(self.items)} {item.label} · "
-                      f"[/]: previous/next{' · ' + jump if jump else ''} · images: {proto}")
+        self._set_header(f"{self.position + 1}/{len(self.items)} {item.label} · "
+                         f"[/]: previous/next{' · ' + jump if jump else ''} · images: {proto}")
         self._set_image(item.source, item.page)
+
+    def _set_header(self, text: str) -> None:
+        if text != self._header:  # an update is a layout pass of the whole screen
+            self._header = text
+            self.query_one("#media-header", Static).update(text)
 
     def _rel(self, source: Path) -> str:
         """``source`` relative to the idea folder (its items all lie inside it)."""
@@ -232,7 +240,12 @@ class MediaPane(Vertical, can_focus=True):
             widget.styles.width, widget.styles.height = w, h
         widget.image = png  # type: ignore[attr-defined]  # a textual-image widget
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: events.Resize) -> None:
+        # Shown again at the size it was fitted to (a pane switch): nothing to redo, no
+        # figure to read again.
+        if not event.size.area or event.size == self._fitted_for:
+            return
+        self._fitted_for = event.size
         self._shown = None
         self._show()
 

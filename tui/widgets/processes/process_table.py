@@ -65,6 +65,12 @@ class ProcessRow:
     """The cluster node it runs on (the Ray backend); empty on this machine."""
 
 
+def _looks(cell: object) -> object:
+    """What a cell shows: its text and its style (rich's Text equality ignores the
+    style, and a cell turning red near the limit keeps its text)."""
+    return (cell.plain, str(cell.style), tuple(cell.spans)) if isinstance(cell, Text) else cell
+
+
 class ProcessTable(DataTable[Any]):
     BINDINGS = [
         Binding("k", "kill", "Kill", id="kill-run"),
@@ -101,6 +107,7 @@ class ProcessTable(DataTable[Any]):
         super().__init__(cursor_type="row", **kwargs)
         self.stall_after_s = stall_after_s
         self.rows_by_key: dict[str, ProcessRow] = {}
+        self._shown: dict[str, tuple[object, ...]] = {}
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -122,7 +129,8 @@ class ProcessTable(DataTable[Any]):
         if key in self.rows_by_key:
             self.remove_row(key)
         self.rows_by_key[key] = row
-        self.add_row(*self._cells(row), key=key)
+        self._shown[key] = self._cells(row)
+        self.add_row(*self._shown[key], key=key)
 
     def add_existing(self, idea_id: int | None, run: str, limit_s: float, isolation: str,
                      started: float, log_path: str = "") -> None:
@@ -133,6 +141,7 @@ class ProcessTable(DataTable[Any]):
 
     def finished(self, idea_id: int | None, run: str) -> None:
         key = self.key(idea_id, run)
+        self._shown.pop(key, None)
         if self.rows_by_key.pop(key, None) is not None:
             self.remove_row(key)
 
@@ -175,9 +184,15 @@ class ProcessTable(DataTable[Any]):
                 self._update(row)
 
     def _update(self, row: ProcessRow) -> None:
+        """Only the cells whose value changed (a stats sample changes three or four): each
+        update repaints its cell and may re-measure its column."""
         key = self.key(row.idea_id, row.run)
-        for (col, _), value in zip(COLUMNS, self._cells(row), strict=True):
-            self.update_cell(key, col, value, update_width=True)
+        cells = self._cells(row)
+        shown = self._shown.get(key)
+        for i, ((col, _), value) in enumerate(zip(COLUMNS, cells, strict=True)):
+            if shown is None or _looks(shown[i]) != _looks(value):
+                self.update_cell(key, col, value, update_width=True)
+        self._shown[key] = cells
 
     def _cells(self, r: ProcessRow) -> tuple[object, ...]:
         near = r.limit_s > 0 and r.elapsed_s >= NEAR_LIMIT * r.limit_s
