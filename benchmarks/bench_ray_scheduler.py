@@ -5,9 +5,14 @@ length on a worker node) through RayScheduler + RayExecutor on a local Ray clust
 
 Prints per node count: makespan, GPU-slot busy fraction (slot held / slots x wall),
 process fraction (the remote processes' own run time / slots x wall: what Ray's actor
-start and the folder round trip cost), and speed-up per node against one node.
+start and the folder round trip cost), speed-up per node against one node, and the
+seconds per run a slot is held while its process is not running (that fixed cost per run
+is what keeps short runs from scaling: on a 2-core machine running 4 raylets it grows
+from about 0.1 s at one node to 0.7-1.5 s at four, so 30 s runs reach 0.97 per node
+where 3 s runs reach 0.82; real runs are minutes to hours). The default (30 s runs, 1/2/4
+nodes) takes about 15 minutes; ``--run-s 3`` stresses the per-run cost.
 
-    python benchmarks/bench_ray_scheduler.py [--ideas 8] [--runs 2] [--run-s 3]
+    python benchmarks/bench_ray_scheduler.py [--ideas 8] [--runs 2] [--run-s 30]
         [--llm-s 1] [--nodes 1,2,4] [--repeat 1]
 
 Needs the extra: pip install "aisci[ray]".
@@ -78,7 +83,9 @@ def one(nodes: int, args: argparse.Namespace) -> dict[str, float]:
             wall, proc = asyncio.run(batch(ex, Path(tmp), args.ideas, args.runs, args.run_s,
                                            args.llm_s))
         busy = sum(float(row["busy_s"]) for row in ex.scheduler.stats()["slots"])
-        return {"wall": wall, "busy": busy / (nodes * wall), "proc": proc / (nodes * wall)}
+        runs = args.ideas * args.runs
+        return {"wall": wall, "busy": busy / (nodes * wall), "proc": proc / (nodes * wall),
+                "overhead": (busy - proc) / runs}
     finally:
         ray.shutdown()
         c.shutdown()
@@ -88,7 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ideas", type=int, default=8)
     ap.add_argument("--runs", type=int, default=2)
-    ap.add_argument("--run-s", type=float, default=3.0)
+    ap.add_argument("--run-s", type=float, default=30.0)
     ap.add_argument("--llm-s", type=float, default=1.0)
     ap.add_argument("--nodes", default="1,2,4")
     ap.add_argument("--repeat", type=int, default=1)
@@ -97,7 +104,7 @@ def main() -> None:
     print(f"batch: {args.ideas} ideas x {args.runs} runs of {args.run_s:g} s, model latency "
           f"{args.llm_s:g} s per run; one fake GPU per worker node")
     print(f"{'nodes':>5} {'rep':>3} {'wall s':>8} {'slot busy':>9} {'process':>8} "
-          f"{'speed-up':>8} {'per node':>8}")
+          f"{'speed-up':>8} {'per node':>8} {'s/run held, not running':>24}")
     base: float | None = None
     for rep in range(args.repeat):
         for n in counts:
@@ -106,7 +113,7 @@ def main() -> None:
                 base = r["wall"] * counts[0]
             speed = (base / r["wall"]) if base else float("nan")
             print(f"{n:>5} {rep + 1:>3} {r['wall']:>8.1f} {r['busy']:>9.3f} {r['proc']:>8.3f} "
-                  f"{speed:>8.2f} {speed / n:>8.2f}", flush=True)
+                  f"{speed:>8.2f} {speed / n:>8.2f} {r['overhead']:>24.2f}", flush=True)
 
 
 if __name__ == "__main__":
