@@ -29,7 +29,9 @@ _ACCENTS = {
 }
 _ASCII_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    # BibTeX counts braces whatever precedes them: \{ would unbalance the field
+    "{": r"\textbraceleft{}", "}": r"\textbraceright{}", "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
     "<": r"\textless{}", ">": r"\textgreater{}",
 }
 _TAG = re.compile(r"<[^>]{1,40}>")
@@ -40,6 +42,8 @@ def latex_escape(text: str) -> str:
     text = html.unescape(_TAG.sub("", text or ""))
     out: list[str] = []
     for ch in unicodedata.normalize("NFC", " ".join(text.split())):
+        if ord(ch) < 32 or 127 <= ord(ch) < 160:  # control characters: never printed
+            continue
         if ch in _ASCII_SPECIAL:
             out.append(_ASCII_SPECIAL[ch])
         elif ord(ch) < 128:
@@ -148,17 +152,26 @@ def _sanitise_value(value: str) -> str:
     return latex_escape(value).replace("--", "-").replace("-", "--") if value else ""
 
 
+MAX_BIBTEX_CHARS = 20_000
+"""A source's BibTeX entry longer than this is not read (a real one is under 5 KB)."""
+_PAIR = re.compile(r"\s*(\w+)\s*=\s*")
+_SKIP = re.compile(r"\w+|.", re.DOTALL)
+
+
 def parse_fields(bibtex: str) -> dict[str, str]:
-    """``name = {value}`` / ``"value"`` / bare pairs of one entry (nested braces kept)."""
+    """``name = {value}`` / ``"value"`` / bare pairs of one entry (nested braces kept);
+    nothing from an entry over MAX_BIBTEX_CHARS. Linear in the entry's length."""
     out: dict[str, str] = {}
+    if len(bibtex) > MAX_BIBTEX_CHARS:
+        return out
     start = bibtex.find(",")
     n = len(bibtex)
     i = start + 1 if start >= 0 else n
-    pair = re.compile(r"\s*(\w+)\s*=\s*")
     while i < n:
-        m = pair.match(bibtex, i)
+        m = _PAIR.match(bibtex, i)
         if not m:
-            i += 1
+            skip = _SKIP.match(bibtex, i)  # past the whole word, not one letter of it
+            i = skip.end() if skip else i + 1
             continue
         name, j = m.group(1).lower(), m.end()
         if j < n and bibtex[j] == "{":

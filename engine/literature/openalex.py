@@ -22,9 +22,14 @@ class OpenAlexSource:
         if self.email:
             params["mailto"] = self.email  # the "polite pool": faster, more reliable
         data = await get_json(f"{self.base_url}/works", params, {}, timeout)
-        if not isinstance(data, dict):
-            raise SourceError("openalex: expected a JSON object with 'results'")
-        return [p for p in (parse_work(w) for w in (data.get("results") or [])[:limit]) if p]
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list):
+            raise SourceError("openalex: expected a JSON object with a 'results' list")
+        return [p for p in (parse_work(w) for w in results[:limit]) if p]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def rebuild_abstract(index: Any) -> str:
@@ -33,7 +38,9 @@ def rebuild_abstract(index: Any) -> str:
         return ""
     positions: dict[int, str] = {}
     for word, where in index.items():
-        for pos in where or []:
+        if not isinstance(where, list):
+            continue
+        for pos in where:
             if isinstance(pos, int) and 0 <= pos < 100_000:
                 positions[pos] = word
     return " ".join(positions[i] for i in sorted(positions))
@@ -60,7 +67,7 @@ def parse_work(work: Any) -> Paper | None:
     return Paper(
         paper_id=str(work.get("id") or doi or title),
         title=str(title).strip(),
-        authors=[str(a["author"]["display_name"]) for a in work.get("authorships") or []
+        authors=[str(a["author"]["display_name"]) for a in _list(work.get("authorships"))
                  if isinstance(a, dict) and isinstance(a.get("author"), dict)
                  and a["author"].get("display_name")],
         venue=venue,

@@ -27,30 +27,42 @@ class SemanticScholarSource:
         data = await get_json(f"{self.base_url}/paper/search",
                               {"query": query, "limit": limit, "fields": FIELDS}, headers, timeout)
         if not isinstance(data, dict):
-            raise SourceError("semantic scholar: expected a JSON object with 'data'")
-        return [p for p in (parse_paper(item) for item in data.get("data") or []) if p]
+            raise SourceError("semantic scholar: expected a JSON object with a 'data' list")
+        items = data.get("data") or []  # no match: S2 leaves "data" out
+        if not isinstance(items, list):
+            raise SourceError("semantic scholar: expected a JSON object with a 'data' list")
+        return [p for p in (parse_paper(item) for item in items[:limit]) if p]
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def parse_paper(item: Any) -> Paper | None:
+    """One search hit; None when it has no title. Fields of the wrong type are dropped."""
     if not isinstance(item, dict) or not item.get("title"):
         return None
-    ext = item.get("externalIds") or {}
+    ext = _dict(item.get("externalIds"))
     doi = str(ext.get("DOI") or "")
-    styles = item.get("citationStyles") or {}
+    styles = _dict(item.get("citationStyles"))
     url = str(item.get("url") or "")
     if not url and ext.get("ArXiv"):
         url = f"https://arxiv.org/abs/{ext['ArXiv']}"
     return Paper(
         paper_id=str(item.get("paperId") or doi or item["title"]),
         title=str(item["title"]).strip(),
-        authors=[str(a.get("name")) for a in item.get("authors") or []
+        authors=[str(a.get("name")) for a in _list(item.get("authors"))
                  if isinstance(a, dict) and a.get("name")],
         venue=str(item.get("venue") or ""),
         year=item.get("year") if isinstance(item.get("year"), int) else None,
         abstract=str(item.get("abstract") or ""),
         citation_count=item.get("citationCount") if isinstance(item.get("citationCount"), int)
         else None,
-        bibtex=str(styles.get("bibtex") or "") if isinstance(styles, dict) else "",
+        bibtex=str(styles.get("bibtex") or ""),
         url=url,
         doi=doi,
         source="semantic_scholar",

@@ -17,7 +17,7 @@ from aisci.engine.events import EventBus
 from aisci.engine.lab.store import LabStore
 from aisci.engine.literature.bibtex import ensure_bibtex
 from aisci.engine.literature.breaker import CircuitBreaker
-from aisci.engine.literature.http import SourceError
+from aisci.engine.literature.http import SourceError, clean
 from aisci.engine.literature.offline import OfflineSource
 from aisci.engine.literature.openalex import OpenAlexSource
 from aisci.engine.literature.paper import Paper
@@ -31,6 +31,13 @@ class LiteratureUnavailable(ExternalServiceError):
     def __init__(self, message: str, errors: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or {}
+
+
+class _NothingSent(SourceError):
+    """The request was not sent (the deadline came first): a failure of nobody."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 class Source(Protocol):
@@ -139,32 +146,24 @@ class Literature:
             self._publish(source.name, f"{len(papers)} results for {query!r}")
             return papers
         summary = "; ".join(f"{k}: {v}" for k, v in errors.items()) or "no source configured"
-        raise LiteratureUnavailable(f"literature unavailable for {query!r} ({summary})", errors)
+        raise LiteratureUnavailable(f"literature unavailable for {clean(query, 120)!r} "
+                                    f"({clean(summary, 600)})", errors)
 
     async def _search_source(self, source: Source, query: str, limit: int,
                              deadline: float) -> list[Paper]:
         cfg = self.settings.literature
         breaker = self.breakers[source.name]
-        limiter = self.limiters[source.name]
         last: SourceError | None = None
         for attempt in range(cfg.max_retries + 1):
             if not breaker.allow():
                 raise SourceError(
                     f"circuit open after {breaker.failures} failures, next trial in "
                     f"{breaker.seconds_until_trial():.0f} s" + (f" (last: {last})" if last else ""))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0.05:
-                raise SourceError("deadline reached" + (f" (last: {last})" if last else ""),
-                                  retryable=False)
             try:
-                await limiter.acquire(deadline)
-            except DeadlinePassed as exc:
+                papers = await self._request(source, query, limit, deadline, last)
+            except _NothingSent:
                 breaker.cancel_trial()  # nothing was sent, so nothing was learned
-                raise SourceError(str(exc), retryable=False) from None
-            self.requests += 1
-            timeout = max(0.05, min(cfg.request_timeout_s, deadline - time.monotonic()))
-            try:
-                papers = await source.search(query, limit, timeout)
+                raise
             except SourceError as exc:
                 last = exc
                 opened = breaker.record_failure()
@@ -183,6 +182,28 @@ class Literature:
             return papers
         assert last is not None
         raise last
+
+    async def _request(self, source: Source, query: str, limit: int, deadline: float,
+                       last: SourceError | None) -> list[Paper]:
+        try:
+            if deadline - time.monotonic() <= 0.05:
+                raise _NothingSent("deadline reached" + (f" (last: {last})" if last else ""))
+            try:
+                await self.limiters[source.name].acquire(deadline)
+            except DeadlinePassed as exc:
+                raise _NothingSent(str(exc)) from None
+            self.requests += 1
+            timeout = max(0.05, min(self.settings.literature.request_timeout_s,
+                                    deadline - time.monotonic()))
+            return await source.search(query, limit, timeout)
+        except SourceError:
+            raise
+        except Exception as exc:  # a source's answer its parser could not take
+            raise SourceError(f"{source.name}: unreadable answer ({type(exc).__name__})",
+                              retryable=False) from exc
+        except BaseException:  # cancelled: the half-open trial must not stay taken
+            self.breakers[source.name].cancel_trial()
+            raise
 
     def _backoff(self, attempt: int, exc: SourceError) -> float:
         cfg = self.settings.literature

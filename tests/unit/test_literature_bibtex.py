@@ -26,8 +26,9 @@ def test_keys_are_stable_and_ascii():
 
 
 def test_latex_escape():
-    assert latex_escape("A & B 50% $x_1$ #1 {y} ~ ^") == \
-        r"A \& B 50\% \$x\_1\$ \#1 \{y\} \textasciitilde{} \textasciicircum{}"
+    assert latex_escape("A & B 50% $x_1$ #1 {y} ~ ^") == (
+        r"A \& B 50\% \$x\_1\$ \#1 \textbraceleft{}y\textbraceright{} \textasciitilde{} "
+        r"\textasciicircum{}")
     assert latex_escape("Gödel–Łukasz <i>et</i> al") == r'G{\"{o}}del--{\L}ukasz et al'
 
 
