@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import shutil
 import sqlite3
@@ -49,6 +50,10 @@ from aisci.engine.stages.registry import spec
 log = logging.getLogger(__name__)
 
 _BUDGET_KV = "pipeline.budget_override"
+MAX_IDEAS_PER_REQUEST = 1000
+MAX_EXTEND_S = 30 * 86400.0
+"""One extend (or shortening) of a run's limit: at most 30 days."""
+MAX_BUDGET_USD = 1e6
 LAB_CHECK_S = 5.0
 """How often a running engine checks that its lab folder is still the one it opened."""
 
@@ -321,6 +326,9 @@ class Engine:
 
     # -- helpers --------------------------------------------------------------------------
     def _idea(self, idea_id: int) -> Any:
+        if isinstance(idea_id, bool) or not isinstance(idea_id, int) or \
+                not 0 < idea_id < 2**63:
+            raise UsageError(f"idea id {idea_id!r}: expected a whole number >= 1")
         row = self.store.get_idea(idea_id)
         if row is None:
             raise EngineError(f"no idea with id {idea_id} in {self.lab}")
@@ -344,8 +352,9 @@ class Engine:
     def generate_ideas(self, n: int) -> None:
         """Generate ``n`` more ideas for the configured template (in the background)."""
         self._writable()
-        if n < 1:
-            raise EngineError(f"number of ideas must be at least 1, got {n}")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IDEAS_PER_REQUEST:
+            raise UsageError(f"number of ideas {n!r}: expected a whole number from 1 to "
+                             f"{MAX_IDEAS_PER_REQUEST}")
         self._check_scripted_ideas(n)
         if self.pipeline is None:
             self._pending_ideas += n
@@ -457,6 +466,10 @@ class Engine:
 
     def extend_run(self, idea_id: int | None, run: str, seconds: float) -> float:
         self._writable()
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or \
+                not math.isfinite(seconds) or abs(seconds) > MAX_EXTEND_S:
+            raise UsageError(f"extend by {seconds!r} s: expected a number of seconds within "
+                             f"±{MAX_EXTEND_S:g}")
         try:
             return float(self._executor_or_fail().extend(idea_id, run, seconds))
         except KeyError:  # the run ended (e.g. while the extend dialog was open)
@@ -484,8 +497,9 @@ class Engine:
         self._writable()
         if scope not in ("lab", "idea"):
             raise EngineError(f"budget scope {scope!r}: expected 'lab' or 'idea'")
-        if usd < 0:
-            raise EngineError(f"budget must be >= 0 dollars, got {usd}")
+        if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd) \
+                or not 0 <= usd <= MAX_BUDGET_USD:
+            raise UsageError(f"budget {usd!r}: expected dollars from 0 to {MAX_BUDGET_USD:g}")
         setattr(self.settings.budget, f"{scope}_usd", float(usd))
         raised = dict(self.store.kv_get(_BUDGET_KV, {}) or {})
         raised[scope] = float(usd)

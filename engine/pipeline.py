@@ -31,6 +31,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,14 +301,22 @@ class Pipeline:
         return sum(1 for i in self.store.list_ideas()
                    if i.origin == "generated" and i.template == self.options.template)
 
+    def _ideation_target(self) -> int:
+        """The persisted batch target (a value that is not a whole number, from an older
+        engine or a damaged row, counts as none)."""
+        value = self.store.kv_get(f"pipeline.ideation_target.{self.options.template}", 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not math.isfinite(value):
+            return 0
+        return max(0, int(value))
+
     def _ideation_remaining(self) -> int:
-        target = int(self.store.kv_get(f"pipeline.ideation_target.{self.options.template}", 0))
-        return max(0, target - self._generated_count())
+        return max(0, self._ideation_target() - self._generated_count())
 
     def request_ideas(self, n: int) -> None:
         """Ask for ``n`` more ideas; the target is persisted so a crash resumes the batch."""
         key = f"pipeline.ideation_target.{self.options.template}"
-        base = max(int(self.store.kv_get(key, 0)), self._generated_count())
+        base = max(self._ideation_target(), self._generated_count())
         self.store.kv_set(key, base + max(0, n))
         if self._started and (self._ideation is None or self._ideation.done()):
             self._start_ideation()
@@ -316,7 +325,7 @@ class Pipeline:
         """Make the batch target at least ``total`` generated ideas for the template
         (idempotent: running the same batch command again adds nothing)."""
         key = f"pipeline.ideation_target.{self.options.template}"
-        if total > int(self.store.kv_get(key, 0)):
+        if total > self._ideation_target():
             self.store.kv_set(key, total)
         if (self._started and self._ideation_remaining() > 0
                 and (self._ideation is None or self._ideation.done())):

@@ -5,8 +5,10 @@ attached viewer (each call waits at most ``timeout`` seconds for its reply)."""
 from __future__ import annotations
 
 import itertools
+import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,13 @@ def engine_serving(lab: Path) -> bool:
         return False
 
 
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 class ControlClient:
     """One blocking connection to the engine serving ``lab`` (said hello, no events).
     Safe to share between threads: calls are serialised."""
@@ -42,6 +51,9 @@ class ControlClient:
         self._lock = threading.Lock()
         self._buf = b""
         path = wire.socket_path(self.lab)
+        if path.is_symlink():  # a planted link could hand this lab's commands to another
+            raise wire.ControlError(f"{path} is a symbolic link, not this lab's engine "
+                                    "socket; remove it")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(min(timeout, CONNECT_TIMEOUT_S))
         try:
@@ -59,6 +71,11 @@ class ControlClient:
                 hint="start one with `aisci run` or `aisci-tui`") from None
         self._sock.settimeout(timeout)
         self.info: dict[str, Any] = self.call_op("hello", client=client)
+        served = self.info.get("lab") if isinstance(self.info, dict) else None
+        if not isinstance(served, str) or not _same_folder(Path(served), self.lab):
+            self._sock.close()
+            raise wire.ControlError(f"the engine answering on {path} serves {served!r}, "
+                                    f"not {self.lab}; refusing to drive it")
 
     def __enter__(self) -> ControlClient:
         return self
@@ -77,10 +94,13 @@ class ControlClient:
     def call_op(self, op: str, **fields: Any) -> Any:
         with self._lock:
             rid = next(self._ids)
+            # One deadline for the whole call: an engine trickling events a byte at a
+            # time never trips the per-read timeout.
+            deadline = time.monotonic() + self.timeout
             try:
                 self._sock.sendall(wire.encode({"id": rid, "op": op, **fields}))
                 while True:
-                    reply = wire.decode(self._read_line())
+                    reply = wire.decode(self._read_line(deadline))
                     if "event" in reply:
                         continue
                     if reply.get("id") in (rid, None):
@@ -95,10 +115,14 @@ class ControlClient:
             wire.raise_error(reply.get("error"))
         return reply.get("result")
 
-    def _read_line(self) -> bytes:
+    def _read_line(self, deadline: float) -> bytes:
         while b"\n" not in self._buf:
             if len(self._buf) > wire.MAX_MESSAGE:
                 raise wire.ProtocolError("the engine sent an oversized message")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self._sock.settimeout(left)
             chunk = self._sock.recv(1 << 16)
             if not chunk:
                 raise wire.EngineNotRunning(f"the engine running {self.lab} closed the "

@@ -102,7 +102,9 @@ def decode(line: bytes) -> dict[str, Any]:
     try:
         message = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"message is not JSON ({exc})") from None
+        raise ProtocolError(f"message is not JSON ({str(exc)[:120]})") from None
+    except RecursionError:
+        raise ProtocolError("message is JSON nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError(f"message is a JSON {type(message).__name__}; expected an object")
     if message.get("v") != VERSION:

@@ -16,10 +16,14 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import inspect
 import logging
+import math
 import os
 import socket
 import stat
+import types
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,16 @@ EVENT_QUEUE = 20_000
 """Events queued for one client before it is dropped."""
 STALL_S = 10.0
 """A client that takes no bytes for this long while some wait for it is dropped."""
+HELLO_S = 5.0
+"""A connection must say hello within this time."""
+IDLE_S = 120.0
+"""A connection that is not a viewer (a CLI call, a viewer's command channel) and sends
+no whole request for this long is closed: a silent or byte-dripping client cannot hold
+one of the MAX_CLIENTS places."""
+READ_PAUSE_BYTES = 1 << 20
+"""Requests are not read from a client while this much of its replies waits: one that
+sends and never reads holds this, not MAX_BACKLOG_BYTES."""
+MAX_ARG_CHARS = 100_000
 
 
 class ControlServer:
@@ -133,8 +147,17 @@ class ControlServer:
 
     async def _read_loop(self, client: _Client, reader: asyncio.StreamReader) -> None:
         while not client.closed:
+            if not await client.wait_backlog():
+                return
+            wait = None if client.sub is not None else HELLO_S if not client.greeted else IDLE_S
             try:
-                line = await reader.readline()
+                line = await asyncio.wait_for(reader.readline(), wait)
+            except TimeoutError:
+                client.reply(None, error=wire.ProtocolError(
+                    f"no 'hello' within {HELLO_S:.0f} s" if not client.greeted else
+                    f"no request for {IDLE_S:.0f} s; closing the connection"))
+                await client.flush_and_close()
+                return
             except (ValueError, asyncio.LimitOverrunError):
                 client.reply(None, error=wire.ProtocolError(
                     f"message longer than {wire.MAX_MESSAGE} bytes; closing the connection"))
@@ -202,11 +225,10 @@ class ControlServer:
                 raise wire.ProtocolError(f"unknown method {method!r}; expected one of "
                                          f"{', '.join(wire.METHODS)}")
             if not isinstance(args, list):
-                raise wire.ProtocolError(f"{method}: args must be a list, got {args!r}")
-            try:
-                return self._calls[str(method)](*args)
-            except TypeError as exc:
-                raise wire.ProtocolError(f"{method}: {exc}") from None
+                raise wire.ProtocolError(f"{method}: args must be a list, got {args!r:.80}")
+            fn = self._calls[str(method)]
+            check_args(str(method), fn, args)
+            return fn(*args)
         raise wire.ProtocolError(f"unknown op {op!r}; expected hello, call, processes, stop "
                                  "or ping")
 
@@ -231,6 +253,17 @@ class _Client:
         self._ready = asyncio.Event()
         self._tasks = [asyncio.get_running_loop().create_task(self._write_loop(),
                                                               name=f"control-write-{pid}")]
+
+    async def wait_backlog(self) -> bool:
+        """Wait (at most STALL_S) until less than READ_PAUSE_BYTES of replies wait for
+        this client; False when it was dropped for not reading."""
+        deadline = asyncio.get_running_loop().time() + STALL_S
+        while self._out_bytes > READ_PAUSE_BYTES and not self.closed:
+            if asyncio.get_running_loop().time() > deadline:
+                self.drop(f"it read nothing for {STALL_S:.0f} s")
+                return False
+            await asyncio.sleep(0.05)
+        return not self.closed
 
     def subscribe(self, sub: ev.Subscription) -> None:
         self.sub = sub
@@ -331,6 +364,59 @@ class _Client:
                 self.writer.transport.abort()
             else:
                 self.writer.close()
+
+
+def check_args(method: str, fn: Callable[..., object], args: list[Any]) -> None:
+    """The JSON arguments of a call against the engine command's signature: the count,
+    and each value's type (a whole number that SQLite can hold, a finite number, a string
+    of bounded length, an object with string keys). ProtocolError names the first one
+    that does not fit."""
+    params = list(inspect.signature(fn).parameters.values())
+    hints = typing.get_type_hints(fn)
+    required = sum(1 for p in params if p.default is inspect.Parameter.empty)
+    if not required <= len(args) <= len(params):
+        names = ", ".join(p.name for p in params)
+        raise wire.ProtocolError(f"{method}: expected {required}"
+                                 + (f" to {len(params)}" if len(params) != required else "")
+                                 + f" argument(s) ({names}), got {len(args)}")
+    for param, value in zip(params, args, strict=False):
+        expected = hints.get(param.name, Any)
+        if not _fits(value, expected):
+            raise wire.ProtocolError(f"{method}: {param.name} = {str(value)[:60]!r}: expected "
+                                     f"{_type_name(expected)}")
+
+
+def _fits(value: object, expected: object) -> bool:
+    if expected is Any:
+        return True
+    options = typing.get_args(expected) if typing.get_origin(expected) in (
+        types.UnionType, typing.Union) else (expected,)
+    for option in options:
+        if option is type(None) and value is None:
+            return True
+        if option is bool and isinstance(value, bool):
+            return True
+        if isinstance(value, bool):
+            continue
+        if option is int and isinstance(value, int) and abs(value) < 2**63:
+            return True
+        if option is float and isinstance(value, int | float) and math.isfinite(value):
+            return True
+        if option is str and isinstance(value, str) and len(value) <= MAX_ARG_CHARS:
+            return True
+        if typing.get_origin(option) is dict and isinstance(value, dict) and all(
+                isinstance(k, str) for k in value):
+            return True
+    return False
+
+
+def _type_name(expected: object) -> str:
+    options = typing.get_args(expected) if typing.get_origin(expected) in (
+        types.UnionType, typing.Union) else (expected,)
+    names = {int: "a whole number", float: "a finite number", str: "a string",
+             bool: "true or false", type(None): "null"}
+    return " or ".join(names.get(o, "an object") if isinstance(o, type) else "an object"
+                       for o in options)
 
 
 def remove_stale_socket(path: Path) -> None:

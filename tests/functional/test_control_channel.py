@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -152,6 +153,88 @@ async def test_bad_messages_get_an_error_reply_and_the_engine_serves_on(tmp_path
             assert part in joined, part
         assert all("\n" not in e for e in errors)
         assert engine.store.get_idea(a).status == "vetoed"  # nothing was approved
+
+
+async def test_arguments_of_the_wrong_type_or_out_of_range_are_refused(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """Every call's arguments are checked against the command's signature (and the
+    command's own bounds) before anything changes; a refusal is one line."""
+    monkeypatch.setattr("aisci.engine.control.server.HELLO_S", 0.5)
+    lab = tmp_path / "lab"
+    async with running_engine(lab) as (engine, a, _b):
+        def drive() -> list[str]:
+            raw = Raw(lab)
+            assert raw.request(id=1, op="hello")["ok"] is True
+            errors = []
+            bad = (["approve", ["2"]], ["approve", [10**30]], ["approve", [True]],
+                   ["veto", [a, {"r": 1}]], ["retry_stage", [a, ["x"]]],
+                   ["generate_ideas", [float("inf")]], ["generate_ideas", [float("nan")]],
+                   ["generate_ideas", [10**6]], ["extend_run", [None, "baseline", float("nan")]],
+                   ["extend_run", [None, "baseline", "10"]],
+                   ["raise_budget", ["lab", float("nan")]], ["raise_budget", ["idea", 1e300]])
+            for i, (method, args) in enumerate(bad, start=2):
+                reply = raw.request(id=i, op="call", method=method, args=args)
+                assert reply["ok"] is False, (method, args)
+                assert reply["error"]["type"] != "OverflowError"
+                errors.append(reply["error"]["message"])
+            raw.send(b'{"v": 1, "id": 99, "op": "ping", "x": ' + b"[" * 100_000 + b"\n")
+            assert "nested too deeply" in raw.reply()["error"]["message"]
+            assert raw.request(id=100, op="ping")["result"] == "pong"
+            raw.close()
+            silent = Raw(lab)  # says nothing: closed after HELLO_S
+            assert "no 'hello' within" in silent.reply()["error"]["message"]
+            silent.close()
+            return errors
+
+        errors = await asyncio.to_thread(drive)
+        assert all("\n" not in e and "internal error" not in e for e in errors), errors
+        assert sum("expected a whole number" in e for e in errors) >= 5, errors
+        assert engine.store.get_idea(a).status == "vetoed"
+        assert engine.store.kv_get("pipeline.ideation_target.grokking", 0) == 0
+        assert engine.store.kv_get("pipeline.budget_override") is None
+
+
+async def test_a_client_never_drives_another_labs_engine(tmp_path: Path) -> None:
+    """A symlink planted at a lab's socket, pointing at another lab's engine, is refused
+    by the client instead of approving ideas in the wrong lab."""
+    lab_a, lab_b = tmp_path / "a", tmp_path / "b"
+    async with running_engine(lab_a) as (engine, a, _b):
+        LabStore(lab_b).close()
+        wire.socket_path(lab_b).symlink_to(wire.socket_path(lab_a))
+
+        def drive() -> str:
+            with pytest.raises(wire.ControlError) as err:
+                ControlClient(lab_b)
+            return err.value.message
+
+        assert "symbolic link" in await asyncio.to_thread(drive)
+        assert engine.store.get_idea(a).status == "vetoed"
+
+
+def test_a_trickling_engine_cannot_hold_a_call_past_its_timeout(tmp_path: Path) -> None:
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    path = wire.socket_path(lab)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with wire.socket_address(path) as address:
+        srv.bind(address)
+    srv.listen(1)
+
+    def trickle() -> None:
+        conn, _ = srv.accept()
+        conn.recv(4096)
+        with contextlib.suppress(OSError):
+            for _ in range(200):
+                conn.sendall(b" ")  # never a whole line
+                time.sleep(0.05)
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(wire.ControlError, match="did not answer"):
+        ControlClient(lab, timeout=1.0)
+    assert time.monotonic() - t0 < 4.0
+    srv.close()
 
 
 VIEWER = r"""

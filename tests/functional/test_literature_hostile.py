@@ -32,7 +32,7 @@ def serve(answer: Answer, host: str = "127.0.0.1") -> Iterator[tuple[str, list[d
     seen: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             seen.append(dict(self.headers))
             answer(self)
 
