@@ -42,11 +42,9 @@ EVENT_QUEUE = 20_000
 STALL_S = 10.0
 """A client that takes no bytes for this long while some wait for it is dropped."""
 HELLO_S = 5.0
-"""A connection must say hello within this time."""
-IDLE_S = 120.0
-"""A connection that is not a viewer (a CLI call, a viewer's command channel) and sends
-no whole request for this long is closed: a silent or byte-dripping client cannot hold
-one of the MAX_CLIENTS places."""
+"""A connection must say hello within this time: a silent or byte-dripping client
+cannot hold one of the MAX_CLIENTS places. (After hello a connection may stay idle: an
+attached viewer's command channel waits for the user.)"""
 READ_PAUSE_BYTES = 1 << 20
 """Requests are not read from a client while this much of its replies waits: one that
 sends and never reads holds this, not MAX_BACKLOG_BYTES."""
@@ -149,13 +147,12 @@ class ControlServer:
         while not client.closed:
             if not await client.wait_backlog():
                 return
-            wait = None if client.sub is not None else HELLO_S if not client.greeted else IDLE_S
             try:
-                line = await asyncio.wait_for(reader.readline(), wait)
+                line = await asyncio.wait_for(reader.readline(),
+                                              None if client.greeted else HELLO_S)
             except TimeoutError:
                 client.reply(None, error=wire.ProtocolError(
-                    f"no 'hello' within {HELLO_S:.0f} s" if not client.greeted else
-                    f"no request for {IDLE_S:.0f} s; closing the connection"))
+                    f"no 'hello' within {HELLO_S:.0f} s; closing the connection"))
                 await client.flush_and_close()
                 return
             except (ValueError, asyncio.LimitOverrunError):
