@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aisci.engine.literature.http import SourceError, get_json
-from aisci.engine.literature.paper import Paper
+from aisci.engine.literature.paper import Paper, json_list
 
 
 class OpenAlexSource:
@@ -26,10 +26,6 @@ class OpenAlexSource:
         if not isinstance(results, list):
             raise SourceError("openalex: expected a JSON object with a 'results' list")
         return [p for p in (parse_work(w) for w in results[:limit]) if p]
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def rebuild_abstract(index: Any) -> str:
@@ -67,7 +63,7 @@ def parse_work(work: Any) -> Paper | None:
     return Paper(
         paper_id=str(work.get("id") or doi or title),
         title=str(title).strip(),
-        authors=[str(a["author"]["display_name"]) for a in _list(work.get("authorships"))
+        authors=[str(a["author"]["display_name"]) for a in json_list(work.get("authorships"))
                  if isinstance(a, dict) and isinstance(a.get("author"), dict)
                  and a["author"].get("display_name")],
         venue=venue,

@@ -47,3 +47,13 @@ class Paper:
         else:
             who = f"{self.authors[0].split()[-1]} et al."
         return f"{who} ({self.year or 'n.d.'}) {self.title}"
+
+
+def json_dict(value: Any) -> dict[str, Any]:
+    """A field of a source's JSON answer that should be an object ({} when it is not)."""
+    return value if isinstance(value, dict) else {}
+
+
+def json_list(value: Any) -> list[Any]:
+    """A field of a source's JSON answer that should be a list ([] when it is not)."""
+    return value if isinstance(value, list) else []

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from aisci.engine.literature.http import SourceError, get_json
-from aisci.engine.literature.paper import Paper
+from aisci.engine.literature.paper import Paper, json_dict, json_list
 
 FIELDS = "title,authors,venue,year,abstract,citationCount,citationStyles,externalIds,url"
 
@@ -34,28 +34,20 @@ class SemanticScholarSource:
         return [p for p in (parse_paper(item) for item in items[:limit]) if p]
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def parse_paper(item: Any) -> Paper | None:
     """One search hit; None when it has no title. Fields of the wrong type are dropped."""
     if not isinstance(item, dict) or not item.get("title"):
         return None
-    ext = _dict(item.get("externalIds"))
+    ext = json_dict(item.get("externalIds"))
     doi = str(ext.get("DOI") or "")
-    styles = _dict(item.get("citationStyles"))
+    styles = json_dict(item.get("citationStyles"))
     url = str(item.get("url") or "")
     if not url and ext.get("ArXiv"):
         url = f"https://arxiv.org/abs/{ext['ArXiv']}"
     return Paper(
         paper_id=str(item.get("paperId") or doi or item["title"]),
         title=str(item["title"]).strip(),
-        authors=[str(a.get("name")) for a in _list(item.get("authors"))
+        authors=[str(a.get("name")) for a in json_list(item.get("authors"))
                  if isinstance(a, dict) and a.get("name")],
         venue=str(item.get("venue") or ""),
         year=item.get("year") if isinstance(item.get("year"), int) else None,
