@@ -67,11 +67,13 @@ def mask_spans(text: str, pattern: re.Pattern[str]) -> str:
     return "".join(out)
 
 
-_IFFALSE_RE = re.compile(r"\\iffalse\b.*?\\fi\b", re.DOTALL)
+_IFFALSE_RE = re.compile(r"^[ \t]*\\iffalse\b.*?\\(?:fi|else)\b", re.DOTALL | re.MULTILINE)
+"""A block switched off by an ``\\iffalse`` that starts a line, up to its ``\\fi`` or
+``\\else`` (the else branch is printed); not ``\\let\\ifdraft\\iffalse``."""
 
 
 def strip_comments(text: str) -> str:
-    """The text with % comments and \\iffalse ... \\fi blocks masked."""
+    """The text with % comments and switched-off ``\\iffalse`` blocks masked."""
     return mask_spans(mask_spans(text, _COMMENT_RE), _IFFALSE_RE)
 
 

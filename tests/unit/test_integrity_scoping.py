@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aisci.engine.paper.integrity_checks import scan
 from aisci.engine.paper.integrity_claims import code_constants
+from aisci.engine.paper.texscan import body_bounds, strip_comments
 
 # run -> dataset -> (val_loss, train_time_s, tokens_per_second, per-seed val losses)
 RUNS = {
@@ -306,3 +307,13 @@ def test_the_new_checks_stay_quiet_on_correct_prose(tmp_path):
         "@string{jmlr = \"JMLR\"}\n@comment{by hand}\n@article(he2016,\n title={ResNet})\n"
         "@article{glue, title={GLUE}}\n")
     assert [f.render() for f in scan(d, "latex/template.tex").findings] == []
+
+
+def test_switched_off_blocks_are_not_read_but_a_draft_switch_is_no_block():
+    text = ("\\documentclass{article}\n\\let\\ifdraft\\iffalse\n\\begin{document}\n"
+            "A \\ifdraft x\\fi B\n\\iffalse draft\\else 91.2\\%\\fi\n\\iffalse\nold \\cite{x}\n"
+            "\\fi\nC\n\\end{document}\n")
+    masked = strip_comments(text)
+    assert masked.count("\n") == text.count("\n")
+    assert body_bounds(masked)[0] == text.index("\\begin{document}") + len("\\begin{document}")
+    assert "91.2" in masked and "old" not in masked and "C" in masked
