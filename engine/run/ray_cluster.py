@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -31,6 +32,9 @@ NAMESPACE = "aisci"
 RUN_MARKER = "AISCI_RAY_RUN"
 _SKIP = frozenset({".git", "__pycache__"})
 _OBJECT_STORE_BYTES = 78_643_200  # only for a cluster the engine starts itself (tests)
+CLIENT_INIT_ATTEMPTS = 2
+"""Tries at a ``ray://`` connection whose server the head failed to start (within the
+connect timeout)."""
 
 
 class RayNotInstalled(UsageError):
@@ -87,13 +91,29 @@ def connect(settings: Settings) -> Any:
         _probe_tcp(address, min(sch.ray_connect_timeout_s, 10.0))
     failure: list[BaseException] = []
 
+    deadline = time.monotonic() + sch.ray_connect_timeout_s
+
     def init() -> None:
-        try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
-                     configure_logging=False, include_dashboard=False,
-                     ignore_reinit_error=True)
-        except BaseException as exc:  # reported in the caller's thread
-            failure.append(exc)
+        for attempt in range(CLIENT_INIT_ATTEMPTS):
+            try:
+                ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
+                         configure_logging=False, include_dashboard=False,
+                         ignore_reinit_error=True)
+                return
+            except ConnectionAbortedError as exc:
+                # Ray client: the head's proxy could not start this client's server in
+                # time (a loaded head, the first connection after an install); a second
+                # try starts another one.
+                if (attempt + 1 < CLIENT_INIT_ATTEMPTS and address.startswith("ray://")
+                        and time.monotonic() < deadline - 5.0):
+                    with contextlib.suppress(Exception):
+                        ray.shutdown()
+                    continue
+                failure.append(exc)
+                return
+            except BaseException as exc:  # reported in the caller's thread
+                failure.append(exc)
+                return
 
     # ray.init has no timeout of its own and may wait minutes on a stale address: it runs
     # in a daemon thread the engine stops waiting for (off the main thread it also leaves

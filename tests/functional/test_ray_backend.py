@@ -186,7 +186,7 @@ def test_ray_client_address_runs_an_experiment_on_a_worker(cluster, tmp_path):
         s = Settings()
         s.scheduler.backend = "ray"
         s.scheduler.ray_address = sys.argv[1]
-        s.scheduler.ray_connect_timeout_s = 60
+        s.scheduler.ray_connect_timeout_s = 120  # a loaded head may need a second try
         idea = Path(sys.argv[2])
         store = LabStore(idea.parent / "lab")
         iid = store.add_idea("remote", "tiny", {"Name": "remote"}, status="approved")
@@ -212,7 +212,7 @@ def test_ray_client_address_runs_an_experiment_on_a_worker(cluster, tmp_path):
         "os.makedirs('run_1', exist_ok=True)\n"
         "open('run_1/final_info.json', 'w').write('{\"loss\": 0.5}')\n")
     p = subprocess.run([sys.executable, "-c", code, cluster.client_address, str(idea)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=300)
     assert "RESULT ok True" in p.stdout, (p.stdout, p.stderr[-2000:])
     assert json.loads((idea / "run_1" / "final_info.json").read_text()) == {"loss": 0.5}
     assert "gpu 0" in (idea / "logs" / "r.log").read_text()
