@@ -44,6 +44,16 @@ def keys(text: str) -> list[str]:
     return ["space" if ch == " " else ch for ch in text]
 
 
+async def until(pilot: Any, done: Any, timeout: float = 5.0) -> bool:
+    """Let the app run until ``done()`` holds (at most ``timeout`` s): a fixed pause is
+    too short on a loaded machine (the suite runs on two workers)."""
+    for _ in range(int(timeout / 0.05)):
+        if done():
+            return True
+        await pilot.pause(0.05)
+    return bool(done())
+
+
 def hook(seen: list[Any]):
     def record(message: Any) -> None:
         seen.append(message)
@@ -64,7 +74,7 @@ async def test_approve_from_the_table_updates_store_and_row(tmp_path: Path) -> N
         await pilot.press("down")  # idea 2 (checked)
         await pilot.press("a")
         await pilot.pause(0.3)
-        assert ("approve", (2,)) in engine.calls
+        assert await until(pilot, lambda: ("approve", (2,)) in engine.calls), engine.calls
         assert engine.store.get_idea(2).status == "approved"
         assert [m.idea_id for m in of_type(seen, IdeaTable.ApproveRequested)] == [2]
         assert any(2 in m.idea_ids for m in of_type(seen, br.IdeasChanged))
@@ -83,7 +93,7 @@ async def test_veto_asks_for_a_reason(tmp_path: Path) -> None:
         await pilot.press(*keys("done before"))
         await pilot.press("enter")
         await pilot.pause(0.3)
-        assert ("veto", (2, "done before")) in engine.calls
+        assert await until(pilot, lambda: ("veto", (2, "done before")) in engine.calls), engine.calls
         hist = engine.store.idea_history(2)
         assert hist[-1]["action"] == "vetoed" and hist[-1]["detail"]["reason"] == "done before"
         assert str(app.query_one(IdeaTable).get_cell("2", "status")) == "vetoed"
@@ -104,7 +114,7 @@ async def test_edit_form_validates_with_the_idea_schema(tmp_path: Path) -> None:
         score.value = "7"
         await pilot.press("ctrl+s")
         await pilot.pause(0.3)
-        assert ("edit_idea", (1, {"Novelty": 7})) in engine.calls
+        assert await until(pilot, lambda: ("edit_idea", (1, {"Novelty": 7})) in engine.calls), engine.calls
         assert engine.store.get_idea(1).data["Novelty"] == 7
 
 
@@ -131,7 +141,7 @@ async def test_kill_a_run_from_the_process_pane_after_confirmation(tmp_path: Pat
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("y")
         await pilot.pause(0.3)
-        assert ("kill_run", (1, "run_2")) in engine.calls
+        assert await until(pilot, lambda: ("kill_run", (1, "run_2")) in engine.calls), engine.calls
         assert of_type(seen, ProcessTable.KillRequested)[0].run == "run_2"
         engine.bus.publish(ev.RunFinished(idea_id=1, run="run_2", attempt=1, status="killed",
                                           exit_code=-15))
@@ -149,7 +159,7 @@ async def test_extend_and_pause_a_run(tmp_path: Path) -> None:
         assert isinstance(app.screen, NumberDialog)
         await pilot.press("enter")  # default 15 minutes
         await pilot.pause(0.3)
-        assert ("extend_run", (1, "run_2", 900.0)) in engine.calls
+        assert await until(pilot, lambda: ("extend_run", (1, "run_2", 900.0)) in engine.calls), engine.calls
         engine.bus.publish(ev.RunControl(idea_id=1, run="run_2", action="extend",
                                          detail="+900 s, limit now 1500 s"))
         await pilot.pause(0.3)
@@ -158,7 +168,7 @@ async def test_extend_and_pause_a_run(tmp_path: Path) -> None:
         assert "near limit" not in str(procs.get_cell("1:run_2", "state"))
         await pilot.press("p")
         await pilot.pause(0.3)
-        assert ("pause_run", (1, "run_2")) in engine.calls
+        assert await until(pilot, lambda: ("pause_run", (1, "run_2")) in engine.calls), engine.calls
 
 
 async def test_budget_reached_asks_to_raise_it(tmp_path: Path) -> None:
@@ -174,7 +184,7 @@ async def test_budget_reached_asks_to_raise_it(tmp_path: Path) -> None:
         app.screen.query_one("#number").value = "3"
         await pilot.press("enter")
         await pilot.pause(0.3)
-        assert ("raise_budget", ("lab", 3.0)) in engine.calls
+        assert await until(pilot, lambda: ("raise_budget", ("lab", 3.0)) in engine.calls), engine.calls
 
 
 async def test_log_pane_follows_new_output_of_the_visible_run(tmp_path: Path) -> None:
@@ -219,7 +229,7 @@ async def test_keys_can_be_remapped_from_settings(tmp_path: Path) -> None:
         assert not any(c[0] == "approve" for c in engine.calls)
         await pilot.press("A")
         await pilot.pause(0.3)
-        assert ("approve", (2,)) in engine.calls
+        assert await until(pilot, lambda: ("approve", (2,)) in engine.calls), engine.calls
 
 
 async def test_quit_asks_when_experiments_run(tmp_path: Path) -> None:
