@@ -54,6 +54,14 @@ MAX_IDEAS_PER_REQUEST = 1000
 MAX_EXTEND_S = 30 * 86400.0
 """One extend (or shortening) of a run's limit: at most 30 days."""
 MAX_BUDGET_USD = 1e6
+
+
+def _number_in(value: object, lo: float, hi: float, *, whole: bool = False) -> bool:
+    """A command's number (whole when ``whole``) within [lo, hi]: not a bool, not NaN."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+        return False
+    # math.isfinite would overflow on a huge int; an int is finite anyway
+    return (isinstance(value, int) or math.isfinite(value)) and lo <= value <= hi
 LAB_CHECK_S = 5.0
 """How often a running engine checks that its lab folder is still the one it opened."""
 
@@ -326,8 +334,7 @@ class Engine:
 
     # -- helpers --------------------------------------------------------------------------
     def _idea(self, idea_id: int) -> Any:
-        if isinstance(idea_id, bool) or not isinstance(idea_id, int) or \
-                not 0 < idea_id < 2**63:
+        if not _number_in(idea_id, 1, 2**63 - 1, whole=True):
             raise UsageError(f"idea id {idea_id!r}: expected a whole number >= 1")
         row = self.store.get_idea(idea_id)
         if row is None:
@@ -352,7 +359,7 @@ class Engine:
     def generate_ideas(self, n: int) -> None:
         """Generate ``n`` more ideas for the configured template (in the background)."""
         self._writable()
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IDEAS_PER_REQUEST:
+        if not _number_in(n, 1, MAX_IDEAS_PER_REQUEST, whole=True):
             raise UsageError(f"number of ideas {n!r}: expected a whole number from 1 to "
                              f"{MAX_IDEAS_PER_REQUEST}")
         self._check_scripted_ideas(n)
@@ -466,8 +473,7 @@ class Engine:
 
     def extend_run(self, idea_id: int | None, run: str, seconds: float) -> float:
         self._writable()
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or \
-                not math.isfinite(seconds) or abs(seconds) > MAX_EXTEND_S:
+        if not _number_in(seconds, -MAX_EXTEND_S, MAX_EXTEND_S):
             raise UsageError(f"extend by {seconds!r} s: expected a number of seconds within "
                              f"±{MAX_EXTEND_S:g}")
         try:
@@ -497,8 +503,7 @@ class Engine:
         self._writable()
         if scope not in ("lab", "idea"):
             raise EngineError(f"budget scope {scope!r}: expected 'lab' or 'idea'")
-        if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd) \
-                or not 0 <= usd <= MAX_BUDGET_USD:
+        if not _number_in(usd, 0, MAX_BUDGET_USD):
             raise UsageError(f"budget {usd!r}: expected dollars from 0 to {MAX_BUDGET_USD:g}")
         setattr(self.settings.budget, f"{scope}_usd", float(usd))
         raised = dict(self.store.kv_get(_BUDGET_KV, {}) or {})

@@ -174,6 +174,15 @@ def one_line(text: str) -> str:
     return ""
 
 
+def bounded_line(text: object, limit: int = 200) -> str:
+    """A peer's words (a server's reason, an error body) as one printable line of at most
+    ``limit`` characters: control characters (terminal escapes) become spaces, whitespace
+    runs collapse, a longer text is cut with an ellipsis."""
+    s = "".join(ch if ch.isprintable() else " " for ch in str(text)[: limit * 50])
+    s = " ".join(s.split())
+    return s if len(s) <= limit else s[: limit - 1].rstrip() + "\u2026"
+
+
 def user_message(exc: BaseException) -> str:
     """One line for the user: the message of an AisciError; the type and first line of
     anything else (an unexpected error; the caller logs its traceback)."""

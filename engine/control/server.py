@@ -383,12 +383,16 @@ def check_args(method: str, fn: Callable[..., object], args: list[Any]) -> None:
                                      f"{_type_name(expected)}")
 
 
+def _options(expected: object) -> tuple[object, ...]:
+    """The types an annotation allows (``int | None`` -> int, NoneType)."""
+    return typing.get_args(expected) if typing.get_origin(expected) in (
+        types.UnionType, typing.Union) else (expected,)
+
+
 def _fits(value: object, expected: object) -> bool:
     if expected is Any:
         return True
-    options = typing.get_args(expected) if typing.get_origin(expected) in (
-        types.UnionType, typing.Union) else (expected,)
-    for option in options:
+    for option in _options(expected):
         if option is type(None) and value is None:
             return True
         if option is bool and isinstance(value, bool):
@@ -408,12 +412,10 @@ def _fits(value: object, expected: object) -> bool:
 
 
 def _type_name(expected: object) -> str:
-    options = typing.get_args(expected) if typing.get_origin(expected) in (
-        types.UnionType, typing.Union) else (expected,)
     names = {int: "a whole number", float: "a finite number", str: "a string",
              bool: "true or false", type(None): "null"}
     return " or ".join(names.get(o, "an object") if isinstance(o, type) else "an object"
-                       for o in options)
+                       for o in _options(expected))
 
 
 def remove_stale_socket(path: Path) -> None:

@@ -17,7 +17,7 @@ import urllib.request
 from typing import Any
 
 from aisci import __version__
-from aisci.engine.errors import ExternalServiceError
+from aisci.engine.errors import ExternalServiceError, bounded_line
 from aisci.engine.retry_after import parse_retry_after
 
 USER_AGENT = f"aisci/{__version__} (+literature search for novelty checks and citations)"
@@ -40,13 +40,6 @@ _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix=
 most the request's timeout), never a thread of the engine's shared pool."""
 
 
-def clean(text: object, limit: int = 200) -> str:
-    """A server's words for a message: printable, one line, at most ``limit`` chars."""
-    out = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    out = " ".join(out.split())
-    return out if len(out) <= limit else out[:limit - 1] + "…"
-
-
 class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
     """Follow a redirect only to http(s) on the same host: the API key is never sent
     elsewhere and a source cannot point the engine at another machine."""
@@ -56,7 +49,7 @@ class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
         old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
         if new.scheme not in ("http", "https") or new.netloc != old.netloc:
             raise SourceError(f"{old.netloc}: redirected to another host or scheme "
-                              f"({clean(new.scheme)}://{clean(new.netloc, 80)}); not followed",
+                              f"({bounded_line(new.scheme)}://{bounded_line(new.netloc, 80)}); not followed",
                               status=code, retryable=False)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
@@ -88,16 +81,16 @@ def _get(url: str, headers: dict[str, str], timeout: float) -> Any:
         status = exc.code
         retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         retryable = status == 429 or status >= 500
-        raise SourceError(f"{host}: HTTP {status} {clean(exc.reason)}", status=status,
+        raise SourceError(f"{host}: HTTP {status} {bounded_line(exc.reason)}", status=status,
                           retryable=retryable, retry_after=retry_after) from None
     except TimeoutError:
         raise SourceError(f"{host}: no answer within {timeout:.1f} s") from None
     except urllib.error.URLError as exc:
-        raise SourceError(f"{host}: cannot connect ({clean(exc.reason)})") from None
+        raise SourceError(f"{host}: cannot connect ({bounded_line(exc.reason)})") from None
     except http.client.HTTPException as exc:  # a bad status line, header or chunk
         raise SourceError(f"{host}: not a valid HTTP answer ({type(exc).__name__})") from None
     except (ConnectionError, OSError) as exc:
-        raise SourceError(f"{host}: connection failed ({clean(exc)})") from None
+        raise SourceError(f"{host}: connection failed ({bounded_line(exc)})") from None
     try:
         return json.loads(body)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, 5000-digit numbers, nesting

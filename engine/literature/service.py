@@ -12,12 +12,12 @@ from typing import Any, Protocol
 
 from aisci.engine import events as ev
 from aisci.engine.config import Settings
-from aisci.engine.errors import ExternalServiceError
+from aisci.engine.errors import ExternalServiceError, bounded_line
 from aisci.engine.events import EventBus
 from aisci.engine.lab.store import LabStore
 from aisci.engine.literature.bibtex import ensure_bibtex
 from aisci.engine.literature.breaker import CircuitBreaker
-from aisci.engine.literature.http import SourceError, clean
+from aisci.engine.literature.http import SourceError
 from aisci.engine.literature.offline import OfflineSource
 from aisci.engine.literature.openalex import OpenAlexSource
 from aisci.engine.literature.paper import Paper
@@ -146,8 +146,8 @@ class Literature:
             self._publish(source.name, f"{len(papers)} results for {query!r}")
             return papers
         summary = "; ".join(f"{k}: {v}" for k, v in errors.items()) or "no source configured"
-        raise LiteratureUnavailable(f"literature unavailable for {clean(query, 120)!r} "
-                                    f"({clean(summary, 600)})", errors)
+        raise LiteratureUnavailable(f"literature unavailable for {bounded_line(query, 120)!r} "
+                                    f"({bounded_line(summary, 600)})", errors)
 
     async def _search_source(self, source: Source, query: str, limit: int,
                              deadline: float) -> list[Paper]:

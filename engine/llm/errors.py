@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx2
-from aisci.engine.errors import AisciError
+from aisci.engine.errors import AisciError, bounded_line
 from aisci.engine.llm.base import (
     ConnectionFailed,
     LLMError,
@@ -123,17 +123,15 @@ reason)."""
 _HTML = re.compile(r"<\s*(!doctype|html|head|body|title|h1|div|p|center)\b", re.IGNORECASE)
 _NOT_TEXT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
 
 
 def one_line_reason(text: object, limit: int = REASON_CHARS) -> str:
-    """``text`` as one bounded line: an HTML page reduced to its text, whitespace
-    collapsed, at most ``limit`` characters (cut with an ellipsis)."""
+    """``text`` as one bounded line: an HTML page reduced to its text, then
+    :func:`~aisci.engine.errors.bounded_line`."""
     s = str(text if text is not None else "")[: limit * 50]
     if _HTML.search(s):
         s = html.unescape(_TAG.sub(" ", _NOT_TEXT.sub(" ", s)))
-    s = _SPACE.sub(" ", s).strip()
-    return s if len(s) <= limit else s[: limit - 1].rstrip() + "\u2026"
+    return bounded_line(s, limit)
 
 
 def _body_reason(body: object) -> str:
