@@ -59,6 +59,7 @@ def main() -> None:
               f"p50 {percentile(latencies, 50) * 1000:.0f} ms, "
               f"p99 {percentile(latencies, 99) * 1000:.0f} ms, "
               f"max {max(latencies) * 1000:.0f} ms")
+        print("slowest presses (ms):", [round(x * 1000) for x in sorted(latencies)[-8:]])
         print(f"TUI process RSS during the flood: max {max(rss) / 2**20:.0f} MB, "
               f"last {rss[-1] / 2**20:.0f} MB")
     finally:

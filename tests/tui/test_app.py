@@ -18,6 +18,7 @@ from aisci.tui import bridge as br
 from aisci.tui.app import AisciApp
 from aisci.tui.commands import AisciCommands
 from aisci.tui.images import choose_protocol
+from aisci.tui.screens.chrome import PaneBar
 from aisci.tui.screens.dialogs import ChoiceDialog, ConfirmDialog, NumberDialog, ReasonDialog
 from aisci.tui.screens.edit_idea import EditIdeaScreen
 from aisci.tui.screens.help import HelpScreen
@@ -272,6 +273,31 @@ async def test_narrow_terminal_shows_one_pane_group_at_a_time(tmp_path: Path) ->
     async with app2.run_test(size=(170, 48)):
         assert app2.screen.has_class("-wide")
         assert app2.query_one("#left-tabs").display and app2.query_one("#right-tabs").display
+
+
+async def test_a_click_on_a_pane_name_shows_that_pane(tmp_path: Path) -> None:
+    app, _, _ = make_app(tmp_path)
+    async with app.run_test(size=(170, 48)) as pilot:
+        await pilot.pause()
+        right = app.query_one("#right-tabs")
+        bar = right.query_one(PaneBar)
+        x = bar.render().plain.index("6 Processes")
+        assert bar.key_at(x) == "processes" and bar.key_at(x - 2) is None  # the gap
+        assert not app.query_one("#process-table").display
+        await pilot.click(bar, offset=(x, 0))
+        await pilot.pause()
+        assert app.query_one("#process-table").display
+        assert not app.query_one("#media-pane").display
+        assert app.focused is app.query_one("#process-table")
+        assert bar.active == "processes"
+    app2, _, _ = make_app(tmp_path / "narrow")
+    async with app2.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        bar = app2.query_one("#pane-bar", PaneBar)
+        await pilot.click(bar, offset=(bar.render().plain.index("4 Log"), 0))
+        await pilot.pause()
+        assert app2.query_one("#log-pane").display and app2.query_one("#left-tabs").display
+        assert bar.active == "log"
 
 
 async def test_palette_offers_context_commands_and_themes(tmp_path: Path) -> None:

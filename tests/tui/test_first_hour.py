@@ -193,7 +193,7 @@ async def test_80x24_one_tab_bar_status_fits_time_column_visible(tmp_path: Path)
     app, _engine = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        tabs = [w for w in app.screen.query("ContentTabs") if w.display]
+        tabs = [w for w in app.screen.query(".group-bar") if w.display]
         assert tabs == [] and app.query_one("#pane-bar").display
         status = app.query_one("#status-bar")
         assert len(status.render().plain) <= status.size.width

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aisci.tui.screens.chrome import StatusBar, StatusPart, pane_bar_text
+from aisci.tui.screens.chrome import PaneBar, StatusBar, StatusPart
 from aisci.tui.widgets.footer.key_footer import KeyFooter
 from textual.app import ComposeResult
 from textual.screen import Screen
@@ -25,6 +25,6 @@ class BootScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self.parts, id="status-bar")
-        yield Static(pane_bar_text("ideas"), id="pane-bar", markup=False)
+        yield PaneBar("ideas", id="pane-bar")
         yield Static(f"Opening {self.lab} …", id="boot-note", markup=False)
         yield KeyFooter()

@@ -16,7 +16,15 @@ from aisci.engine.config import Settings
 from aisci.tui import bridge as br
 from aisci.tui.images import ImageSupport
 from aisci.tui.lab_data import IdeaSummary, LabReader
-from aisci.tui.screens.chrome import LEFT, StatusBar, StatusPart, pane_bar_text
+from aisci.tui.screens.chrome import (
+    LEFT,
+    RIGHT,
+    TAB_TITLES,
+    PaneBar,
+    PaneGroup,
+    StatusBar,
+    StatusPart,
+)
 from aisci.tui.widgets.activity.activity_pane import ActivityPane
 from aisci.tui.widgets.footer.key_footer import KeyFooter
 from aisci.tui.widgets.ideas.idea_detail import IdeaDetail
@@ -31,11 +39,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Static, TabbedContent, TabPane
 
 clock = time.time
 """Wall clock; tests freeze it for deterministic snapshots."""
 
+#: The widget that is each pane (shown and hidden by its group).
+_PANE = {"ideas": "ideas-pane", "runs": "runs-pane", "review": "scorecard", "log": "log-pane",
+         "plots": "media-pane", "processes": "process-table", "activity": "activity-pane"}
 #: The widget a pane key focuses.
 _FOCUS = {"ideas": "#idea-table", "runs": "#run-table", "review": "#scorecard",
           "log": "#log-view", "plots": "#media-pane", "processes": "#process-table"}
@@ -56,26 +66,21 @@ class MainScreen(Screen[None]):
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield StatusBar(self.status, id="status-bar")
-        yield Static(pane_bar_text("ideas"), id="pane-bar", markup=False)
+        yield PaneBar("ideas", id="pane-bar")
         with Horizontal(id="panes"):
-            with TabbedContent(id="left-tabs"):
-                with TabPane("1 Ideas", id="ideas"), Vertical():
+            with PaneGroup({k: _PANE[k] for k in LEFT}, id="left-tabs"):
+                yield PaneBar(LEFT[0], LEFT, TAB_TITLES, classes="group-bar")
+                with Vertical(id="ideas-pane"):
                     yield IdeaTable(id="idea-table")
                     yield IdeaDetail(id="idea-detail")
-                with TabPane("2 Runs & diffs", id="runs"):
-                    yield RunsPane(self.reader, id="runs-pane")
-                with TabPane("3 Review", id="review"):
-                    yield Scorecard(id="scorecard")
-                with TabPane("4 Log", id="log"):
-                    yield LogPane(id="log-pane")
-            with TabbedContent(id="right-tabs"):
-                with TabPane("5 Plots & paper", id="plots"):
-                    yield MediaPane(self.images, id="media-pane")
-                with TabPane("6 Processes", id="processes"):
-                    yield ProcessTable(self.settings.experiment.stall_after_s,
-                                       id="process-table")
-                with TabPane("7 Activity & cost", id="activity"):
-                    yield ActivityPane(self.reader, self.settings.budget, id="activity-pane")
+                yield RunsPane(self.reader, id="runs-pane")
+                yield Scorecard(id="scorecard")
+                yield LogPane(id="log-pane")
+            with PaneGroup({k: _PANE[k] for k in RIGHT}, id="right-tabs"):
+                yield PaneBar(RIGHT[0], RIGHT, TAB_TITLES, classes="group-bar")
+                yield MediaPane(self.images, id="media-pane")
+                yield ProcessTable(self.settings.experiment.stall_after_s, id="process-table")
+                yield ActivityPane(self.reader, self.settings.budget, id="activity-pane")
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -91,8 +96,8 @@ class MainScreen(Screen[None]):
         self.query_one(MediaPane).set_images(images)
 
     def _initial_focus(self) -> None:
-        # only when the user has not already moved (focusing a widget in a hidden tab
-        # would switch the tab back)
+        # only when the user has not already moved (the idea table may be in a hidden
+        # pane by now)
         if self.focused is None:
             self.query_one(IdeaTable).focus()
 
@@ -104,14 +109,17 @@ class MainScreen(Screen[None]):
 
     def show_pane(self, key: str) -> None:
         group = "left-tabs" if key in LEFT else "right-tabs"
-        self.query_one(f"#{group}", TabbedContent).active = key
+        self.query_one(f"#{group}", PaneGroup).show(key)
         self._group = group
         self._show_group()
-        # one line of fixed size: no layout pass for a new text
-        self.query_one("#pane-bar", Static).update(pane_bar_text(key), layout=False)
+        self.query_one("#pane-bar", PaneBar).show(key)
         focus = _FOCUS.get(key)
         if focus is not None:
             self.query_one(focus).focus()
+
+    @on(PaneBar.Chosen)
+    def _pane_clicked(self, event: PaneBar.Chosen) -> None:
+        self.show_pane(event.key)
 
     def _show_group(self) -> None:
         """A narrow terminal shows one group of panes: the one of the last pane chosen.
