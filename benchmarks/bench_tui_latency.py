@@ -6,13 +6,15 @@ through a pseudo-terminal:
 3. the same while an experiment prints RATE lines/s for SHORT seconds (~1M lines);
 4. the same for LONG seconds (~10M lines), with the p99 of the presses made while the
    log held its first million lines vs its last million (latency must not grow with the
-   log's size).
+   log's size);
+5. the GPU-slot busy fraction over the GPU window and over the wall time
+   (benchmarks/bench_scheduler.py, run as it is).
 
 A press switches panes (narrow, 120x40: 6 processes / 4 log; wide, 160x48: 6 processes /
 5 plots, with the log always in view) and is timed until a text only the newly shown pane
 draws reaches the terminal. Run:
     python benchmarks/bench_tui_latency.py [--rate 100000] [--short 10] [--long 100]
-        [--starts 3] [--wide] [--skip-long] [--skip-start]
+        [--starts 3] [--wide] [--skip-long] [--skip-start] [--skip-scheduler]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -185,6 +188,7 @@ def main() -> None:
     ap.add_argument("--wide", action="store_true", help="160x48: log and panes side by side")
     ap.add_argument("--skip-long", action="store_true")
     ap.add_argument("--skip-start", action="store_true")
+    ap.add_argument("--skip-scheduler", action="store_true")
     args = ap.parse_args()
     load = os.getloadavg()
     print(f"aisci-tui responsiveness; {os.cpu_count()} cpus, load average "
@@ -212,6 +216,10 @@ def main() -> None:
         b = [v for v, k in zip(long.latencies, last_m, strict=True) if k]
         if a and b:
             print(f"  p99 last-1M / first-1M = {percentile(b, 99) / percentile(a, 99):.2f}")
+    if not args.skip_scheduler:
+        print("GPU-slot busy fraction (bench_scheduler.py):", flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).with_name("bench_scheduler.py"))],
+                       check=True)
     load = os.getloadavg()
     print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
