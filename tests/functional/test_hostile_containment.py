@@ -217,16 +217,16 @@ def _descendants_and_lab_procs(idea: Path, since: float) -> list[str]:
             cwd = os.readlink(f"/proc/{proc.pid}/cwd") if proc.pid else ""
         except OSError:
             cwd = ""
-        try:
+        try:  # a process that ends meanwhile is not left behind
             ours = any(p.pid == me for p in proc.parents())
+            engine_git = proc.ppid() == me and (proc.info["cmdline"] or [""])[:2] == [
+                "git", "cat-file"] and not cwd.startswith(str(idea))  # GitPython's helpers
+            if engine_git:
+                continue
+            if (ours and proc.status() != psutil.STATUS_ZOMBIE) or cwd.startswith(str(idea)):
+                out.append(f"{proc.pid} {' '.join(proc.info['cmdline'] or [])}")
         except psutil.Error:
             continue
-        engine_git = proc.ppid() == me and (proc.info["cmdline"] or [""])[:2] == [
-            "git", "cat-file"] and not cwd.startswith(str(idea))  # GitPython's helpers
-        if engine_git:
-            continue
-        if (ours and proc.status() != psutil.STATUS_ZOMBIE) or cwd.startswith(str(idea)):
-            out.append(f"{proc.pid} {' '.join(proc.info['cmdline'] or [])}")
     return out
 
 
