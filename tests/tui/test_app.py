@@ -290,6 +290,8 @@ async def test_a_click_on_a_pane_name_shows_that_pane(tmp_path: Path) -> None:
         assert not app.query_one("#media-pane").display
         assert app.focused is app.query_one("#process-table")
         assert bar.active == "processes"
+        await pilot.press("7")  # the keys act on the pane shown, not on the one hidden
+        assert app.focused is not None and app.focused.id == "now-table"
     app2, _, _ = make_app(tmp_path / "narrow")
     async with app2.run_test(size=(80, 24)) as pilot:
         await pilot.pause()

@@ -48,7 +48,8 @@ _PANE = {"ideas": "ideas-pane", "runs": "runs-pane", "review": "scorecard", "log
          "plots": "media-pane", "processes": "process-table", "activity": "activity-pane"}
 #: The widget a pane key focuses.
 _FOCUS = {"ideas": "#idea-table", "runs": "#run-table", "review": "#scorecard",
-          "log": "#log-view", "plots": "#media-pane", "processes": "#process-table"}
+          "log": "#log-view", "plots": "#media-pane", "processes": "#process-table",
+          "activity": "#now-table"}
 
 
 class MainScreen(Screen[None]):
