@@ -7,6 +7,7 @@ Used by :mod:`aisci.engine.paper.integrity_checks` (the entry point of the check
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -918,11 +919,11 @@ def attribution_findings(tex: TexText, rec: Recorded, sent: tuple[int, int],
 
 # -- "consistently" claims -----------------------------------------------------------------
 
-_CONSISTENT = re.compile(r"\b(?:consistent(?:ly)?|always|uniformly|without\s+exception|"
+_CONSISTENT = re.compile(r"\b(?:consistent(?:ly)?|always|uniformly|invariably|without\s+exception|"
                          r"(?:in|on|across|for)\s+(?:all|every|each)(?:\s+of)?(?:\s+the)?"
                          r"(?:\s+\w+)?\s+(?:datasets?|tasks?|benchmarks?|settings?|"
                          r"distributions?|operations?|environments?|games?|domains?|"
-                         r"problems?|splits?|languages?|corpora))\b", re.I)
+                         r"problems?|splits?|languages?|corpora|cases))\b", re.I)
 _EVERY_DATASET = re.compile(r"\b(?:all|every|each)(?:\s+of)?(?:\s+the)?(?:\s+(?P<n>\d+|two|three|"
                             r"four|five|six|seven|eight|nine|ten))?(?:\s+\w+)?\s+(?:datasets?|"
                             r"tasks?|benchmarks?|environments?|domains?|corpora)\b", re.I)
@@ -931,6 +932,9 @@ not name, and its number must be the number of datasets the runs recorded."""
 _OF_NAME = re.compile(r"\s*(?:of|in|from)\s+(?:the\s+)?[A-Z]")
 _COUNT_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
                 "eight": 8, "nine": 9, "ten": 10}
+_UNIVERSAL_JOIN = re.compile(
+    r"\band\s+(?:also\s+)?(?=(?:consistently|always|uniformly|invariably)\b)", re.I)
+"""Where a second claim about every case starts ("... and also always needs ...")."""
 _ALL_OTHERS = re.compile(r"\ball\s+(?:other\s+)?(?:variants|methods|configurations|runs|"
                          r"alternatives|settings|approaches)\b", re.I)
 
@@ -1055,6 +1059,20 @@ def dataset_count_findings(tex: TexText, rec: Recorded, sent: tuple[int, int]) -
 
 
 def consistency_findings(tex: TexText, rec: Recorded, sent: tuple[int, int]) -> list[Finding]:
+    """A claim that holds everywhere ("consistently", "always", "on all datasets") judged
+    on every dataset. Two such claims joined by "and" ("consistently improves accuracy
+    and also always needs fewer epochs") are judged apart: one that holds does not carry
+    the other."""
+    bounds = [sent[0], *(sent[0] + j.start() for j in
+                         _UNIVERSAL_JOIN.finditer(tex.masked[sent[0]:sent[1]])), sent[1]]
+    for piece in itertools.pairwise(bounds):
+        found = _consistency_in(tex, rec, piece)
+        if found:
+            return found
+    return []
+
+
+def _consistency_in(tex: TexText, rec: Recorded, sent: tuple[int, int]) -> list[Finding]:
     sentence = tex.masked[sent[0]:sent[1]]
     m = _CONSISTENT.search(sentence)
     if not m or len(rec.datasets) < 2 or len(rec.runs) < 2 or _NEGATION.search(sentence):

@@ -248,6 +248,22 @@ def test_claims_about_every_dataset(tmp_path):
                     "and, consistently, on all datasets.") == ["overclaim consistently"]
 
 
+def test_two_claims_about_every_case_in_one_sentence_are_judged_apart(tmp_path):
+    ok = ("Our method consistently lowers the validation loss on TinyStories and always "
+          "needs more training time.")
+    assert findings(tmp_path / "ok", ok) == []
+    # the first claim holds; it must not carry the second, which fails on both datasets
+    bad = ("Our method consistently lowers the validation loss on TinyStories and also "
+           "always needs less training time.")
+    assert findings(tmp_path / "bad", bad) == ["overclaim always"]
+    assert findings(tmp_path / "inv", "Our method invariably lowers the training time.") == [
+        "overclaim invariably"]
+    assert findings(tmp_path / "cases", "In all cases our method raises the training "
+                    "time.") == []
+    assert findings(tmp_path / "cases2", "In all cases our method lowers the training "
+                    "time.") == ["overclaim In all cases"]
+
+
 def test_a_change_given_from_the_method_to_the_baseline(tmp_path):
     assert findings(tmp_path / "ok", "On WikiText our method raises the validation loss from "
                     "3.1020 to 3.1150.") == []
