@@ -16,7 +16,6 @@ the bridge's ``Alert`` / ``BudgetHit`` / ``EngineLifecycle`` reach it by name
 
 from __future__ import annotations
 
-import gc
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,6 +31,7 @@ from aisci.engine.errors import (
     user_message,
 )
 from aisci.tui.commands import AisciCommands
+from aisci.tui.heap_freeze import CHECK_S, HeapFreezer
 from aisci.tui.images import ImageSupport, choose_protocol, probe_in_app
 from aisci.tui.screens.boot import BootScreen
 from aisci.tui.screens.chrome import PANES
@@ -115,6 +115,7 @@ class AisciApp(App[str]):
             "start_notice": start_notice}
         self.workbench: Workbench | None = None
         self._opened_event = threading.Event()
+        self._heap = HeapFreezer()
         self._opening = False
         self.open_error: str | None = None
         """Why the opener failed (one line), when the app ends with EXIT_OPEN_FAILED, and
@@ -225,18 +226,11 @@ class AisciApp(App[str]):
             self.workbench.images_known(support)
 
     def _freeze_when_drawn(self) -> None:
+        """What the opener loaded lives as long as the app: frozen after the first frame,
+        and again after later imports (:mod:`aisci.tui.heap_freeze`)."""
         if not self.is_headless:  # tests run many apps in one process: nothing frozen
-            self.call_after_refresh(self._freeze_startup_heap)
-
-    @staticmethod
-    def _freeze_startup_heap() -> None:
-        """Everything built up to the first frame (modules, settings, the engine, the
-        screen's widgets) lives as long as the app. Moved out of the collector's reach,
-        it is no longer walked by every full collection: those paused the UI for 100 ms
-        and more at each one, a cost that grew with everything ever loaded. Later garbage
-        (widgets a footer rebuild drops, per-frame caches) is collected as before."""
-        gc.collect()
-        gc.freeze()
+            self.call_after_refresh(self._heap.freeze)
+            self.set_interval(CHECK_S, self._heap.check)
 
     def set_theme_name(self, name: str) -> None:
         if name in self.available_themes:

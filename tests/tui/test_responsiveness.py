@@ -19,6 +19,7 @@ from aisci.tui.app import AisciApp
 from aisci.tui.screens.chrome import StatusBar
 from aisci.tui.screens.help import HelpScreen
 from aisci.tui.widgets.footer.key_footer import KeyFooter
+from aisci.tui.widgets.ideas.idea_table import IdeaTable
 from aisci.tui.widgets.log.log_pane import LogPane
 from aisci.tui.widgets.media.media_pane import MediaPane
 from support.tui_lab import StoreEngine, build_lab
@@ -213,3 +214,20 @@ def test_answers_the_probe_gave_up_on_are_dropped_and_typed_keys_kept() -> None:
     driver = Driver()
     images._deliver_keys(driver, "6q")
     assert [e.key for e in driver.got] == ["6", "q"]
+
+
+async def test_a_table_shown_again_keeps_its_drawn_rows(tmp_path: Path) -> None:
+    """Textual sends a Resize to a widget that becomes visible; at the same size the
+    table's drawn rows stay valid (only a new size invalidates them)."""
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        table = app.query_one(IdeaTable)
+        drawn = table._update_count
+        for key in "2121":
+            await pilot.press(key)
+            await pilot.pause(0.1)
+        assert table._update_count == drawn
+        await pilot.resize_terminal(150, 44)
+        await pilot.pause(0.2)
+        assert table._update_count > drawn

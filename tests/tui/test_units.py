@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aisci.engine import events as ev
 from aisci.tui import bridge as br
+from aisci.tui.heap_freeze import MAX_FREEZES, MIN_NEW_MODULES, HeapFreezer
 from aisci.tui.lab_data import current_stage
 from aisci.tui.themes import load_themes
 from aisci.tui.widgets.log.line_index import MAX_LINE_BYTES, LineIndex
@@ -149,3 +150,24 @@ def test_a_broken_lab_theme_is_reported_and_the_others_load(tmp_path: Path) -> N
     assert "mine" in {t.name for t in found}
     assert len(problems) == 2 and all("cannot read theme" in p for p in problems)
     assert all("\n" not in p for p in problems)
+
+
+def test_the_heap_is_frozen_again_after_imports_a_bounded_number_of_times() -> None:
+    modules = [500]
+    done: list[str] = []
+    heap = HeapFreezer(lambda: modules[0], collect=lambda: done.append("collect"),
+                       freeze=lambda: done.append("freeze"))
+    heap.check()
+    assert done == []  # nothing before the first frame's freeze
+    heap.freeze()
+    assert done == ["collect", "freeze"] and heap.freezes == 1
+    modules[0] += MIN_NEW_MODULES - 1
+    heap.check()
+    assert heap.freezes == 1  # a few imports are not worth a collection
+    modules[0] += 1
+    heap.check()
+    assert heap.freezes == 2 and done[-2:] == ["collect", "freeze"]
+    for _ in range(3 * MAX_FREEZES):
+        modules[0] += MIN_NEW_MODULES
+        heap.check()
+    assert heap.freezes == MAX_FREEZES  # frozen garbage is never collected: bounded

@@ -9,6 +9,7 @@ from aisci.engine import events as ev
 from aisci.tui.bridge import StageLine
 from aisci.tui.lab_data import LabReader, Spend
 from aisci.tui.widgets.activity.llm_stream import LLMStream
+from aisci.tui.widgets.steady_table import SteadyTable
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -78,7 +79,7 @@ class ActivityPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("activity", classes="pane-header")
         with Vertical(id="activity-top"):
-            yield DataTable(id="now-table", cursor_type="row")
+            yield SteadyTable(id="now-table", cursor_type="row")
             yield Static("", id="cost")
         yield LLMStream(id="llm-stream")
 

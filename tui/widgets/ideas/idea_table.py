@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aisci.tui.lab_data import IdeaSummary
+from aisci.tui.widgets.steady_table import SteadyTable
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
@@ -28,7 +29,7 @@ NAME_WIDTH = 18
 """Longer names are cut with an ellipsis (the detail panel has the full name)."""
 
 
-class IdeaTable(DataTable[Any]):
+class IdeaTable(SteadyTable):
     """One row per idea; posts typed requests that the screen turns into engine calls."""
 
     BINDINGS = [

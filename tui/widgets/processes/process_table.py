@@ -15,6 +15,7 @@ from typing import Any
 
 from aisci.engine import events as ev
 from aisci.tui.lab_data import fmt_duration
+from aisci.tui.widgets.steady_table import SteadyTable
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
@@ -71,7 +72,7 @@ def _looks(cell: object) -> object:
     return (cell.plain, str(cell.style), tuple(cell.spans)) if isinstance(cell, Text) else cell
 
 
-class ProcessTable(DataTable[Any]):
+class ProcessTable(SteadyTable):
     BINDINGS = [
         Binding("k", "kill", "Kill", id="kill-run"),
         Binding("plus,x", "extend", "Extend", id="extend-run"),

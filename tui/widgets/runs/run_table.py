@@ -13,6 +13,7 @@ from aisci.tui.lab_data import (
     metric_delta,
     run_status_label,
 )
+from aisci.tui.widgets.steady_table import SteadyTable
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
@@ -24,7 +25,7 @@ _STATUS_STYLE = {"ok": "green", "running": "bold cyan", "failed": "bold red",
                  "warnings": "yellow"}
 
 
-class RunTable(DataTable[Any]):
+class RunTable(SteadyTable):
     """One row per run label (newest attempt)."""
 
     @dataclass
