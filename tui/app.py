@@ -31,7 +31,7 @@ from aisci.engine.errors import (
     user_message,
 )
 from aisci.tui.commands import AisciCommands
-from aisci.tui.heap_freeze import CHECK_S, HeapFreezer
+from aisci.tui.heap_freeze import CHECK_S, HEAP
 from aisci.tui.images import ImageSupport, choose_protocol, probe_in_app
 from aisci.tui.screens.boot import BootScreen
 from aisci.tui.screens.chrome import PANES
@@ -115,7 +115,6 @@ class AisciApp(App[str]):
             "start_notice": start_notice}
         self.workbench: Workbench | None = None
         self._opened_event = threading.Event()
-        self._heap = HeapFreezer()
         self._opening = False
         self.open_error: str | None = None
         """Why the opener failed (one line), when the app ends with EXIT_OPEN_FAILED, and
@@ -229,8 +228,8 @@ class AisciApp(App[str]):
         """What the opener loaded lives as long as the app: frozen after the first frame,
         and again after later imports (:mod:`aisci.tui.heap_freeze`)."""
         if not self.is_headless:  # tests run many apps in one process: nothing frozen
-            self.call_after_refresh(self._heap.freeze)
-            self.set_interval(CHECK_S, self._heap.check)
+            self.call_after_refresh(HEAP.freeze)
+            self.set_interval(CHECK_S, HEAP.check)
 
     def set_theme_name(self, name: str) -> None:
         if name in self.available_themes:

@@ -49,3 +49,8 @@ class HeapFreezer:
         if self._modules_then is not None and \
                 self._modules() - self._modules_then >= MIN_NEW_MODULES:
             self.freeze()
+
+
+HEAP = HeapFreezer()
+"""The process's one freezer: the bound holds across the apps one process runs in turn
+(attach again, restart the engine)."""
