@@ -113,13 +113,11 @@ def measure(rate: int, seconds: float, *, wide: bool) -> tuple[Presses, str]:
         while time.monotonic() < t_end:
             key, needle = panes[k % 2]
             lines = _log_lines(lab, 80.0) if rate else 0
-            mark = prog.mark()
-            sent = prog.send(key)
-            seen = prog.wait_for(needle, PRESS_TIMEOUT_S, since=mark)
-            if seen is None:
+            took = prog.press(key, needle, PRESS_TIMEOUT_S)
+            if took is None:
                 out.missed += 1
             else:
-                out.latencies.append(seen - sent)
+                out.latencies.append(took)
                 out.lines_at.append(lines)
             out.rss.append(proc.memory_info().rss)
             k += 1

@@ -74,6 +74,14 @@ class PtyProgram:
         os.write(self.master, data)
         return time.monotonic()
 
+    def press(self, key: bytes, needle: bytes, timeout: float = 5.0) -> float | None:
+        """Seconds from sending ``key`` until ``needle`` appears in the output written
+        after it; None when it does not within ``timeout``."""
+        mark = self.mark()
+        sent = self.send(key)
+        seen = self.wait_for(needle, timeout, since=mark)
+        return None if seen is None else seen - sent
+
     def bytes_between(self, t_start: float, t_end: float) -> int:
         with self._lock:
             return sum(len(d) for t, d in self.chunks if t_start <= t < t_end)
