@@ -45,14 +45,15 @@ def keys(text: str) -> list[str]:
     return ["space" if ch == " " else ch for ch in text]
 
 
-async def until(pilot: Any, done: Any, timeout: float = 5.0) -> bool:
-    """Let the app run until ``done()`` holds (at most ``timeout`` s): a fixed pause is
-    too short on a loaded machine (the suite runs on two workers)."""
+async def reached(pilot: Any, engine: StoreEngine, call: tuple[str, tuple[Any, ...]],
+                  timeout: float = 5.0) -> bool:
+    """Let the app run until ``call`` has reached the engine (at most ``timeout`` s): a
+    fixed pause is too short on a loaded machine (the suite runs on two workers)."""
     for _ in range(int(timeout / 0.05)):
-        if done():
+        if call in engine.calls:
             return True
         await pilot.pause(0.05)
-    return bool(done())
+    return call in engine.calls
 
 
 def hook(seen: list[Any]):
@@ -75,7 +76,7 @@ async def test_approve_from_the_table_updates_store_and_row(tmp_path: Path) -> N
         await pilot.press("down")  # idea 2 (checked)
         await pilot.press("a")
         await pilot.pause(0.3)
-        assert await until(pilot, lambda: ("approve", (2,)) in engine.calls), engine.calls
+        assert await reached(pilot, engine, ("approve", (2,))), engine.calls
         assert engine.store.get_idea(2).status == "approved"
         assert [m.idea_id for m in of_type(seen, IdeaTable.ApproveRequested)] == [2]
         assert any(2 in m.idea_ids for m in of_type(seen, br.IdeasChanged))
@@ -94,7 +95,7 @@ async def test_veto_asks_for_a_reason(tmp_path: Path) -> None:
         await pilot.press(*keys("done before"))
         await pilot.press("enter")
         await pilot.pause(0.3)
-        assert await until(pilot, lambda: ("veto", (2, "done before")) in engine.calls), engine.calls
+        assert await reached(pilot, engine, ("veto", (2, "done before"))), engine.calls
         hist = engine.store.idea_history(2)
         assert hist[-1]["action"] == "vetoed" and hist[-1]["detail"]["reason"] == "done before"
         assert str(app.query_one(IdeaTable).get_cell("2", "status")) == "vetoed"
@@ -115,7 +116,7 @@ async def test_edit_form_validates_with_the_idea_schema(tmp_path: Path) -> None:
         score.value = "7"
         await pilot.press("ctrl+s")
         await pilot.pause(0.3)
-        assert await until(pilot, lambda: ("edit_idea", (1, {"Novelty": 7})) in engine.calls), engine.calls
+        assert await reached(pilot, engine, ("edit_idea", (1, {"Novelty": 7}))), engine.calls
         assert engine.store.get_idea(1).data["Novelty"] == 7
 
 
@@ -142,7 +143,7 @@ async def test_kill_a_run_from_the_process_pane_after_confirmation(tmp_path: Pat
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("y")
         await pilot.pause(0.3)
-        assert await until(pilot, lambda: ("kill_run", (1, "run_2")) in engine.calls), engine.calls
+        assert await reached(pilot, engine, ("kill_run", (1, "run_2"))), engine.calls
         assert of_type(seen, ProcessTable.KillRequested)[0].run == "run_2"
         engine.bus.publish(ev.RunFinished(idea_id=1, run="run_2", attempt=1, status="killed",
                                           exit_code=-15))
@@ -160,7 +161,7 @@ async def test_extend_and_pause_a_run(tmp_path: Path) -> None:
         assert isinstance(app.screen, NumberDialog)
         await pilot.press("enter")  # default 15 minutes
         await pilot.pause(0.3)
-        assert await until(pilot, lambda: ("extend_run", (1, "run_2", 900.0)) in engine.calls), engine.calls
+        assert await reached(pilot, engine, ("extend_run", (1, "run_2", 900.0))), engine.calls
         engine.bus.publish(ev.RunControl(idea_id=1, run="run_2", action="extend",
                                          detail="+900 s, limit now 1500 s"))
         await pilot.pause(0.3)
@@ -169,7 +170,7 @@ async def test_extend_and_pause_a_run(tmp_path: Path) -> None:
         assert "near limit" not in str(procs.get_cell("1:run_2", "state"))
         await pilot.press("p")
         await pilot.pause(0.3)
-        assert await until(pilot, lambda: ("pause_run", (1, "run_2")) in engine.calls), engine.calls
+        assert await reached(pilot, engine, ("pause_run", (1, "run_2"))), engine.calls
 
 
 async def test_budget_reached_asks_to_raise_it(tmp_path: Path) -> None:
@@ -185,7 +186,7 @@ async def test_budget_reached_asks_to_raise_it(tmp_path: Path) -> None:
         app.screen.query_one("#number").value = "3"
         await pilot.press("enter")
         await pilot.pause(0.3)
-        assert await until(pilot, lambda: ("raise_budget", ("lab", 3.0)) in engine.calls), engine.calls
+        assert await reached(pilot, engine, ("raise_budget", ("lab", 3.0))), engine.calls
 
 
 async def test_log_pane_follows_new_output_of_the_visible_run(tmp_path: Path) -> None:
@@ -230,7 +231,7 @@ async def test_keys_can_be_remapped_from_settings(tmp_path: Path) -> None:
         assert not any(c[0] == "approve" for c in engine.calls)
         await pilot.press("A")
         await pilot.pause(0.3)
-        assert await until(pilot, lambda: ("approve", (2,)) in engine.calls), engine.calls
+        assert await reached(pilot, engine, ("approve", (2,))), engine.calls
 
 
 async def test_quit_asks_when_experiments_run(tmp_path: Path) -> None:
