@@ -1,6 +1,6 @@
 """The workbench's chrome: the pane list, the status bar, the pane bars and the groups
-of panes they switch. Light on purpose (Textual and Rich only): the app draws them in its first frame,
-before the engine and the panes are loaded (:mod:`aisci.tui.screens.boot`)."""
+of panes they switch. Light on purpose (Textual and Rich only): the app draws them in its
+first frame, before the engine and the panes are loaded (:mod:`aisci.tui.screens.boot`)."""
 
 from __future__ import annotations
 
@@ -130,7 +130,11 @@ class PaneGroup(Vertical):
     def __init__(self, panes: dict[str, str], *children: Widget, id: str) -> None:
         super().__init__(*children, id=id)
         self.panes = panes
-        self.active = next(iter(panes))
+
+    @property
+    def active(self) -> str:
+        """The pane shown: the one its bar marks."""
+        return self.query_one(PaneBar).active
 
     def on_mount(self) -> None:
         for key, widget_id in self.panes.items():
@@ -142,4 +146,3 @@ class PaneGroup(Vertical):
         self.query_one(f"#{self.panes[self.active]}").display = False
         self.query_one(f"#{self.panes[key]}").display = True
         self.query_one(PaneBar).show(key)
-        self.active = key
