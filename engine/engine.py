@@ -54,6 +54,8 @@ MAX_IDEAS_PER_REQUEST = 1000
 MAX_EXTEND_S = 30 * 86400.0
 """One extend (or shortening) of a run's limit: at most 30 days."""
 MAX_BUDGET_USD = 1e6
+LAB_CHECK_S = 5.0
+"""How often a running engine checks that its lab folder is still the one it opened."""
 
 
 def _number_in(value: object, lo: float, hi: float, *, whole: bool = False) -> bool:
@@ -62,8 +64,6 @@ def _number_in(value: object, lo: float, hi: float, *, whole: bool = False) -> b
         return False
     # math.isfinite would overflow on a huge int; an int is finite anyway
     return (isinstance(value, int) or math.isfinite(value)) and lo <= value <= hi
-LAB_CHECK_S = 5.0
-"""How often a running engine checks that its lab folder is still the one it opened."""
 
 
 class EngineError(AisciError):

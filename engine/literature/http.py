@@ -48,8 +48,9 @@ class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
                          headers: Any, newurl: str) -> urllib.request.Request | None:
         old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
         if new.scheme not in ("http", "https") or new.netloc != old.netloc:
+            where = f"{bounded_line(new.scheme)}://{bounded_line(new.netloc, 80)}"
             raise SourceError(f"{old.netloc}: redirected to another host or scheme "
-                              f"({bounded_line(new.scheme)}://{bounded_line(new.netloc, 80)}); not followed",
+                              f"({where}); not followed",
                               status=code, retryable=False)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
